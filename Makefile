@@ -1,0 +1,24 @@
+# Set-up and checks. `make install` keeps a torch you already have (e.g. a CUDA build):
+# if the Python that makes the venv can import torch, the venv sees it; else the CPU wheel
+# torch==2.13.0 is installed first, so that pip never pulls a multi-GB CUDA build by itself.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test lint
+
+install:
+	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
+		echo "using the torch of $(PYTHON)"; $(PYTHON) -m venv --system-site-packages $(VENV); \
+	else \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[dev]'
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest

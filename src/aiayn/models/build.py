@@ -1,0 +1,94 @@
+"""Building blocks shared by the three families: token embeddings, stacks from a config, init."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from aiayn.models.config import ModelConfig
+from aiayn.nn.attention import CrossAttention, SelfAttention
+from aiayn.nn.feedforward import feed_forward
+from aiayn.nn.layers import DecoderLayer, EncoderLayer
+from aiayn.nn.norm import norm_factory
+from aiayn.nn.positional import positional_encoding
+from aiayn.nn.stack import Decoder, Encoder
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids to vectors, multiplied by sqrt(d_model) as in §3.4 when `scale` is set."""
+
+    def __init__(self, vocab_size: int, d_model: int, scale: bool = True) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, d_model))
+        self.scale = math.sqrt(d_model) if scale else 1.0
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        # tokens: (B, T) -> (B, T, d_model)
+        return nn.functional.embedding(tokens, self.weight) * self.scale
+
+    def reset_parameters(self) -> None:
+        # scaled embeddings start at unit variance after the sqrt(d_model) factor
+        std = 1.0 / self.scale if self.scale != 1.0 else 0.02
+        nn.init.normal_(self.weight, std=std)
+
+
+def _attention_options(cfg: ModelConfig) -> dict:
+    return {
+        "n_kv_heads": cfg.n_kv_heads,
+        "bias": cfg.bias,
+        "dropout": cfg.attn_dropout,
+        "impl": cfg.attn_impl,
+    }
+
+
+def _stack_parts(cfg: ModelConfig):
+    make_norm = norm_factory(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
+    pos = positional_encoding(cfg.positional, cfg.d_model, cfg.n_heads, cfg.max_len, cfg.rope_base)
+    return make_norm, pos, make_norm() if cfg.has_final_norm else None
+
+
+def build_encoder(cfg: ModelConfig, causal: bool = False) -> Encoder:
+    """The encoder stack of `cfg` (causal: the stack of a decoder-only model)."""
+    make_norm, pos, final = _stack_parts(cfg)
+    layers = [
+        EncoderLayer(
+            SelfAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
+            feed_forward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.bias),
+            make_norm,
+            cfg.dropout,
+            cfg.norm_first,
+        )
+        for _ in range(cfg.n_layers)
+    ]
+    return Encoder(layers, pos, final, cfg.dropout, causal)
+
+
+def build_decoder(cfg: ModelConfig) -> Decoder:
+    """The decoder stack of `cfg`, with cross-attention to the encoder's output."""
+    make_norm, pos, final = _stack_parts(cfg)
+    layers = [
+        DecoderLayer(
+            SelfAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
+            CrossAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
+            feed_forward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.bias),
+            make_norm,
+            cfg.dropout,
+            cfg.norm_first,
+        )
+        for _ in range(cfg.decoder_layers)
+    ]
+    return Decoder(layers, pos, final, cfg.dropout)
+
+
+def init_weights(model: nn.Module) -> None:
+    """Xavier-uniform linear maps (as torch's nn.Transformer), zero biases, normal embeddings."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    for m in model.modules():  # last, so that an output layer tied to an embedding keeps its init
+        if isinstance(m, TokenEmbedding):
+            m.reset_parameters()

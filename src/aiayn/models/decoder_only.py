@@ -1,0 +1,26 @@
+"""The decoder-only language model (GPT-style): a causal stack between tied embeddings."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from aiayn.models.build import TokenEmbedding, build_encoder, init_weights
+from aiayn.models.config import ModelConfig
+
+
+class DecoderOnlyLM(nn.Module):
+    """The paper's decoder without cross-attention, predicting each next token."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.scale_embeddings)
+        self.transformer = build_encoder(cfg, causal=True)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_output:
+            self.lm_head.weight = self.embed.weight
+        init_weights(self)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        # tokens: (B, T) -> (B, T, vocab_size) logits
+        return self.lm_head(self.transformer(self.embed(tokens)))

@@ -1,0 +1,50 @@
+"""The encoder-only classifier (BERT-style): an encoder, a pooled summary, a linear head."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from aiayn.models.build import TokenEmbedding, build_encoder, init_weights
+from aiayn.models.config import ModelConfig
+from aiayn.nn.masks import padding_mask
+
+
+def pool_cls(h: Tensor, pad: Tensor) -> Tensor:
+    """The first position's state: the [CLS] token the data puts there."""
+    return h[:, 0]
+
+
+def pool_mean(h: Tensor, pad: Tensor) -> Tensor:
+    """The mean of the states at real (non-padding) positions."""
+    keep = (~pad).unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+    return (h * keep).sum(1) / keep.sum(1).clamp(min=1.0)
+
+
+POOLING = {"cls": pool_cls, "mean": pool_mean}
+
+
+class EncoderClassifier(nn.Module):
+    """Token ids -> class logits through the encoder, pooling, tanh pooler and dropout."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.scale_embeddings)
+        self.transformer = build_encoder(cfg)
+        self.pool = POOLING[cfg.pooling]
+        self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.classifier = nn.Linear(cfg.d_model, cfg.n_classes)
+        init_weights(self)
+
+    def hidden_states(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, T) ids -> the encoder's last states (B, T, d_model) and the padding mask (B, T)."""
+        pad = padding_mask(tokens, self.cfg.pad_id)
+        return self.transformer(self.embed(tokens), pad), pad
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        # tokens: (B, T) -> (B, n_classes) logits
+        h, pad = self.hidden_states(tokens)
+        pooled = torch.tanh(self.pooler(self.pool(h, pad)))
+        return self.classifier(self.drop(pooled))

@@ -1,0 +1,155 @@
+"""Scaled dot-product attention (paper §3.2.1) and multi-head attention (§3.2.2).
+
+Attention has two interchangeable paths: `math`, written out, and `sdpa`, torch's fused
+`F.scaled_dot_product_attention`; tests prove them equal. Masks follow `aiayn.nn.masks`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from aiayn.nn.positional import Rotation, apply_rotary
+
+ATTENTION_IMPLS = ("sdpa", "math")
+
+
+def attention_math(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
+) -> tuple[Tensor, Tensor]:
+    """softmax(q k^T / sqrt(d_k) + mask) v; returns the output and the attention weights."""
+    # q: (B, H, T_q, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T_q, T_k)
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask
+    weights = scores.softmax(dim=-1)
+    out = F.dropout(weights, dropout_p) @ v if dropout_p > 0 else weights @ v
+    return out, weights  # (B, H, T_q, d_v), (B, H, T_q, T_k)
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    impl: str = "sdpa",
+) -> Tensor:
+    """Scaled dot-product attention by the chosen path ("sdpa" or "math")."""
+    # q: (B, H, T_q, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v) -> (B, H, T_q, d_v)
+    if impl == "sdpa":
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    if impl == "math":
+        return attention_math(q, k, v, mask, dropout_p)[0]
+    raise ValueError(f"attention impl={impl!r} is unknown; expected one of {ATTENTION_IMPLS}")
+
+
+class MultiHeadAttention(nn.Module):
+    """What self- and cross-attention share: h heads attend in parallel, then W^O projects.
+
+    With n_kv_heads < n_heads, groups of query heads share a key/value head (grouped-query).
+    Set `record = True` (or use `record_attention`) to keep the last per-head weights.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        bias: bool = True,
+        dropout: float = 0.0,
+        impl: str = "sdpa",
+    ) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads
+        self.d_head = d_model // n_heads
+        self.dropout, self.impl = dropout, impl
+        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.record = False
+        self.last_weights: Tensor | None = None
+
+    def split(self, x: Tensor, n: int) -> Tensor:
+        """(B, T, n * d_head) -> (B, n, T, d_head)."""
+        return x.unflatten(-1, (n, self.d_head)).transpose(1, 2)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+        # q: (B, H, T_q, d_head), k, v: (B, H_kv, T_k, d_head) -> (B, T_q, d_model)
+        if self.n_kv_heads != self.n_heads:
+            group = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        p = self.dropout if self.training else 0.0
+        if self.record:
+            out, weights = attention_math(q, k, v, mask, p)
+            self.last_weights = weights.detach()
+        else:
+            out = attention(q, k, v, mask, p, self.impl)
+        return self.out(out.transpose(1, 2).flatten(2))
+
+
+class SelfAttention(MultiHeadAttention):
+    """Queries, keys and values from the same sequence, through one fused projection."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        d_model, bias = self.out.in_features, self.out.bias is not None
+        self.qkv = nn.Linear(d_model, d_model + 2 * self.n_kv_heads * self.d_head, bias=bias)
+
+    def forward(
+        self, x: Tensor, mask: Tensor | None = None, rotation: Rotation | None = None
+    ) -> Tensor:
+        # x: (B, T, d_model) -> (B, T, d_model)
+        kv_dim = self.n_kv_heads * self.d_head
+        q, k, v = self.qkv(x).split([x.size(-1), kv_dim, kv_dim], dim=-1)
+        q, k, v = (
+            self.split(q, self.n_heads),
+            self.split(k, self.n_kv_heads),
+            self.split(v, self.n_kv_heads),
+        )
+        if rotation is not None:
+            q, k = apply_rotary(q, rotation), apply_rotary(k, rotation)
+        return self.attend(q, k, v, mask)
+
+
+class CrossAttention(MultiHeadAttention):
+    """Queries from the decoder, keys and values from the encoder's output (the memory)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        d_model, bias = self.out.in_features, self.out.bias is not None
+        self.q = nn.Linear(d_model, d_model, bias=bias)
+        self.kv = nn.Linear(d_model, 2 * self.n_kv_heads * self.d_head, bias=bias)
+
+    def forward(self, x: Tensor, memory: Tensor, mask: Tensor | None = None) -> Tensor:
+        # x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        q = self.split(self.q(x), self.n_heads)
+        return self.attend(q, self.split(k, self.n_kv_heads), self.split(v, self.n_kv_heads), mask)
+
+
+@contextmanager
+def record_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
+    """Within the block, each forward fills the dict: module name -> (B, H, T_q, T_k) weights."""
+    weights: dict[str, Tensor] = {}
+    modules = {n: m for n, m in model.named_modules() if isinstance(m, MultiHeadAttention)}
+    handles = []
+    for name, m in modules.items():
+        m.record = True
+        handles.append(
+            m.register_forward_hook(
+                lambda mod, _args, _out, name=name: weights.__setitem__(name, mod.last_weights)
+            )
+        )
+    try:
+        yield weights
+    finally:
+        for m in modules.values():
+            m.record, m.last_weights = False, None
+        for h in handles:
+            h.remove()

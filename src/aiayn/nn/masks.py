@@ -1,0 +1,49 @@
+"""Padding and causal masks.
+
+One convention, the same as `F.scaled_dot_product_attention`'s `attn_mask`:
+- a *padding mask* is bool `(B, T)`, True where the token is padding;
+- an *attention mask* is broadcastable to `(B, H, T_q, T_k)` and is either bool, True where the
+  query may attend to the key, or float, added to the scores (-inf forbids).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
+    """(B, T) token ids -> (B, T) bool, True at padding."""
+    return tokens == pad_id
+
+
+def causal_mask(t_q: int, t_k: int | None = None, device: torch.device | None = None) -> Tensor:
+    """(T_q, T_k) bool, True where key j <= query i; queries are the last T_q of T_k positions."""
+    t_k = t_q if t_k is None else t_k
+    q = torch.arange(t_k - t_q, t_k, device=device)[:, None]
+    return torch.arange(t_k, device=device)[None, :] <= q
+
+
+def attention_mask(
+    t_q: int,
+    t_k: int,
+    key_padding: Tensor | None = None,
+    causal: bool = False,
+    bias: Tensor | None = None,
+    device: torch.device | None = None,
+) -> Tensor | None:
+    """Combine key padding (B, T_k), causality and a float score bias into one attention mask.
+
+    Returns None when nothing is masked, a bool mask without bias, else a float mask.
+    """
+    mask = None
+    if key_padding is not None:
+        mask = ~key_padding[:, None, None, :]  # (B, 1, 1, T_k)
+    if causal:
+        c = causal_mask(t_q, t_k, device=device)
+        mask = c if mask is None else mask & c
+    if bias is None:
+        return mask
+    if mask is None:
+        return bias
+    return bias.masked_fill(~mask, float("-inf"))

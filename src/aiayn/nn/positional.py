@@ -1,0 +1,137 @@
+"""Positional encodings: the paper's sinusoidal (§3.5) and learned ones, plus RoPE and ALiBi.
+
+Each is a `PositionalEncoding` acting at one of three hooks, the others left as no-ops:
+`embed` adds to token embeddings (sinusoidal, learned), `rotation` gives the angles that rotate
+queries and keys (RoPE), `score_bias` adds to attention scores (ALiBi). Positions are integer
+tensors, (T,) shared by the batch or (B, T) per row.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+Rotation = tuple[Tensor, Tensor]  # (cos, sin), each broadcastable to (B, H, T, d_head)
+
+
+class PositionalEncoding(nn.Module):
+    """No position information at all; the base of the encodings below."""
+
+    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        return x  # (B, T, d_model)
+
+    def rotation(self, positions: Tensor) -> Rotation | None:
+        return None
+
+    def score_bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor | None:
+        return None
+
+
+def sinusoid_table(positions: Tensor, d_model: int) -> Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same): (..., T, d_model)."""
+    inv_freq = 10000.0 ** (-torch.arange(0, d_model, 2, device=positions.device) / d_model)
+    angles = positions[..., None].to(inv_freq.dtype) * inv_freq  # (..., T, d_model / 2)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+
+
+class Sinusoidal(PositionalEncoding):
+    """The paper's fixed encoding (§3.5), computed for any position, so no maximum length."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+
+    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        # x: (B, T, d_model)
+        return x + sinusoid_table(positions, self.d_model).to(x.dtype)
+
+
+class Learned(PositionalEncoding):
+    """A trained vector per position (the paper's alternative, Table 3 row E), up to max_len."""
+
+    def __init__(self, max_len: int, d_model: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def embed(self, x: Tensor, positions: Tensor) -> Tensor:
+        # x: (B, T, d_model)
+        if positions.numel() and int(positions.max()) >= self.table.num_embeddings:
+            raise ValueError(
+                f"position {int(positions.max())} is beyond the learned encoding's "
+                f"max_len={self.table.num_embeddings}"
+            )
+        return x + self.table(positions)
+
+
+class Rotary(PositionalEncoding):
+    """RoPE (Su et al. 2021): rotate each (i, i + d/2) pair of q and k by angle pos * theta_i."""
+
+    def __init__(self, d_head: int, base: float = 10000.0) -> None:
+        super().__init__()
+        if d_head % 2:
+            raise ValueError(f"rope needs an even head size; got d_head={d_head}")
+        self.d_head, self.base = d_head, base
+
+    def rotation(self, positions: Tensor) -> Rotation:
+        inv_freq = self.base ** (
+            -torch.arange(0, self.d_head, 2, device=positions.device) / self.d_head
+        )
+        angles = positions[..., None].to(inv_freq.dtype) * inv_freq  # (..., T, d_head / 2)
+        angles = torch.cat([angles, angles], dim=-1)
+        if angles.dim() == 3:  # per-row positions: make room for the head axis
+            angles = angles[:, None]
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: Tensor, rotation: Rotation) -> Tensor:
+    """Rotate (B, H, T, d_head) queries or keys by RoPE angles."""
+    cos, sin = rotation
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos.to(x.dtype) + torch.cat([-x2, x1], dim=-1) * sin.to(x.dtype)
+
+
+def alibi_slopes(n_heads: int) -> Tensor:
+    """The geometric head slopes of ALiBi (Press et al. 2022): 2^(-8/n), 2^(-16/n), ..."""
+
+    def powers(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (i + 1) / n) for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return torch.tensor(powers(n_heads))
+    closest = 2 ** math.floor(math.log2(n_heads))
+    return torch.tensor(powers(closest) + powers(2 * closest)[0::2][: n_heads - closest])
+
+
+class ALiBi(PositionalEncoding):
+    """Attention with linear biases: score(i, j) -= slope_h * |i - j|."""
+
+    def __init__(self, n_heads: int) -> None:
+        super().__init__()
+        self.register_buffer("slopes", alibi_slopes(n_heads), persistent=False)
+
+    def score_bias(self, q_positions: Tensor, k_positions: Tensor) -> Tensor:
+        # -> (H, T_q, T_k), or (B, H, T_q, T_k) for per-row positions
+        distance = (q_positions[..., :, None] - k_positions[..., None, :]).abs()
+        return -self.slopes[:, None, None] * distance[..., None, :, :].to(self.slopes.dtype)
+
+
+POSITIONAL: dict[str, Callable[..., PositionalEncoding]] = {
+    "none": lambda d_model, n_heads, max_len, rope_base: PositionalEncoding(),
+    "sinusoidal": lambda d_model, n_heads, max_len, rope_base: Sinusoidal(d_model),
+    "learned": lambda d_model, n_heads, max_len, rope_base: Learned(max_len, d_model),
+    "rope": lambda d_model, n_heads, max_len, rope_base: Rotary(d_model // n_heads, rope_base),
+    "alibi": lambda d_model, n_heads, max_len, rope_base: ALiBi(n_heads),
+}
+
+
+def positional_encoding(
+    name: str, d_model: int, n_heads: int, max_len: int, rope_base: float = 10000.0
+) -> PositionalEncoding:
+    """Build a positional encoding by its config name."""
+    if name not in POSITIONAL:
+        raise ValueError(f"positional={name!r} is unknown; expected one of {sorted(POSITIONAL)}")
+    return POSITIONAL[name](d_model, n_heads, max_len, rope_base)

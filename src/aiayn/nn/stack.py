@@ -1,0 +1,100 @@
+"""Stacks of N identical layers (paper §3.1) over embedded tokens, and the two joined.
+
+A stack adds position information, applies dropout to the sum (§5.4), runs its layers and,
+when given one, a final norm (needed with pre-norm; `nn.Transformer` adds one in both placements).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from aiayn.nn.layers import DecoderLayer, EncoderLayer
+from aiayn.nn.masks import attention_mask
+from aiayn.nn.positional import PositionalEncoding, Rotation
+
+
+def add_positions(
+    pos: PositionalEncoding, drop: nn.Module, x: Tensor, pad_mask: Tensor | None, causal: bool
+) -> tuple[Tensor, Tensor | None, Rotation | None]:
+    """Position information for a stack's input: the embedded sum, the self-attention mask, RoPE."""
+    # x: (B, T, d_model) -> (B, T, d_model), mask broadcastable to (B, H, T, T)
+    positions = torch.arange(x.size(1), device=x.device)
+    bias = pos.score_bias(positions, positions)
+    mask = attention_mask(x.size(1), x.size(1), pad_mask, causal, bias, x.device)
+    return drop(pos.embed(x, positions)), mask, pos.rotation(positions)
+
+
+class Encoder(nn.Module):
+    """N encoder layers; `causal=True` turns it into the decoder of a decoder-only model."""
+
+    def __init__(
+        self,
+        layers: list[EncoderLayer],
+        pos: PositionalEncoding,
+        norm: nn.Module | None = None,
+        dropout: float = 0.1,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.pos, self.causal = pos, causal
+        self.norm = norm or nn.Identity()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
+        # x: (B, T, d_model) token embeddings, pad_mask: (B, T) True at padding -> (B, T, d_model)
+        x, mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, self.causal)
+        for layer in self.layers:
+            x = layer(x, mask, rotation)
+        return self.norm(x)
+
+
+class Decoder(nn.Module):
+    """N decoder layers: causal self-attention over the target, cross-attention to the memory."""
+
+    def __init__(
+        self,
+        layers: list[DecoderLayer],
+        pos: PositionalEncoding,
+        norm: nn.Module | None = None,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.pos = pos
+        self.norm = norm or nn.Identity()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        memory_pad_mask: Tensor | None = None,
+        pad_mask: Tensor | None = None,
+    ) -> Tensor:
+        # x: (B, T, d_model) target embeddings, memory: (B, S, d_model) -> (B, T, d_model)
+        x, self_mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, causal=True)
+        memory_mask = attention_mask(x.size(1), memory.size(1), memory_pad_mask)
+        for layer in self.layers:
+            x = layer(x, memory, self_mask, memory_mask, rotation)
+        return self.norm(x)
+
+
+class EncoderDecoderStack(nn.Module):
+    """The encoder-decoder Transformer of Figure 1, from embedded inputs to decoder states."""
+
+    def __init__(self, encoder: Encoder, decoder: Decoder) -> None:
+        super().__init__()
+        self.encoder, self.decoder = encoder, decoder
+
+    def forward(
+        self,
+        src: Tensor,
+        tgt: Tensor,
+        src_pad_mask: Tensor | None = None,
+        tgt_pad_mask: Tensor | None = None,
+    ) -> Tensor:
+        # src: (B, S, d_model), tgt: (B, T, d_model), pad masks True at padding -> (B, T, d_model)
+        memory = self.encoder(src, src_pad_mask)
+        return self.decoder(tgt, memory, src_pad_mask, tgt_pad_mask)
