@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import torch
 from torch import nn
 
+from aiayn.config import RunConfig
+from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def parameter_breakdown(model: nn.Module) -> list[tuple[str, int]]:
@@ -32,12 +41,103 @@ def cmd_params(args: argparse.Namespace) -> None:
         print(f"  {name:<16}{n:>14,}")
 
 
+def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
+    """The config of a new run (CONFIG plus --set), or of the run being resumed."""
+    if args.resume:
+        from aiayn.train.checkpoint import CONFIG, STATE
+
+        if not (out / CONFIG).exists() or not (out / STATE).exists():
+            raise ValueError(f"--resume: {out} holds no run to resume ({CONFIG}, {STATE})")
+        return RunConfig.from_dict(apply_overrides(load_toml(out / CONFIG), args.set))
+    if args.config is None:
+        raise ValueError("a CONFIG file is needed unless --resume continues a run")
+    cfg = RunConfig.load(args.config, args.set)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(
+            f"--out {out} already holds files; pass --resume to continue that run "
+            f"or choose another --out"
+        )
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from aiayn.tasks.translation import TranslationTask
+    from aiayn.train.trainer import Trainer
+
+    out = Path(args.out or Path("runs") / Path(args.config or "run").stem)
+    cfg = run_config(args, out)
+    if cfg.model.arch != "encoder_decoder":
+        raise ValueError(f"model.arch={cfg.model.arch!r}: `aiayn train` handles encoder_decoder")
+    torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
+    task = TranslationTask(cfg, out, resume=args.resume, log=log)
+    trainer = Trainer(task, out, log=log)
+    if args.resume:
+        trainer.resume()
+    trainer.fit()
+
+
+def cmd_translate(args: argparse.Namespace) -> None:
+    from aiayn.tasks.translation import load_translator
+
+    lines = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
+    translator = load_translator(args.model, args.weights, log=log)
+    with lines:
+        for text in translator.translate_stream(lines, args.beam):
+            print(text, flush=True)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from aiayn.data.text import read_parallel
+    from aiayn.evaluate import score_translations
+    from aiayn.tasks.translation import load_translator
+
+    src, ref = read_parallel(args.src, args.ref)
+    translator = load_translator(args.model, args.weights, log=log)
+    scores = score_translations(translator.translate(src, args.beam), ref, args.lowercase)
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        print(f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}\n{scores['signature']}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiayn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+
     params = sub.add_parser("params", help="print the parameter count of a config's model")
     params.add_argument("config", help="TOML config file with a [model] table")
     params.set_defaults(run=cmd_params)
+
+    train = sub.add_parser("train", help="train a model from a TOML config")
+    train.add_argument("config", nargs="?", help="TOML config (not needed with --resume)")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value; repeatable",
+    )
+    train.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.set_defaults(run=cmd_train)
+
+    for name, text in (
+        ("translate", "translate lines (stdin or --input) to stdout"),
+        ("evaluate", "BLEU and chrF of a model's translations"),
+    ):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("--model", required=True, help="run directory")
+        cmd.add_argument("--beam", type=int, help="beam size (1: greedy; default: the config's)")
+        cmd.add_argument("--weights", help="model, best or average (default: the best there)")
+        if name == "translate":
+            cmd.add_argument("--input", help="file of sentences, one a line (default: stdin)")
+            cmd.set_defaults(run=cmd_translate)
+        else:
+            cmd.add_argument("--src", required=True, help="source sentences, one a line")
+            cmd.add_argument("--ref", required=True, help="reference translations, line-aligned")
+            cmd.add_argument("--lowercase", action="store_true", help="case-insensitive scores")
+            cmd.add_argument("--json", action="store_true", help="one JSON object on stdout")
+            cmd.set_defaults(run=cmd_evaluate)
     return p
 
 
@@ -46,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except (ValueError, OSError) as e:
-        print(f"aiayn {args.command}: error: {e}", file=sys.stderr)
+        message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else e
+        print(f"aiayn {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"aiayn {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0

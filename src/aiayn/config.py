@@ -1,58 +1,165 @@
-"""Loading frozen config dataclasses from TOML tables, with unknown keys and wrong types refused."""
+"""A run's whole configuration: [model], [data], [train] and [decode] tables of one TOML file."""
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-import types
-import typing
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T")
+from aiayn.configfile import apply_overrides, from_dict, load_toml
+from aiayn.models.config import ModelConfig
 
-
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; errors name the file."""
-    path = Path(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"config file {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULES = ("noam", "cosine")
+PRECISIONS = ("fp32", "bf16")
 
 
-def _accepts(hint: Any, value: Any) -> bool:
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return any(_accepts(h, value) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
+def _check(section: str, name: str, value: Any, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{section}.{name}={value!r} is invalid; expected {expected}")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any], section: str) -> T:
-    """Build dataclass `cls` from a TOML table named `section`, checking keys and value types."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"[{section}] must be a table; got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    for key, value in data.items():
-        if key not in hints:
-            raise ValueError(f"unknown key {section}.{key}; valid keys: {', '.join(names)}")
-        if not _accepts(hints[key], value):
+@dataclass(frozen=True)
+class DataConfig:
+    train_src: str = ""
+    train_tgt: str = ""
+    valid_src: str = ""
+    valid_tgt: str = ""
+    test_src: str = ""
+    test_tgt: str = ""
+    vocab_size: int = 8000  # BPE merges stop at this many tokens
+    joint_vocab: bool = True  # one tokenizer for both languages (needed to share embeddings)
+    max_len: int = 100  # longer training pairs (in tokens) are dropped, with a count in the log
+    lowercase: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "max_len"):
+            _check("data", name, getattr(self, name), getattr(self, name) > 0, "a positive integer")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    max_steps: int = 100_000
+    max_minutes: float = 0.0  # wall-clock budget; 0: none
+    batch_tokens: int = 4096  # per step, source or target tokens with padding (§5.1)
+    accumulate: int = 1  # gradient accumulation: optimizer steps every N batches
+    optimizer: str = "adam"
+    lr: float = 1.0  # noam: multiplies the paper's formula; cosine: the peak learning rate
+    schedule: str = "noam"
+    warmup: int = 4000
+    beta1: float = 0.9
+    beta2: float = 0.98
+    eps: float = 1e-9
+    weight_decay: float = 0.0
+    clip: float = 0.0  # max gradient norm; 0: no clipping
+    label_smoothing: float = 0.1
+    precision: str = "fp32"  # bf16: autocast matrix products to bfloat16
+    eval_every: int = 1000  # steps between validations (loss, and BLEU when bleu is set)
+    bleu: bool = True  # translate the validation set at each validation (greedy)
+    patience: int = 0  # stop after this many validations without improvement; 0: never
+    average_last: int = 1  # average the last N saved checkpoints at the end (§6.1); 1: none
+    log_every: int = 50
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_steps",
+            "batch_tokens",
+            "accumulate",
+            "eval_every",
+            "log_every",
+            "average_last",
+        ):
+            _check("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
+        for name in ("warmup", "patience"):
+            _check("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
+        for name in ("max_minutes", "clip", "weight_decay"):
+            _check("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
+        _check("train", "lr", self.lr, self.lr > 0, "positive")
+        _check(
+            "train",
+            "label_smoothing",
+            self.label_smoothing,
+            0 <= self.label_smoothing < 1,
+            "in [0, 1)",
+        )
+        _check(
+            "train",
+            "optimizer",
+            self.optimizer,
+            self.optimizer in OPTIMIZERS,
+            f"one of {', '.join(OPTIMIZERS)}",
+        )
+        _check(
+            "train",
+            "schedule",
+            self.schedule,
+            self.schedule in SCHEDULES,
+            f"one of {', '.join(SCHEDULES)}",
+        )
+        _check(
+            "train",
+            "precision",
+            self.precision,
+            self.precision in PRECISIONS,
+            f"one of {', '.join(PRECISIONS)}",
+        )
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam: int = 5
+    alpha: float = 0.6  # GNMT length penalty ((5 + len) / 6) ** alpha
+    max_extra: int = 50  # output length limit: source length + max_extra
+    batch_tokens: int = 8000
+
+    def __post_init__(self) -> None:
+        _check("decode", "beam", self.beam, self.beam > 0, "positive")
+        _check("decode", "alpha", self.alpha, self.alpha >= 0, ">= 0")
+        _check("decode", "max_extra", self.max_extra, self.max_extra >= 0, ">= 0")
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "decode": DecodeConfig}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+
+    def __post_init__(self) -> None:
+        m = self.model
+        if m.arch == "encoder_decoder" and m.share_embeddings and not self.data.joint_vocab:
             raise ValueError(
-                f"{section}.{key}={value!r} has the wrong type; expected {_type_name(hints[key])}"
+                "model.share_embeddings=True is invalid with data.joint_vocab=False; "
+                "shared embeddings need one vocabulary"
             )
-    values = {k: float(v) if hints[k] is float else v for k, v in data.items()}
-    return cls(**values)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        unknown = sorted(set(data) - set(SECTIONS))
+        if unknown:
+            raise ValueError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(SECTIONS)}")
+        return cls(**{name: from_dict(c, data.get(name, {}), name) for name, c in SECTIONS.items()})
 
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", str(hint))
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] = ()) -> RunConfig:
+        """Read a TOML file and apply `section.key=value` overrides."""
+        return cls.from_dict(apply_overrides(load_toml(path), list(overrides)))
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {
+                k: v for k, v in dataclasses.asdict(getattr(self, name)).items() if v is not None
+            }
+            for name in SECTIONS
+        }
+
+    def replace(self, section: str, **changes: Any) -> RunConfig:
+        return dataclasses.replace(
+            self, **{section: dataclasses.replace(getattr(self, section), **changes)}
+        )

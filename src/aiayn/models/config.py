@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from aiayn.config import from_dict, load_toml
+from aiayn.configfile import from_dict, load_toml
 from aiayn.nn.attention import ATTENTION_IMPLS
 from aiayn.nn.feedforward import FEEDFORWARD_NAMES
 from aiayn.nn.norm import NORMS

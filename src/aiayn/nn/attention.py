@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aiayn.nn.cache import LayerCache
 from aiayn.nn.positional import Rotation, apply_rotary
 
 ATTENTION_IMPLS = ("sdpa", "math")
@@ -102,9 +103,13 @@ class SelfAttention(MultiHeadAttention):
         self.qkv = nn.Linear(d_model, d_model + 2 * self.n_kv_heads * self.d_head, bias=bias)
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, rotation: Rotation | None = None
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        rotation: Rotation | None = None,
+        cache: LayerCache | None = None,
     ) -> Tensor:
-        # x: (B, T, d_model) -> (B, T, d_model)
+        # x: (B, T, d_model) -> (B, T, d_model); with a cache, T new positions after the cached
         kv_dim = self.n_kv_heads * self.d_head
         q, k, v = self.qkv(x).split([x.size(-1), kv_dim, kv_dim], dim=-1)
         q, k, v = (
@@ -114,6 +119,8 @@ class SelfAttention(MultiHeadAttention):
         )
         if rotation is not None:
             q, k = apply_rotary(q, rotation), apply_rotary(k, rotation)
+        if cache is not None:
+            k, v = cache.append(k, v)
         return self.attend(q, k, v, mask)
 
 
@@ -126,11 +133,21 @@ class CrossAttention(MultiHeadAttention):
         self.q = nn.Linear(d_model, d_model, bias=bias)
         self.kv = nn.Linear(d_model, 2 * self.n_kv_heads * self.d_head, bias=bias)
 
-    def forward(self, x: Tensor, memory: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor,
+        mask: Tensor | None = None,
+        cache: LayerCache | None = None,
+    ) -> Tensor:
         # x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)
-        k, v = self.kv(memory).chunk(2, dim=-1)
-        q = self.split(self.q(x), self.n_heads)
-        return self.attend(q, self.split(k, self.n_kv_heads), self.split(v, self.n_kv_heads), mask)
+        if cache is not None and cache.memory_kv is not None:
+            k, v = cache.memory_kv
+        else:
+            k, v = (self.split(t, self.n_kv_heads) for t in self.kv(memory).chunk(2, dim=-1))
+            if cache is not None:
+                cache.memory_kv = (k, v)
+        return self.attend(self.split(self.q(x), self.n_heads), k, v, mask)
 
 
 @contextmanager

@@ -8,10 +8,12 @@ x = x + Dropout(Sublayer(Norm(x))).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from torch import Tensor, nn
 
 from aiayn.nn.attention import CrossAttention, SelfAttention
+from aiayn.nn.cache import LayerCache
 from aiayn.nn.positional import Rotation
 
 Sublayer = Callable[[Tensor], Tensor]
@@ -43,10 +45,15 @@ class EncoderLayer(nn.Module):
         self.residual = pre_norm if norm_first else post_norm
 
     def forward(
-        self, x: Tensor, mask: Tensor | None = None, rotation: Rotation | None = None
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        rotation: Rotation | None = None,
+        cache: LayerCache | None = None,
     ) -> Tensor:
         # x: (B, T, d_model) -> (B, T, d_model)
-        x = self.residual(x, lambda h: self.self_attn(h, mask, rotation), self.norm1, self.drop)
+        attn = partial(self.self_attn, mask=mask, rotation=rotation, cache=cache)
+        x = self.residual(x, attn, self.norm1, self.drop)
         return self.residual(x, self.ffn, self.norm2, self.drop)
 
 
@@ -75,12 +82,11 @@ class DecoderLayer(nn.Module):
         self_mask: Tensor | None = None,
         memory_mask: Tensor | None = None,
         rotation: Rotation | None = None,
+        cache: LayerCache | None = None,
     ) -> Tensor:
         # x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)
-        x = self.residual(
-            x, lambda h: self.self_attn(h, self_mask, rotation), self.norm1, self.drop
-        )
-        x = self.residual(
-            x, lambda h: self.cross_attn(h, memory, memory_mask), self.norm2, self.drop
-        )
+        attn = partial(self.self_attn, mask=self_mask, rotation=rotation, cache=cache)
+        x = self.residual(x, attn, self.norm1, self.drop)
+        cross = partial(self.cross_attn, memory=memory, mask=memory_mask, cache=cache)
+        x = self.residual(x, cross, self.norm2, self.drop)
         return self.residual(x, self.ffn, self.norm3, self.drop)

@@ -9,20 +9,31 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from aiayn.nn.cache import KVCache
 from aiayn.nn.layers import DecoderLayer, EncoderLayer
 from aiayn.nn.masks import attention_mask
 from aiayn.nn.positional import PositionalEncoding, Rotation
 
 
 def add_positions(
-    pos: PositionalEncoding, drop: nn.Module, x: Tensor, pad_mask: Tensor | None, causal: bool
+    pos: PositionalEncoding,
+    drop: nn.Module,
+    x: Tensor,
+    pad_mask: Tensor | None,
+    causal: bool,
+    start: int = 0,
 ) -> tuple[Tensor, Tensor | None, Rotation | None]:
-    """Position information for a stack's input: the embedded sum, the self-attention mask, RoPE."""
-    # x: (B, T, d_model) -> (B, T, d_model), mask broadcastable to (B, H, T, T)
-    positions = torch.arange(x.size(1), device=x.device)
-    bias = pos.score_bias(positions, positions)
-    mask = attention_mask(x.size(1), x.size(1), pad_mask, causal, bias, x.device)
-    return drop(pos.embed(x, positions)), mask, pos.rotation(positions)
+    """Position information for a stack's input: the embedded sum, the self-attention mask, RoPE.
+
+    `start` positions are already cached; x holds the T that follow them.
+    """
+    # x: (B, T, d_model) -> (B, T, d_model), mask broadcastable to (B, H, T, start + T)
+    t_k = start + x.size(1)
+    keys = torch.arange(t_k, device=x.device)
+    queries = keys[start:]
+    bias = pos.score_bias(queries, keys)
+    mask = attention_mask(x.size(1), t_k, pad_mask, causal, bias, x.device)
+    return drop(pos.embed(x, queries)), mask, pos.rotation(queries)
 
 
 class Encoder(nn.Module):
@@ -42,11 +53,14 @@ class Encoder(nn.Module):
         self.norm = norm or nn.Identity()
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, pad_mask: Tensor | None = None, cache: KVCache | None = None
+    ) -> Tensor:
         # x: (B, T, d_model) token embeddings, pad_mask: (B, T) True at padding -> (B, T, d_model)
-        x, mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, self.causal)
-        for layer in self.layers:
-            x = layer(x, mask, rotation)
+        start = cache.length if cache is not None else 0
+        x, mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, self.causal, start)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask, rotation, cache.layers[i] if cache is not None else None)
         return self.norm(x)
 
 
@@ -72,12 +86,15 @@ class Decoder(nn.Module):
         memory: Tensor,
         memory_pad_mask: Tensor | None = None,
         pad_mask: Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> Tensor:
         # x: (B, T, d_model) target embeddings, memory: (B, S, d_model) -> (B, T, d_model)
-        x, self_mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, causal=True)
+        start = cache.length if cache is not None else 0
+        x, self_mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, True, start)
         memory_mask = attention_mask(x.size(1), memory.size(1), memory_pad_mask)
-        for layer in self.layers:
-            x = layer(x, memory, self_mask, memory_mask, rotation)
+        for i, layer in enumerate(self.layers):
+            layer_cache = cache.layers[i] if cache is not None else None
+            x = layer(x, memory, self_mask, memory_mask, rotation, layer_cache)
         return self.norm(x)
 
 

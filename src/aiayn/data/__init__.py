@@ -1,0 +1,1 @@
+"""Text and parallel datasets, tokenizers, and length-bucketed batching."""

@@ -1,0 +1,65 @@
+"""Parallel text as token ids, and the padded tensors a translation model trains on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from aiayn.data.batching import drop_long, token_budget_batches
+
+
+@dataclass
+class TranslationBatch:
+    src: Tensor  # (B, S) source ids then </s>, right-padded
+    tgt_in: Tensor  # (B, T) <s> then target ids: the decoder's input
+    tgt_out: Tensor  # (B, T) target ids then </s>: what each position predicts
+    n_tokens: int  # real target tokens, the unit of loss and throughput
+
+
+def pad_to_tensor(rows: list[list[int]], pad_id: int) -> Tensor:
+    """Right-pad lists of ids into a (B, longest) tensor."""
+    out = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+class ParallelData:
+    """Tokenized sentence pairs with </s> (and <s> for the decoder input) added."""
+
+    def __init__(self, src: list[list[int]], tgt: list[list[int]], pad: int) -> None:
+        self.src, self.tgt, self.pad = src, tgt, pad  # rows as made by `from_ids`
+
+    @classmethod
+    def from_ids(
+        cls, src: list[list[int]], tgt: list[list[int]], bos: int, eos: int, pad: int
+    ) -> ParallelData:
+        return cls([[*s, eos] for s in src], [[bos, *t, eos] for t in tgt], pad)
+
+    def __len__(self) -> int:
+        return len(self.src)
+
+    def lengths(self) -> list[int]:
+        """Each pair's padded cost: its longer side (the decoder side counts <s> or </s> once)."""
+        return [max(len(s), len(t) - 1) for s, t in zip(self.src, self.tgt, strict=True)]
+
+    def without_long(self, max_len: int) -> tuple[ParallelData, int]:
+        """The pairs whose sides fit in `max_len` tokens, and the count of those dropped."""
+        keep, dropped = drop_long(self.lengths(), max_len)
+        kept = ParallelData([self.src[i] for i in keep], [self.tgt[i] for i in keep], self.pad)
+        return kept, dropped
+
+    def batches(self, batch_tokens: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+        return token_budget_batches(self.lengths(), batch_tokens, seed, shuffle)
+
+    def collate(self, indices: list[int]) -> TranslationBatch:
+        tgt = pad_to_tensor([self.tgt[i] for i in indices], self.pad)
+        # A shorter row keeps its </s> in tgt_in; it only precedes padding targets, which the
+        # loss ignores, and the causal mask keeps it from every earlier position.
+        tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+        n_tokens = int((tgt_out != self.pad).sum())
+        return TranslationBatch(
+            pad_to_tensor([self.src[i] for i in indices], self.pad), tgt_in, tgt_out, n_tokens
+        )

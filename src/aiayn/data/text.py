@@ -1,0 +1,42 @@
+"""Reading one-sentence-a-line text files, plain or gzipped, with errors that name file and line."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (`.gz` is decompressed), without line endings."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, expected a text file") from None
+    except (gzip.BadGzipFile, EOFError) as e:
+        raise ValueError(f"{path}: not a valid gzip file ({e})") from None
+    if not raw:
+        raise ValueError(f"{path}: file is empty")
+    lines = raw.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    out = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            out.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: line {number} is not valid UTF-8 ({e.reason})") from None
+    return out
+
+
+def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:
+    """Line-aligned source and target sentences; differing line counts are an error."""
+    src_lines, tgt_lines = read_lines(src), read_lines(tgt)
+    if len(src_lines) != len(tgt_lines):
+        raise ValueError(
+            f"parallel files differ in length: {src} has {len(src_lines)} lines, "
+            f"{tgt} has {len(tgt_lines)}"
+        )
+    return src_lines, tgt_lines

@@ -1,0 +1,61 @@
+"""Subword tokenizers: byte-pair encoding (Sennrich et al. 2016) trained with `tokenizers`.
+
+Words are split on whitespace (kept as a leading "▁", so decoding restores the text) and
+punctuation; ids 0-3 are the special tokens <pad>, <s>, </s>, <unk>.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+SPECIALS = [PAD, BOS, EOS, UNK]
+
+
+class TextTokenizer:
+    """Text <-> token ids, with the special ids the models and decoders need."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tok = tokenizer
+        ids = [tokenizer.token_to_id(t) for t in SPECIALS]
+        if None in ids:
+            missing = [t for t, i in zip(SPECIALS, ids, strict=True) if i is None]
+            raise ValueError(f"tokenizer lacks the special tokens {missing}")
+        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids: list[list[int]]) -> list[str]:
+        return self.tok.decode_batch(ids, skip_special_tokens=True)
+
+    def save(self, path: str | Path) -> None:
+        self.tok.save(str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> TextTokenizer:
+        try:
+            return cls(Tokenizer.from_file(str(path)))
+        except Exception as e:  # tokenizers raises a bare Exception for unreadable files
+            raise ValueError(f"{path}: not a readable tokenizer file ({e})") from None
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> TextTokenizer:
+    """Learn BPE merges from `texts` until the vocabulary has `vocab_size` tokens."""
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    steps = [normalizers.NFKC(), *([normalizers.Lowercase()] if lowercase else [])]
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()]
+    )
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2)
+    tok.train_from_iterator(texts, trainer)
+    return TextTokenizer(tok)

@@ -1,0 +1,154 @@
+"""Batched greedy and beam search for the encoder-decoder, over the decoder's KV cache.
+
+Each output may run to its source length + `max_extra` tokens (paper §6.1: input length + 50).
+Hypotheses are ranked by log-probability over the GNMT length penalty ((5 + |y|) / 6)^alpha.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from aiayn.models.encoder_decoder import EncoderDecoder
+
+
+@dataclass(frozen=True)
+class Special:
+    bos: int
+    eos: int
+    pad: int
+
+
+def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
+    return ((5 + length) / 6) ** alpha
+
+
+def _limits(src: Tensor, pad: int, max_extra: int, cap: int | None) -> Tensor:
+    limit = (src != pad).sum(1) + max_extra
+    return limit if cap is None else limit.clamp(max=cap)
+
+
+@torch.no_grad()
+def greedy(
+    model: EncoderDecoder,
+    src: Tensor,
+    special: Special,
+    max_extra: int = 50,
+    cap: int | None = None,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """The most likely next token at each step, until </s> or the length limit."""
+    # src: (B, S) -> B token lists without <s> or </s>
+    memory, src_pad = model.encode(src)
+    limit = _limits(src, special.pad, max_extra, cap)
+    cache = model.new_cache() if use_cache else None
+    ys = torch.full((src.size(0), 1), special.bos, dtype=torch.long, device=src.device)
+    done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+    for t in range(int(limit.max())):
+        step_in = ys[:, -1:] if use_cache else ys
+        nxt = model.decode(step_in, memory, src_pad, cache)[:, -1].argmax(-1)
+        nxt = nxt.masked_fill(done, special.pad)
+        ys = torch.cat([ys, nxt[:, None]], dim=1)
+        done |= (nxt == special.eos) | (t + 1 >= limit)
+        if done.all():
+            break
+    return [_strip(row, special) for row in ys[:, 1:].tolist()]
+
+
+def _strip(tokens: list[int], special: Special) -> list[int]:
+    out = []
+    for tok in tokens:
+        if tok in (special.eos, special.pad):
+            break
+        out.append(tok)
+    return out
+
+
+@torch.no_grad()
+def beam_search(
+    model: EncoderDecoder,
+    src: Tensor,
+    special: Special,
+    beam: int = 5,
+    alpha: float = 0.6,
+    max_extra: int = 50,
+    cap: int | None = None,
+) -> list[list[int]]:
+    """Keep the `beam` best prefixes per sentence; return each sentence's best finished one."""
+    return [hyp for hyp, _ in beam_search_scored(model, src, special, beam, alpha, max_extra, cap)]
+
+
+@torch.no_grad()
+def beam_search_scored(
+    model: EncoderDecoder,
+    src: Tensor,
+    special: Special,
+    beam: int = 5,
+    alpha: float = 0.6,
+    max_extra: int = 50,
+    cap: int | None = None,
+) -> list[tuple[list[int], float]]:
+    """Beam search returning (tokens, length-normalised log-probability) per sentence."""
+    b, k = src.size(0), beam
+    memory, src_pad = model.encode(src)
+    limit = _limits(src, special.pad, max_extra, cap).tolist()
+    memory, src_pad = memory.repeat_interleave(k, 0), src_pad.repeat_interleave(k, 0)
+    cache = model.new_cache()
+    tokens = torch.full((b * k, 1), special.bos, dtype=torch.long, device=src.device)
+    scores = torch.full((b, k), float("-inf"), device=src.device)
+    scores[:, 0] = 0.0  # at the start only one prefix exists per sentence
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    for t in range(max(limit)):
+        logp = model.decode(tokens[:, -1:], memory, src_pad, cache)[:, -1].float().log_softmax(-1)
+        vocab = logp.size(-1)
+        cand = (scores.view(-1, 1) + logp).view(b, k * vocab)
+        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (B, 2K): at most K of them end in </s>
+        parent, token = top_idx // vocab, top_idx % vocab
+        is_eos = token == special.eos
+        _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special)
+        # the K best candidates that do not end in </s> go on
+        order = (is_eos.long() * 2 * k + torch.arange(2 * k, device=src.device)).argsort(1)[:, :k]
+        scores = top_scores.gather(1, order)
+        rows = (torch.arange(b, device=src.device)[:, None] * k + parent.gather(1, order)).view(-1)
+        tokens = torch.cat([tokens[rows], token.gather(1, order).view(-1, 1)], dim=1)
+        cache.reorder(rows)
+        if all(len(f) >= k for f in finished):
+            break
+    best = [max(f, key=lambda h: h[0]) for f in finished]
+    return [(tokens, score) for score, tokens in best]
+
+
+def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special):
+    """Move hypotheses that end here (</s> among the top K, or the length limit) to `finished`."""
+    lp = length_penalty(t + 1, alpha)
+    for i, done in enumerate(finished):
+        if len(done) >= k:
+            continue
+        at_limit = t + 1 >= limit[i]
+        for j in range(k):
+            if not (is_eos[i, j] or at_limit):
+                continue
+            prefix = tokens[i * k + int(parent[i, j]), 1:].tolist()
+            tail = [] if is_eos[i, j] else [int(token[i, j])]
+            done.append((float(top_scores[i, j]) / lp, _strip(prefix + tail, special)))
+
+
+@torch.no_grad()
+def sequence_score(
+    model: EncoderDecoder,
+    src: Tensor,
+    hyp: list[int],
+    special: Special,
+    alpha: float,
+    ends: bool = True,
+) -> float:
+    """Length-normalised log-probability of `hyp` (then </s> when `ends`) given one source."""
+    # src: (1, S)
+    target = [*hyp, special.eos] if ends else hyp
+    tgt_in = torch.tensor([[special.bos, *target[:-1]]], device=src.device)
+    memory, src_pad = model.encode(src)
+    logp = model.decode(tgt_in, memory, src_pad)[0].float().log_softmax(-1)
+    total = logp.gather(-1, torch.tensor(target, device=src.device)[:, None]).sum()
+    return float(total) / length_penalty(len(target), alpha)

@@ -1,0 +1,143 @@
+"""Translation as a training task: parallel text, BPE, the encoder-decoder, BLEU on validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from aiayn.config import RunConfig
+from aiayn.data.parallel import ParallelData
+from aiayn.data.text import read_parallel
+from aiayn.data.tokenizer import TextTokenizer, train_bpe
+from aiayn.decode.translate import Translator
+from aiayn.evaluate import score_translations
+from aiayn.models.encoder_decoder import EncoderDecoder
+from aiayn.train.checkpoint import CONFIG, TOKENIZER, load_config, load_weights, pick_weights
+from aiayn.train.loss import label_smoothed_loss
+
+SRC_TOKENIZER = "src_tokenizer.json"
+
+
+def load_tokenizers(run_dir: Path) -> tuple[TextTokenizer, TextTokenizer]:
+    """(source, target) tokenizers of a run; one file when the vocabulary is joint."""
+    tgt = TextTokenizer.load(run_dir / TOKENIZER)
+    src_path = run_dir / SRC_TOKENIZER
+    return (TextTokenizer.load(src_path) if src_path.exists() else tgt), tgt
+
+
+def fit_tokenizers(cfg: RunConfig, src: list[str], tgt: list[str]) -> tuple[TextTokenizer, ...]:
+    d = cfg.data
+    if d.joint_vocab:
+        joint = train_bpe(src + tgt, d.vocab_size, d.lowercase)
+        return joint, joint
+    return train_bpe(src, d.vocab_size, d.lowercase), train_bpe(tgt, d.vocab_size, d.lowercase)
+
+
+class TranslationTask:
+    """Everything the trainer needs to know about translation."""
+
+    monitor = "val_bleu"  # higher is better; val_loss when BLEU is off
+
+    def __init__(
+        self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
+    ) -> None:
+        d = cfg.data
+        src, tgt = read_parallel(d.train_src, d.train_tgt)
+        self.valid_text = read_parallel(d.valid_src, d.valid_tgt) if d.valid_src else None
+        if resume:
+            self.src_tok, self.tgt_tok = load_tokenizers(run_dir)
+        else:
+            self.src_tok, self.tgt_tok = fit_tokenizers(cfg, src, tgt)
+        joint = self.src_tok is self.tgt_tok
+        self.cfg = cfg.replace(
+            "model",
+            vocab_size=self.tgt_tok.vocab_size,
+            pad_id=self.tgt_tok.pad_id,
+            src_vocab_size=None if joint else self.src_tok.vocab_size,
+        )
+        full = self._encode(src, tgt)
+        self.train, dropped = full.without_long(d.max_len)
+        log(
+            f"training pairs: {len(self.train):,} kept, {dropped:,} longer than "
+            f"data.max_len={d.max_len} tokens dropped"
+        )
+        if not len(self.train):
+            raise ValueError(f"no training pair fits data.max_len={d.max_len}")
+        self.valid = self._encode(*self.valid_text) if self.valid_text else None
+        if not cfg.train.bleu or self.valid is None:
+            self.monitor = "val_loss"
+        self.model = EncoderDecoder(self.cfg.model)
+
+    def _encode(self, src: list[str], tgt: list[str]) -> ParallelData:
+        t = self.tgt_tok
+        return ParallelData.from_ids(
+            self.src_tok.encode(src), t.encode(tgt), t.bos_id, t.eos_id, t.pad_id
+        )
+
+    def save_assets(self, run_dir: Path) -> None:
+        self.tgt_tok.save(run_dir / TOKENIZER)
+        if self.src_tok is not self.tgt_tok:
+            self.src_tok.save(run_dir / SRC_TOKENIZER)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        t = self.cfg.train
+        return self.train.batches(t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
+
+    def loss(
+        self, data: ParallelData, indices: list[int], device: torch.device
+    ) -> tuple[Tensor, Tensor, int]:
+        """(summed smoothed loss, summed NLL, target tokens) of one batch."""
+        b = data.collate(indices)
+        logits = self.model(b.src.to(device), b.tgt_in.to(device))
+        loss, nll = label_smoothed_loss(
+            logits, b.tgt_out.to(device), self.cfg.train.label_smoothing, self.tgt_tok.pad_id
+        )
+        return loss, nll, b.n_tokens
+
+    def train_loss(self, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor, int]:
+        return self.loss(self.train, indices, device)
+
+    @torch.no_grad()
+    def validate(self, device: torch.device) -> dict[str, float]:
+        if self.valid is None:
+            return {}
+        nll_sum, n = 0.0, 0
+        for indices in self.valid.batches(self.cfg.train.batch_tokens, 0, shuffle=False):
+            _, nll, tokens = self.loss(self.valid, indices, device)
+            nll_sum, n = nll_sum + float(nll), n + tokens
+        out = {"val_loss": nll_sum / n}
+        if self.monitor == "val_bleu":
+            hyps = self.translator().translate(self.valid_text[0], beam=1)
+            out["val_bleu"] = score_translations(hyps, self.valid_text[1])["bleu"]
+        return out
+
+    def translator(self) -> Translator:
+        return Translator(
+            self.model, self.src_tok, self.tgt_tok, self.cfg.decode, self.cfg.model.max_len
+        )
+
+
+def load_translator(
+    run_dir: str | Path,
+    weights: str | None = None,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> Translator:
+    """The translator saved in a run directory, with its chosen weights file."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG).exists():
+        raise ValueError(f"{run_dir}: not a run directory (no {CONFIG})")
+    cfg = load_config(run_dir / CONFIG)
+    if cfg.model.arch != "encoder_decoder":
+        raise ValueError(
+            f"{run_dir} holds a {cfg.model.arch} model; translation needs encoder_decoder"
+        )
+    src_tok, tgt_tok = load_tokenizers(run_dir)
+    model = EncoderDecoder(cfg.model)
+    path = pick_weights(run_dir, weights)
+    load_weights(model, path)
+    log(f"loaded {path}")
+    return Translator(model.to(device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len)

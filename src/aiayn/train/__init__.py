@@ -1,0 +1,1 @@
+"""Training: label-smoothed loss, learning-rate schedules, checkpoints and the trainer."""

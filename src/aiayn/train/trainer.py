@@ -1,0 +1,256 @@
+"""The training loop: optimizer and schedule, accumulation, clipping, autocast, validation,
+early stopping, checkpoints that resume exactly, and metrics in JSON lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from aiayn.config import RunConfig, TrainConfig
+from aiayn.train import checkpoint as ckpt
+from aiayn.train.schedule import noam, warmup_cosine
+
+SNAPSHOTS = "checkpoints"
+
+
+class Task(Protocol):
+    cfg: RunConfig
+    model: nn.Module
+    monitor: str
+
+    def epoch_batches(self, epoch: int) -> list[Any]: ...
+    def train_loss(self, batch: Any, device: torch.device) -> tuple[Tensor, Tensor, int]: ...
+    def validate(self, device: torch.device) -> dict[str, float]: ...
+    def save_assets(self, run_dir: Path) -> None: ...
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
+    kw = {"lr": t.lr, "betas": (t.beta1, t.beta2), "eps": t.eps, "weight_decay": t.weight_decay}
+    return (torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam)(
+        model.parameters(), **kw
+    )
+
+
+def make_schedule(t: TrainConfig, d_model: int) -> Callable[[int], float]:
+    if t.schedule == "noam":
+        return noam(d_model, t.warmup)
+    return warmup_cosine(t.warmup, t.max_steps)
+
+
+def better(monitor: str, new: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return new > best if monitor.endswith("bleu") or monitor.endswith("acc") else new < best
+
+
+class Trainer:
+    """Trains `task.model`, writing everything into `run_dir`."""
+
+    def __init__(self, task: Task, run_dir: Path, log: Callable[[str], None] = print) -> None:
+        self.task, self.cfg, self.run_dir, self.log = task, task.cfg, Path(run_dir), log
+        self.t = self.cfg.train
+        self.device = pick_device(self.t.device)
+        self.model = task.model.to(self.device)
+        self.opt = make_optimizer(self.model, self.t)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, make_schedule(self.t, self.cfg.model.d_model)
+        )
+        self.state = {
+            "step": 0,
+            "epoch": 0,
+            "batch": 0,
+            "elapsed": 0.0,
+            "best": None,
+            "bad_evals": 0,
+            "snapshots": [],
+        }
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Weights, then the trainer state that refers to them, each written atomically."""
+        ckpt.save_weights(self.model, self.run_dir / ckpt.MODEL)
+        ckpt.save_state(
+            {
+                **self.state,
+                "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(),
+                "rng_torch": torch.get_rng_state(),
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            },
+            self.run_dir / ckpt.STATE,
+        )
+
+    def resume(self) -> None:
+        ckpt.load_weights(self.model, self.run_dir / ckpt.MODEL)
+        state = ckpt.load_state(self.run_dir / ckpt.STATE)
+        self.opt.load_state_dict(state.pop("optimizer"))
+        self.sched.load_state_dict(state.pop("scheduler"))
+        torch.set_rng_state(state.pop("rng_torch"))
+        cuda_rng = state.pop("rng_cuda")
+        if cuda_rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(cuda_rng)
+        self.state.update(state)
+        self.forget_metrics_after(self.state["step"])
+        self.log(f"resumed {self.run_dir} at step {self.state['step']}")
+
+    def forget_metrics_after(self, step: int) -> None:
+        """Drop metrics of steps that the resumed run will take again."""
+        path = self.run_dir / ckpt.METRICS
+        if path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if json.loads(line)["step"] <= step]
+            ckpt.atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+
+    def snapshot(self) -> None:
+        """Keep the last `average_last` weights for checkpoint averaging."""
+        if self.t.average_last <= 1:
+            return
+        folder = self.run_dir / SNAPSHOTS
+        folder.mkdir(exist_ok=True)
+        name = f"step_{self.state['step']:08d}.safetensors"
+        ckpt.save_weights(self.model, folder / name)
+        kept = [*self.state["snapshots"], name][-self.t.average_last :]
+        for old in set(self.state["snapshots"]) - set(kept):
+            (folder / old).unlink(missing_ok=True)
+        self.state["snapshots"] = kept
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> dict[str, Any]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.save_config(self.cfg, self.run_dir / ckpt.CONFIG)
+        self.task.save_assets(self.run_dir)
+        start = time.monotonic() - self.state["elapsed"]
+        bar = tqdm(
+            total=self.t.max_steps,
+            initial=self.state["step"],
+            unit="step",
+            dynamic_ncols=True,
+            disable=None,
+        )
+        window = {"loss": 0.0, "tokens": 0, "since": time.monotonic()}
+        stop = None
+        while stop is None:
+            batches = self.task.epoch_batches(self.state["epoch"])
+            while self.state["batch"] < len(batches) and stop is None:
+                group = batches[self.state["batch"] : self.state["batch"] + self.t.accumulate]
+                loss, tokens = self.step(group)
+                self.state["batch"] += len(group)
+                window["loss"] += loss * tokens
+                window["tokens"] += tokens
+                bar.update(1)
+                self.state["elapsed"] = time.monotonic() - start
+                stop = self.after_step(window, bar)
+            if stop is None:
+                self.state["epoch"] += 1
+                self.state["batch"] = 0
+        bar.close()
+        self.finish(stop)
+        return {"stop": stop, **self.state}
+
+    def step(self, group: list[Any]) -> tuple[float, int]:
+        """One optimizer step over `group` batches; returns mean loss per token and tokens."""
+        self.model.train()
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16)
+            if self.t.precision == "bf16"
+            else nullcontext()
+        )
+        total_loss, total_tokens = 0.0, 0
+        for batch in group:
+            with autocast:
+                loss, _, tokens = self.task.train_loss(batch, self.device)
+            (loss / max(tokens, 1) / len(group)).backward()
+            total_loss, total_tokens = total_loss + float(loss.detach()), total_tokens + tokens
+        if self.t.clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.sched.step()
+        self.state["step"] += 1
+        return total_loss / max(total_tokens, 1), total_tokens
+
+    def after_step(self, window: dict[str, float], bar: tqdm) -> str | None:
+        step = self.state["step"]
+        if step % self.t.log_every == 0 and window["tokens"]:
+            now = time.monotonic()
+            rate = window["tokens"] / max(now - window["since"], 1e-9)
+            record = {
+                "step": step,
+                "epoch": self.state["epoch"],
+                "loss": window["loss"] / window["tokens"],
+                "lr": self.sched.get_last_lr()[0],
+                "tokens_per_s": rate,
+                "elapsed_s": self.state["elapsed"],
+            }
+            self.write_metrics(record)
+            bar.set_postfix(
+                loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{rate:,.0f}"
+            )
+            window.update(loss=0.0, tokens=0, since=now)
+        out_of_time = self.t.max_minutes and self.state["elapsed"] >= 60 * self.t.max_minutes
+        last = step >= self.t.max_steps or out_of_time
+        if (step % self.t.eval_every == 0 or last) and self.evaluate():
+            return "patience"
+        if last:
+            return "max_steps" if step >= self.t.max_steps else "max_minutes"
+        return None
+
+    def evaluate(self) -> bool:
+        """Validate, keep the best, checkpoint; True when patience has run out."""
+        self.model.eval()
+        metrics = self.task.validate(self.device)
+        self.model.train()
+        if metrics:
+            self.write_metrics({"step": self.state["step"], **metrics})
+            self.log(
+                f"step {self.state['step']}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+            )
+            if better(self.task.monitor, metrics[self.task.monitor], self.state["best"]):
+                self.state["best"], self.state["bad_evals"] = metrics[self.task.monitor], 0
+                ckpt.save_weights(self.model, self.run_dir / ckpt.BEST)
+            else:
+                self.state["bad_evals"] += 1
+        self.snapshot()
+        self.save()
+        return bool(self.t.patience) and self.state["bad_evals"] >= self.t.patience
+
+    def write_metrics(self, record: dict[str, Any]) -> None:
+        clean = {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in record.items()
+        }
+        with open(self.run_dir / ckpt.METRICS, "a", encoding="utf-8") as f:
+            f.write(json.dumps(clean) + "\n")
+
+    def finish(self, reason: str) -> None:
+        snapshots = [self.run_dir / SNAPSHOTS / n for n in self.state["snapshots"]]
+        if len(snapshots) > 1:
+            averaged = ckpt.average_weights(snapshots)
+            ckpt.atomic_write(
+                self.run_dir / ckpt.AVERAGE, lambda tmp: ckpt.save_file(averaged, str(tmp))
+            )
+        from aiayn.viz import plot_metrics  # matplotlib loads only when a run ends
+
+        plot_metrics(self.run_dir / ckpt.METRICS, self.run_dir / ckpt.LOSS_PNG)
+        self.log(
+            f"stopped ({reason}) at step {self.state['step']} after "
+            f"{self.state['elapsed'] / 60:.1f} min; run directory {self.run_dir}"
+        )

@@ -1,0 +1,44 @@
+"""Pictures of a run: training curves from metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or used
+import matplotlib.pyplot as plt
+
+from aiayn.train.checkpoint import atomic_write
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def plot_metrics(metrics_path: str | Path, out: str | Path) -> None:
+    """Loss (train and validation), learning rate and validation score against steps."""
+    records = read_metrics(metrics_path)
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+        return [p[0] for p in pts], [p[1] for p in pts]
+
+    scores = [k for k in ("val_bleu", "val_acc") if series(k)[0]]
+    fig, axes = plt.subplots(1, 2 + len(scores), figsize=(5 * (2 + len(scores)), 3.8))
+    axes[0].plot(*series("loss"), label="train (label-smoothed)")
+    axes[0].plot(*series("val_loss"), marker="o", label="validation (NLL)")
+    axes[0].set(title="loss per token", xlabel="step")
+    axes[0].legend()
+    axes[1].plot(*series("lr"))
+    axes[1].set(title="learning rate", xlabel="step")
+    for ax, key in zip(axes[2:], scores, strict=True):
+        ax.plot(*series(key), marker="o")
+        ax.set(title=key.replace("val_", "validation ").replace("bleu", "BLEU"), xlabel="step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)

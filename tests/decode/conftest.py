@@ -1,0 +1,56 @@
+import pytest
+import torch
+
+from aiayn.data.parallel import pad_to_tensor
+from aiayn.decode.search import Special
+from aiayn.models import EncoderDecoder, ModelConfig
+
+SPECIAL = Special(bos=1, eos=2, pad=0)
+VOCAB = 16
+
+
+def reversal_batch(gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = [
+        torch.randint(
+            4, VOCAB, (int(torch.randint(3, 9, (1,), generator=gen)),), generator=gen
+        ).tolist()
+        for _ in range(n)
+    ]
+    src = pad_to_tensor([[*r, SPECIAL.eos] for r in rows], SPECIAL.pad)
+    tgt = pad_to_tensor([[SPECIAL.bos, *r[::-1], SPECIAL.eos] for r in rows], SPECIAL.pad)
+    return src, tgt
+
+
+def tiny_model(positional: str = "sinusoidal") -> EncoderDecoder:
+    cfg = ModelConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        n_heads=4,
+        d_ff=64,
+        n_layers=2,
+        dropout=0.0,
+        positional=positional,
+        norm_first=True,
+    )
+    return EncoderDecoder(cfg)
+
+
+@pytest.fixture(scope="session")
+def trained() -> EncoderDecoder:
+    """A tiny model taught to reverse its input: peaked, meaningful distributions."""
+    torch.manual_seed(0)
+    model, gen = tiny_model(), torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(250):
+        src, tgt = reversal_batch(gen, 64)
+        logits = model(src, tgt[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), tgt[:, 1:], ignore_index=0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def sources() -> torch.Tensor:
+    return reversal_batch(torch.Generator().manual_seed(1), 50)[0]

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from aiayn.decode.search import beam_search, beam_search_scored, greedy, sequence_score
+from tests.decode.conftest import SPECIAL, tiny_model
+
+
+@pytest.fixture(params=["trained", "random-rope", "random-alibi"])
+def model(request, trained):
+    if request.param == "trained":
+        return trained
+    torch.manual_seed(3)
+    return tiny_model(request.param.split("-")[1]).eval()
+
+
+def test_the_trained_fixture_really_reverses(trained, sources):
+    hyps = greedy(trained, sources, SPECIAL)
+    expected = [[t for t in row if t > 2][::-1] for row in sources.tolist()]
+    assert sum(h == e for h, e in zip(hyps, expected, strict=True)) >= 45
+
+
+def test_cached_decoding_gives_exactly_the_tokens_of_full_recomputation(model, sources):
+    assert greedy(model, sources, SPECIAL) == greedy(model, sources, SPECIAL, use_cache=False)
+
+
+def test_beam_size_one_is_exactly_greedy(model, sources):
+    assert beam_search(model, sources, SPECIAL, beam=1) == greedy(model, sources, SPECIAL)
+
+
+def test_beam_score_is_never_below_greedys(model, sources):
+    alpha = 0.6
+    greedy_hyps = greedy(model, sources, SPECIAL)
+    limits = ((sources != SPECIAL.pad).sum(1) + 50).tolist()
+    for row, (hyp, score), g, limit in zip(
+        sources,
+        beam_search_scored(model, sources, SPECIAL, beam=4, alpha=alpha),
+        greedy_hyps,
+        limits,
+        strict=True,
+    ):
+        src = row[row != SPECIAL.pad][None]
+        assert score == pytest.approx(
+            sequence_score(model, src, hyp, SPECIAL, alpha, ends=len(hyp) < limit), abs=1e-4
+        )
+        g_score = sequence_score(model, src, g, SPECIAL, alpha, ends=len(g) < limit)
+        assert score >= g_score - 1e-5
+
+
+def test_outputs_stop_at_source_length_plus_max_extra(sources):
+    torch.manual_seed(5)
+    model = tiny_model().eval()
+    model.generator = torch.nn.Linear(32, 16)  # untied, so that </s> alone can be ruled out
+    with torch.no_grad():  # </s> is never chosen, so only the length limit stops decoding
+        model.generator.bias[SPECIAL.eos] = -1e9
+    src_len = (sources != SPECIAL.pad).sum(1).tolist()
+    for hyps in (
+        greedy(model, sources, SPECIAL, max_extra=3),
+        beam_search(model, sources, SPECIAL, beam=3, max_extra=3),
+    ):
+        assert [len(h) for h in hyps] == [n + 3 for n in src_len]
+    assert all(len(h) == 4 for h in greedy(model, sources, SPECIAL, max_extra=3, cap=4))

@@ -1,0 +1,133 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from aiayn.cli import main
+from tests.cli_helpers import write_config
+
+RUN_FILES = {
+    "config.toml",
+    "tokenizer.json",
+    "model.safetensors",
+    "trainer_state.pt",
+    "metrics.jsonl",
+    "loss.png",
+    "best.safetensors",
+    "average.safetensors",
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("run")
+    assert main(["train", str(write_config(folder)), "--out", str(folder / "out")]) == 0
+    return folder / "out"
+
+
+def test_a_run_directory_holds_everything(run):
+    assert {p.name for p in run.iterdir()} >= RUN_FILES
+    assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_loss" in r] == [10, 20, 30]
+    assert all("val_bleu" in r for r in records if "val_loss" in r)
+    assert records[0]["loss"] > records[-2]["loss"]
+
+
+def test_translate_reads_a_file_and_writes_one_line_per_input(run, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("a man runs\n\nthe dog sees a cat\n")
+    assert main(["translate", "--model", str(run), "--input", str(tmp_path / "in.txt")]) == 0
+    out = capsys.readouterr().out.split("\n")
+    assert len(out) == 4 and out[1] == "" and out[3] == ""
+
+
+def test_evaluate_json_has_bleu_chrf_and_signature(run, capsys, tmp_path):
+    cfg = run / "config.toml"
+    data = {
+        line.split(" = ")[0]: line.split(" = ")[1].strip('"')
+        for line in cfg.read_text().splitlines()
+        if line.startswith("valid_")
+    }
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(run),
+                "--src",
+                data["valid_src"],
+                "--ref",
+                data["valid_tgt"],
+                "--json",
+                "--lowercase",
+                "--beam",
+                "1",
+            ]
+        )
+        == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"bleu", "chrf", "signature"}
+    assert "case:lc" in result["signature"] and 0 <= result["bleu"] <= 100
+
+
+def test_a_sentence_longer_than_the_model_allows_is_warned_and_translated(run, tmp_path, capsys):
+    (tmp_path / "long.txt").write_text(" ".join(["the big red dog"] * 20) + "\n")
+    assert main(["translate", "--model", str(run), "--input", str(tmp_path / "long.txt")]) == 0
+    captured = capsys.readouterr()
+    assert "warning: sentence 1 has" in captured.err
+    assert len(captured.out.splitlines()) == 1
+
+
+def aiayn(*args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "aiayn", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def test_sigkill_then_resume_ends_with_the_uninterrupted_weights(tmp_path):
+    config = write_config(tmp_path, max_steps=40, eval_every=5, average_last=1, precision="fp32")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert aiayn("train", str(config), "--out", str(whole)).wait(timeout=300) == 0
+
+    proc = aiayn("train", str(config), "--out", str(cut), "--set", "train.log_every=1")
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # kill once a checkpoint exists and training went on
+        metrics = cut / "metrics.jsonl"
+        steps = (
+            [json.loads(x)["step"] for x in metrics.read_text().splitlines()]
+            if (metrics.exists())
+            else []
+        )
+        if steps and max(steps) >= 17:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 15 <= json.loads((cut / "metrics.jsonl").read_text().splitlines()[-1])["step"] < 40
+
+    resumed = aiayn("train", "--out", str(cut), "--resume")
+    _, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert "resumed" in err
+    a, b = load_file(str(whole / "model.safetensors")), load_file(str(cut / "model.safetensors"))
+    for name in a:
+        assert (a[name] - b[name]).abs().max() <= 1e-6, name
+    steps = [
+        json.loads(x)["step"]
+        for x in (cut / "metrics.jsonl").read_text().splitlines()
+        if "loss" in json.loads(x)
+    ]
+    assert steps == sorted(steps)  # what the killed run logged past its checkpoint is gone

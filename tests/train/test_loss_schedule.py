@@ -1,0 +1,41 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from aiayn.train.loss import label_smoothed_loss
+from aiayn.train.schedule import noam, warmup_cosine
+
+
+def test_label_smoothed_loss_matches_torch_cross_entropy():
+    logits, target = torch.randn(3, 5, 11), torch.randint(1, 11, (3, 5))
+    target[0, 3:] = 0
+    loss, nll = label_smoothed_loss(logits, target, 0.1, pad_id=0)
+    flat_logits, flat_target = logits.view(-1, 11), target.view(-1)
+    ref = F.cross_entropy(
+        flat_logits, flat_target, ignore_index=0, label_smoothing=0.1, reduction="sum"
+    )
+    ref_nll = F.cross_entropy(flat_logits, flat_target, ignore_index=0, reduction="sum")
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(nll, ref_nll)
+
+
+def test_padding_targets_do_not_count():
+    logits, target = torch.randn(1, 4, 7), torch.tensor([[3, 4, 0, 0]])
+    loss, _ = label_smoothed_loss(logits, target, 0.1, pad_id=0)
+    changed = logits.clone()
+    changed[0, 2:] = torch.randn(2, 7) * 10
+    torch.testing.assert_close(loss, label_smoothed_loss(changed, target, 0.1, pad_id=0)[0])
+
+
+def test_noam_is_the_papers_formula_and_peaks_at_warmup():
+    rate = noam(512, 4000)
+    for step in (1, 100, 4000, 10000):
+        assert rate(step) == pytest.approx(512**-0.5 * min(step**-0.5, step * 4000**-1.5))
+    assert rate(4000) > rate(3999) and rate(4000) > rate(4001)
+
+
+def test_warmup_cosine_rises_then_decays_to_the_floor():
+    rate = warmup_cosine(10, 110, floor=0.1)
+    assert rate(0) == pytest.approx(0.1) and rate(9) == pytest.approx(1.0)
+    assert rate(60) == pytest.approx(0.55)
+    assert rate(110) == pytest.approx(0.1) and rate(500) == pytest.approx(0.1)
