@@ -22,3 +22,15 @@ lint:
 
 test: lint
 	$(BIN)/pytest
+
+# Multi30k En->De: train (about an hour on a 2-core CPU), then score test_2016_flickr with
+# beam search, cased and lowercased. The README's translation figures come from this target.
+M30K ?= ../shared/data/multi30k
+RUN ?= runs/multi30k
+TEST_PAIR := --src $(M30K)/test_2016_flickr.en.gz --ref $(M30K)/test_2016_flickr.de.gz
+
+.PHONY: multi30k
+multi30k:
+	$(BIN)/aiayn train configs/multi30k.toml --out $(RUN)
+	$(BIN)/aiayn evaluate --model $(RUN) $(TEST_PAIR) --json
+	$(BIN)/aiayn evaluate --model $(RUN) $(TEST_PAIR) --json --lowercase

@@ -5,3 +5,14 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory of a tiny translation model trained for 30 steps on toy data."""
+    from aiayn.cli import main
+    from tests.cli_helpers import write_config
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    assert main(["train", str(write_config(folder)), "--out", str(folder / "out")]) == 0
+    return folder / "out"

@@ -24,11 +24,9 @@ RUN_FILES = {
 }
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("run")
-    assert main(["train", str(write_config(folder)), "--out", str(folder / "out")]) == 0
-    return folder / "out"
+@pytest.fixture
+def run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def test_a_run_directory_holds_everything(run):
@@ -81,7 +79,8 @@ def test_a_sentence_longer_than_the_model_allows_is_warned_and_translated(run, t
     (tmp_path / "long.txt").write_text(" ".join(["the big red dog"] * 20) + "\n")
     assert main(["translate", "--model", str(run), "--input", str(tmp_path / "long.txt")]) == 0
     captured = capsys.readouterr()
-    assert "warning: sentence 1 has" in captured.err
+    assert "warning: 'the big red dog the big red do'... has" in captured.err
+    assert "translating its first 23 (the model's maximum is 24)" in captured.err
     assert len(captured.out.splitlines()) == 1
 
 

@@ -76,14 +76,68 @@ def cmd_train(args: argparse.Namespace) -> None:
     trainer.fit()
 
 
+def prompt(text: str) -> str:
+    """Show `text` on stderr, then read a line from stdin ('' at end of input)."""
+    print(text, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline()
+
+
 def cmd_translate(args: argparse.Namespace) -> None:
     from aiayn.tasks.translation import load_translator
 
     lines = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
     translator = load_translator(args.model, args.weights, log=log)
+    if lines.isatty():  # a person typing: answer each line as it comes
+        log("type a sentence and press Enter; Ctrl-D ends")
+        while line := prompt("> "):
+            print(translator.translate([line.rstrip("\n")], args.beam)[0], flush=True)
+        return
     with lines:
         for text in translator.translate_stream(lines, args.beam):
             print(text, flush=True)
+
+
+def cmd_plot_metrics(args: argparse.Namespace) -> None:
+    from aiayn.train.checkpoint import METRICS
+    from aiayn.viz import plot_metrics
+
+    run = Path(args.run_dir)
+    if not (run / METRICS).exists():
+        raise ValueError(f"{run}: no {METRICS} to plot")
+    out = Path(args.out or run / "metrics.png")
+    plot_metrics(run / METRICS, out)
+    print(out)
+
+
+def cmd_plot_attention(args: argparse.Namespace) -> None:
+    from aiayn.tasks.translation import load_translator
+    from aiayn.viz import attention_figure, save_figure
+
+    translator = load_translator(args.model, args.weights, log=log)
+    maps = translator.attention(args.src, args.tgt)
+    out = Path(args.out or Path(args.model) / "attention")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"translation: {maps.translation}")
+    titles = {
+        "encoder": "encoder self-attention",
+        "decoder": "decoder self-attention",
+        "cross": "encoder-decoder attention",
+    }
+    for kind, layers in maps.layers.items():
+        if args.layer != "all" and not args.layer.isdigit():
+            raise ValueError(f"--layer {args.layer!r} is neither a layer number nor all")
+        chosen = sorted(layers) if args.layer == "all" else [int(args.layer)]
+        for layer in chosen:
+            if layer not in layers:
+                raise ValueError(
+                    f"--layer {layer} does not exist; the model has layers 0 to {max(layers)}"
+                )
+            weights, rows, cols = layers[layer]
+            path = out / f"{kind}_layer{layer}.png"
+            save_figure(
+                attention_figure(weights, rows, cols, f"{titles[kind]}, layer {layer}"), path
+            )
+            print(path)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -138,6 +192,19 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--lowercase", action="store_true", help="case-insensitive scores")
             cmd.add_argument("--json", action="store_true", help="one JSON object on stdout")
             cmd.set_defaults(run=cmd_evaluate)
+    metrics = sub.add_parser("plot-metrics", help="plot loss, learning rate and BLEU of a run")
+    metrics.add_argument("run_dir", help="run directory with metrics.jsonl")
+    metrics.add_argument("--out", help="PNG path (default: RUN_DIR/metrics.png)")
+    metrics.set_defaults(run=cmd_plot_metrics)
+
+    attn = sub.add_parser("plot-attention", help="heatmaps of a translation's attention")
+    attn.add_argument("--model", required=True, help="run directory")
+    attn.add_argument("--src", required=True, help="the source sentence")
+    attn.add_argument("--tgt", help="a target to read instead of the model's own translation")
+    attn.add_argument("--layer", default="all", help="layer number from 0, or all (default)")
+    attn.add_argument("--weights", help="model, best or average (default: the best there)")
+    attn.add_argument("--out", help="folder for the PNGs (default: MODEL/attention)")
+    attn.set_defaults(run=cmd_plot_attention)
     return p
 
 

@@ -42,3 +42,29 @@ def plot_metrics(metrics_path: str | Path, out: str | Path) -> None:
     fig.tight_layout()
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
+
+
+def attention_figure(weights, rows: list[str], cols: list[str], title: str) -> plt.Figure:
+    """One heatmap panel per head: queries down, keys across, tokens on both axes."""
+    # weights: (H, T_q, T_k)
+    heads = weights.shape[0]
+    ncols = min(heads, 4)
+    nrows = -(-heads // ncols)
+    size = 0.28 * max(len(rows), len(cols)) + 1.5
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for h, ax in enumerate(axes.flat):
+        if h >= heads:
+            ax.axis("off")
+            continue
+        ax.imshow(weights[h].numpy(), cmap="viridis", vmin=0.0, vmax=1.0, aspect="auto")
+        ax.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(rows)), rows, fontsize=7)
+        ax.set_title(f"head {h + 1}", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: plt.Figure, out: str | Path) -> None:
+    atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    plt.close(fig)

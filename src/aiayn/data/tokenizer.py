@@ -33,6 +33,10 @@ class TextTokenizer:
     def encode(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
 
+    def tokens(self, ids: list[int]) -> list[str]:
+        """The subword strings of ids, for labelling plots."""
+        return [self.tok.id_to_token(i) for i in ids]
+
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.tok.decode_batch(ids, skip_special_tokens=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -13,6 +14,16 @@ from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.search import Special, beam_search, greedy
 from aiayn.models.encoder_decoder import EncoderDecoder
+from aiayn.nn.attention import record_attention
+
+
+@dataclass
+class AttentionMaps:
+    """The translation, and for each kind (encoder, decoder, cross) and layer:
+    the weights (H, T_q, T_k) with the query and key token labels."""
+
+    translation: str
+    layers: dict[str, dict[int, tuple[torch.Tensor, list[str], list[str]]]]
 
 
 class Translator:
@@ -34,7 +45,7 @@ class Translator:
     def translate(self, sentences: list[str], beam: int | None = None) -> list[str]:
         """Translate each sentence; beam 1 is greedy search. Empty lines stay empty."""
         beam = self.decode.beam if beam is None else beam
-        ids = [self._source_ids(i, s) for i, s in enumerate(sentences)]
+        ids = self._source_ids(sentences)
         out: list[str] = [""] * len(sentences)
         real = [i for i, s in enumerate(sentences) if s.strip()]
         lengths = [len(ids[i]) for i in real]
@@ -59,16 +70,47 @@ class Translator:
         if buffer:
             yield from self.translate(buffer, beam)
 
-    def _source_ids(self, index: int, sentence: str) -> list[int]:
-        ids = self.src_tok.encode([sentence])[0]
-        if len(ids) + 1 > self.max_len:
-            print(
-                f"warning: sentence {index + 1} has {len(ids)} tokens; translating its first "
-                f"{self.max_len - 1} (the model's maximum is {self.max_len})",
-                file=sys.stderr,
-            )
-            ids = ids[: self.max_len - 1]
-        return [*ids, self.src_tok.eos_id]
+    def _source_ids(self, sentences: list[str]) -> list[list[int]]:
+        """Token ids then </s>, cut (with a warning) to the model's maximum length."""
+        rows = []
+        for sentence, ids in zip(sentences, self.src_tok.encode(sentences), strict=True):
+            if len(ids) + 1 > self.max_len:
+                print(
+                    f"warning: {sentence[:30]!r}... has {len(ids)} tokens; translating its "
+                    f"first {self.max_len - 1} (the model's maximum is {self.max_len})",
+                    file=sys.stderr,
+                )
+                ids = ids[: self.max_len - 1]
+            rows.append([*ids, self.src_tok.eos_id])
+        return rows
+
+    @torch.no_grad()
+    def attention(self, source: str, target: str | None = None) -> AttentionMaps:
+        """Per-layer, per-head attention while the model reads `source` and writes `target`
+        (by default its own greedy translation)."""
+        [src_ids] = self._source_ids([source])
+        if target is None:
+            src = torch.tensor([src_ids], device=self.device)
+            tgt_ids = greedy(self.model, src, self.special, self.decode.max_extra, self.max_len)[0]
+        else:
+            tgt_ids = self.tgt_tok.encode([target])[0]
+        tgt_in = torch.tensor([[self.special.bos, *tgt_ids]], device=self.device)
+        with record_attention(self.model) as weights:
+            self.model(torch.tensor([src_ids], device=self.device), tgt_in)
+        src_labels = [*self.src_tok.tokens(src_ids[:-1]), "</s>"]
+        out_labels = [*self.tgt_tok.tokens(tgt_ids), "</s>"]
+        in_labels = ["<s>", *out_labels[:-1]]
+        maps = AttentionMaps(self.tgt_tok.decode([tgt_ids])[0], {})
+        for name, w in weights.items():
+            layer = int(name.split(".")[3])
+            if ".encoder." in name:
+                kind, rows, cols = "encoder", src_labels, src_labels
+            elif name.endswith("cross_attn"):
+                kind, rows, cols = "cross", out_labels, src_labels
+            else:
+                kind, rows, cols = "decoder", out_labels, in_labels
+            maps.layers.setdefault(kind, {})[layer] = (w[0].float().cpu(), rows, cols)
+        return maps
 
     @torch.no_grad()
     def _search(self, src: torch.Tensor, beam: int) -> list[list[int]]:

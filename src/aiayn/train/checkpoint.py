@@ -94,6 +94,11 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         raise ValueError(f"{path}: no such weights file") from None
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+    load_checked(model, state, path)
+
+
+def load_checked(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Load `state` into `model` after checking that names and shapes match exactly."""
     expected = unique_state(model)
     for name in expected:
         if name not in state:

@@ -83,11 +83,15 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Weights, then the trainer state that refers to them, each written atomically."""
-        ckpt.save_weights(self.model, self.run_dir / ckpt.MODEL)
+        """The trainer state, then the weights for decoding, each written atomically.
+
+        The state holds the weights too, so that a crash between the two writes cannot leave
+        a resumable state that disagrees with its weights.
+        """
         ckpt.save_state(
             {
                 **self.state,
+                "model": ckpt.unique_state(self.model),
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
                 "rng_torch": torch.get_rng_state(),
@@ -95,10 +99,11 @@ class Trainer:
             },
             self.run_dir / ckpt.STATE,
         )
+        ckpt.save_weights(self.model, self.run_dir / ckpt.MODEL)
 
     def resume(self) -> None:
-        ckpt.load_weights(self.model, self.run_dir / ckpt.MODEL)
         state = ckpt.load_state(self.run_dir / ckpt.STATE)
+        ckpt.load_checked(self.model, state.pop("model"), self.run_dir / ckpt.STATE)
         self.opt.load_state_dict(state.pop("optimizer"))
         self.sched.load_state_dict(state.pop("scheduler"))
         torch.set_rng_state(state.pop("rng_torch"))
@@ -176,8 +181,13 @@ class Trainer:
         for batch in group:
             with autocast:
                 loss, _, tokens = self.task.train_loss(batch, self.device)
-            (loss / max(tokens, 1) / len(group)).backward()
+            loss.backward()
             total_loss, total_tokens = total_loss + float(loss.detach()), total_tokens + tokens
+        # Gradients of summed losses, divided once by all the tokens: accumulating N batches
+        # gives exactly the gradient of the loss per token of their union.
+        for p in self.model.parameters():
+            if p.grad is not None:
+                p.grad.div_(max(total_tokens, 1))
         if self.t.clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip)
         self.opt.step()

@@ -1,0 +1,97 @@
+"""The trainer's own arithmetic, on a linear model where every number can be checked."""
+
+import itertools
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from aiayn.config import RunConfig
+from aiayn.train.trainer import Trainer
+
+
+class LinearTask:
+    """Least squares on fixed batches; validation returns scripted values."""
+
+    monitor = "val_loss"
+
+    def __init__(self, batches, val_values=(1.0,), **train):
+        base = {
+            "schedule": "cosine",
+            "lr": 0.05,
+            "warmup": 0,
+            "log_every": 1,
+            "eval_every": 1,
+            "bleu": False,
+            **train,
+        }
+        self.cfg = RunConfig().replace("train", **base)
+        torch.manual_seed(0)
+        self.model = nn.Linear(4, 1)
+        self.batches, self.values = batches, itertools.chain(val_values, itertools.repeat(99.0))
+
+    def epoch_batches(self, epoch):
+        return list(range(len(self.batches)))
+
+    def train_loss(self, i, device):
+        x, y = self.batches[i]
+        loss = (self.model(x) - y).pow(2).sum()
+        return loss, loss.detach(), len(x)
+
+    def validate(self, device):
+        return {"val_loss": next(self.values)}
+
+    def save_assets(self, run_dir):
+        pass
+
+
+def data(sizes):
+    gen = torch.Generator().manual_seed(1)
+    return [(torch.randn(n, 4, generator=gen), torch.randn(n, 1, generator=gen)) for n in sizes]
+
+
+def test_accumulating_batches_equals_training_on_their_union(tmp_path):
+    parts = data([3, 5, 2, 6, 4, 4])
+    unions = [
+        tuple(torch.cat(t) for t in zip(*parts[i : i + 2], strict=True)) for i in range(0, 6, 2)
+    ]
+    accumulated = LinearTask(parts, accumulate=2, max_steps=3)
+    whole = LinearTask(unions, accumulate=1, max_steps=3)
+    Trainer(accumulated, tmp_path / "a", log=lambda _: None).fit()
+    Trainer(whole, tmp_path / "b", log=lambda _: None).fit()
+    for a, b in zip(accumulated.model.parameters(), whole.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_patience_stops_training_and_the_best_weights_are_kept(tmp_path):
+    task = LinearTask(
+        data([4] * 10), val_values=[3.0, 2.0, 2.5, 2.6, 1.0], patience=2, max_steps=100
+    )
+    result = Trainer(task, tmp_path, log=lambda _: None).fit()
+    assert result["stop"] == "patience" and result["step"] == 4
+    assert result["best"] == 2.0
+
+
+def test_the_average_is_the_mean_of_the_last_snapshots(tmp_path):
+    task = LinearTask(data([4] * 10), max_steps=5, average_last=3)
+    Trainer(task, tmp_path, log=lambda _: None).fit()
+    snaps = sorted((tmp_path / "checkpoints").iterdir())
+    assert [p.name for p in snaps] == [f"step_{s:08d}.safetensors" for s in (3, 4, 5)]
+    avg = load_file(str(tmp_path / "average.safetensors"))
+    loaded = [load_file(str(p)) for p in snaps]
+    for name, value in avg.items():
+        torch.testing.assert_close(value, sum(s[name] for s in loaded) / 3)
+
+
+def test_clipping_bounds_the_gradient_norm(tmp_path):
+    big = [(torch.randn(8, 4) * 100, torch.randn(8, 1) * 100)]
+    task = LinearTask(big, max_steps=1, clip=0.5, optimizer="adamw")
+    trainer = Trainer(task, tmp_path, log=lambda _: None)
+    seen = []
+    trainer.opt.register_step_pre_hook(
+        lambda *_: seen.append(
+            torch.norm(torch.stack([p.grad.norm() for p in task.model.parameters()]))
+        )
+    )
+    trainer.fit()
+    assert seen and float(seen[0]) <= 0.5 + 1e-5
