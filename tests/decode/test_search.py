@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aiayn.decode.search import beam_search, beam_search_scored, greedy, sequence_score
+from aiayn.decode.search import beam_search, greedy, sequence_score
 from tests.decode.conftest import SPECIAL, tiny_model
 
 
@@ -24,7 +24,8 @@ def test_cached_decoding_gives_exactly_the_tokens_of_full_recomputation(model, s
 
 
 def test_beam_size_one_is_exactly_greedy(model, sources):
-    assert beam_search(model, sources, SPECIAL, beam=1) == greedy(model, sources, SPECIAL)
+    hyps = [tokens for tokens, _ in beam_search(model, sources, SPECIAL, beam=1)]
+    assert hyps == greedy(model, sources, SPECIAL)
 
 
 def test_beam_score_is_never_below_greedys(model, sources):
@@ -33,7 +34,7 @@ def test_beam_score_is_never_below_greedys(model, sources):
     limits = ((sources != SPECIAL.pad).sum(1) + 50).tolist()
     for row, (hyp, score), g, limit in zip(
         sources,
-        beam_search_scored(model, sources, SPECIAL, beam=4, alpha=alpha),
+        beam_search(model, sources, SPECIAL, beam=4, alpha=alpha),
         greedy_hyps,
         limits,
         strict=True,
@@ -53,9 +54,7 @@ def test_outputs_stop_at_source_length_plus_max_extra(sources):
     with torch.no_grad():  # </s> is never chosen, so only the length limit stops decoding
         model.generator.bias[SPECIAL.eos] = -1e9
     src_len = (sources != SPECIAL.pad).sum(1).tolist()
-    for hyps in (
-        greedy(model, sources, SPECIAL, max_extra=3),
-        beam_search(model, sources, SPECIAL, beam=3, max_extra=3),
-    ):
+    beam = [tokens for tokens, _ in beam_search(model, sources, SPECIAL, beam=3, max_extra=3)]
+    for hyps in (greedy(model, sources, SPECIAL, max_extra=3), beam):
         assert [len(h) for h in hyps] == [n + 3 for n in src_len]
     assert all(len(h) == 4 for h in greedy(model, sources, SPECIAL, max_extra=3, cap=4))

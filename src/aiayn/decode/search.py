@@ -75,22 +75,9 @@ def beam_search(
     alpha: float = 0.6,
     max_extra: int = 50,
     cap: int | None = None,
-) -> list[list[int]]:
-    """Keep the `beam` best prefixes per sentence; return each sentence's best finished one."""
-    return [hyp for hyp, _ in beam_search_scored(model, src, special, beam, alpha, max_extra, cap)]
-
-
-@torch.no_grad()
-def beam_search_scored(
-    model: EncoderDecoder,
-    src: Tensor,
-    special: Special,
-    beam: int = 5,
-    alpha: float = 0.6,
-    max_extra: int = 50,
-    cap: int | None = None,
 ) -> list[tuple[list[int], float]]:
-    """Beam search returning (tokens, length-normalised log-probability) per sentence."""
+    """Keep the `beam` best prefixes per sentence; return each sentence's best finished one,
+    as (tokens, length-normalised log-probability)."""
     b, k = src.size(0), beam
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap).tolist()

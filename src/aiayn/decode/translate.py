@@ -117,4 +117,5 @@ class Translator:
         kw = {"max_extra": self.decode.max_extra, "cap": self.max_len}
         if beam == 1:
             return greedy(self.model, src, self.special, **kw)
-        return beam_search(self.model, src, self.special, beam, self.decode.alpha, **kw)
+        scored = beam_search(self.model, src, self.special, beam, self.decode.alpha, **kw)
+        return [tokens for tokens, _ in scored]
