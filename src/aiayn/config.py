@@ -7,17 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiayn.configfile import apply_overrides, from_dict, load_toml
+from aiayn.configfile import apply_overrides, from_dict, load_toml, require
 from aiayn.models.config import ModelConfig
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("noam", "cosine")
 PRECISIONS = ("fp32", "bf16")
-
-
-def _check(section: str, name: str, value: Any, ok: bool, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{section}.{name}={value!r} is invalid; expected {expected}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +30,9 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len"):
-            _check("data", name, getattr(self, name), getattr(self, name) > 0, "a positive integer")
+            require(
+                "data", name, getattr(self, name), getattr(self, name) > 0, "a positive integer"
+            )
 
 
 @dataclass(frozen=True)
@@ -72,34 +69,34 @@ class TrainConfig:
             "log_every",
             "average_last",
         ):
-            _check("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
+            require("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
         for name in ("warmup", "patience"):
-            _check("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
+            require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         for name in ("max_minutes", "clip", "weight_decay"):
-            _check("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
-        _check("train", "lr", self.lr, self.lr > 0, "positive")
-        _check(
+            require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
+        require("train", "lr", self.lr, self.lr > 0, "positive")
+        require(
             "train",
             "label_smoothing",
             self.label_smoothing,
             0 <= self.label_smoothing < 1,
             "in [0, 1)",
         )
-        _check(
+        require(
             "train",
             "optimizer",
             self.optimizer,
             self.optimizer in OPTIMIZERS,
             f"one of {', '.join(OPTIMIZERS)}",
         )
-        _check(
+        require(
             "train",
             "schedule",
             self.schedule,
             self.schedule in SCHEDULES,
             f"one of {', '.join(SCHEDULES)}",
         )
-        _check(
+        require(
             "train",
             "precision",
             self.precision,
@@ -116,9 +113,9 @@ class DecodeConfig:
     batch_tokens: int = 8000
 
     def __post_init__(self) -> None:
-        _check("decode", "beam", self.beam, self.beam > 0, "positive")
-        _check("decode", "alpha", self.alpha, self.alpha >= 0, ">= 0")
-        _check("decode", "max_extra", self.max_extra, self.max_extra >= 0, ">= 0")
+        require("decode", "beam", self.beam, self.beam > 0, "positive")
+        require("decode", "alpha", self.alpha, self.alpha >= 0, ">= 0")
+        require("decode", "max_extra", self.max_extra, self.max_extra >= 0, ">= 0")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "decode": DecodeConfig}

@@ -82,3 +82,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             raise ValueError(f"--set {text!r}: {section} is not a table")
         table[key] = value
     return merged
+
+
+def require(section: str, name: str, value: Any, ok: bool, expected: str) -> None:
+    """Refuse a config value, naming it and what was expected, unless `ok`."""
+    if not ok:
+        raise ValueError(f"{section}.{name}={value!r} is invalid; expected {expected}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from aiayn.configfile import from_dict, load_toml
+from aiayn.configfile import from_dict, load_toml, require
 from aiayn.nn.attention import ATTENTION_IMPLS
 from aiayn.nn.feedforward import FEEDFORWARD_NAMES
 from aiayn.nn.norm import NORMS
@@ -133,8 +133,7 @@ class ModelConfig:
 
 
 def _require(ok: bool, field: str, value: object, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"model.{field}={value!r} is invalid; expected {expected}")
+    require("model", field, value, ok, expected)
 
 
 def _one_of(field: str, value: str, choices) -> None:
