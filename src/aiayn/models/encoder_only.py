@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from aiayn.models.build import TokenEmbedding, build_encoder, init_weights
 from aiayn.models.config import ModelConfig
+from aiayn.nn.dropout import Dropout
 from aiayn.nn.masks import padding_mask
 
 
@@ -34,7 +35,7 @@ class EncoderClassifier(nn.Module):
         self.transformer = build_encoder(cfg)
         self.pool = POOLING[cfg.pooling]
         self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.d_model, cfg.n_classes)
         init_weights(self)
 

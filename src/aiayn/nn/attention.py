@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aiayn.nn.cache import LayerCache
+from aiayn.nn.dropout import dropout
 from aiayn.nn.positional import Rotation, apply_rotary
 
 ATTENTION_IMPLS = ("sdpa", "math")
@@ -31,7 +32,7 @@ def attention_math(
     elif mask is not None:
         scores = scores + mask
     weights = scores.softmax(dim=-1)
-    out = F.dropout(weights, dropout_p) @ v if dropout_p > 0 else weights @ v
+    out = dropout(weights, dropout_p) @ v
     return out, weights  # (B, H, T_q, d_v), (B, H, T_q, T_k)
 
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from aiayn.nn.attention import CrossAttention, SelfAttention
 from aiayn.nn.cache import LayerCache
+from aiayn.nn.dropout import Dropout
 from aiayn.nn.positional import Rotation
 
 Sublayer = Callable[[Tensor], Tensor]
@@ -41,7 +42,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.self_attn, self.ffn = self_attn, ffn
         self.norm1, self.norm2 = make_norm(), make_norm()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.residual = pre_norm if norm_first else post_norm
 
     def forward(
@@ -72,7 +73,7 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.self_attn, self.cross_attn, self.ffn = self_attn, cross_attn, ffn
         self.norm1, self.norm2, self.norm3 = make_norm(), make_norm(), make_norm()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.residual = pre_norm if norm_first else post_norm
 
     def forward(

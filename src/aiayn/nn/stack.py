@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from aiayn.nn.cache import KVCache
+from aiayn.nn.dropout import Dropout
 from aiayn.nn.layers import DecoderLayer, EncoderLayer
 from aiayn.nn.masks import attention_mask
 from aiayn.nn.positional import PositionalEncoding, Rotation
@@ -51,7 +52,7 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.pos, self.causal = pos, causal
         self.norm = norm or nn.Identity()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(
         self, x: Tensor, pad_mask: Tensor | None = None, cache: KVCache | None = None
@@ -78,7 +79,7 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.pos = pos
         self.norm = norm or nn.Identity()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(
         self,
