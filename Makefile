@@ -5,9 +5,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint
+.PHONY: install test lint demo
 
-install:
+# The first command of the README: set up (once), then train and show the demo (~12 min).
+demo: $(VENV)/.installed
+	$(BIN)/aiayn demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
 		echo "using the torch of $(PYTHON)"; $(PYTHON) -m venv --system-site-packages $(VENV); \
 	else \
@@ -15,6 +21,7 @@ install:
 	fi
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[dev]'
+	@touch $@
 
 lint:
 	$(BIN)/ruff check .

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -60,16 +62,26 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
     return cfg
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def task_class(arch: str) -> type:
+    """The training task of a model family."""
+    from aiayn.tasks.classification import ClassificationTask
+    from aiayn.tasks.language_model import LanguageModelTask
     from aiayn.tasks.translation import TranslationTask
+
+    return {
+        "encoder_decoder": TranslationTask,
+        "decoder_only": LanguageModelTask,
+        "encoder_classifier": ClassificationTask,
+    }[arch]
+
+
+def cmd_train(args: argparse.Namespace) -> None:
     from aiayn.train.trainer import Trainer
 
     out = Path(args.out or Path("runs") / Path(args.config or "run").stem)
     cfg = run_config(args, out)
-    if cfg.model.arch != "encoder_decoder":
-        raise ValueError(f"model.arch={cfg.model.arch!r}: `aiayn train` handles encoder_decoder")
     torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
-    task = TranslationTask(cfg, out, resume=args.resume, log=log)
+    task = task_class(cfg.model.arch)(cfg, out, resume=args.resume, log=log)
     trainer = Trainer(task, out, log=log)
     if args.resume:
         trainer.resume()
@@ -97,6 +109,68 @@ def cmd_translate(args: argparse.Namespace) -> None:
             print(text, flush=True)
 
 
+def input_lines(path: str | None) -> Iterator[str]:
+    """Lines of `path`, or of stdin, without their line endings."""
+    with open(path, encoding="utf-8") if path else nullcontext(sys.stdin) as f:
+        for line in f:
+            yield line.rstrip("\n")
+
+
+def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(islice(lines, size)):
+        yield chunk
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from aiayn.decode.sample import generate
+    from aiayn.tasks.language_model import load_language_model
+
+    for name, ok, expected in (
+        ("--max-new-tokens", args.max_new_tokens >= 0, ">= 0"),
+        ("--temperature", args.temperature >= 0, ">= 0 (0: greedy)"),
+        ("--top-k", args.top_k >= 0, ">= 0 (0: no limit)"),
+        ("--top-p", 0 < args.top_p <= 1, "in (0, 1]"),
+    ):
+        if not ok:
+            raise ValueError(
+                f"{name} {getattr(args, name[2:].replace('-', '_'))} must be {expected}"
+            )
+    model, tok = load_language_model(args.model, args.weights, log=log)
+    prompt = tok.encode([args.prompt])[0]
+    if not prompt:
+        raise ValueError(f"--prompt {args.prompt!r} has no tokens; give some text")
+    generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    ids = list(prompt)
+    shown = tok.decode([ids])[0]
+    print(shown, end="", flush=True)
+    stream = generate(
+        model,
+        torch.tensor([prompt]),
+        args.max_new_tokens,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        generator,
+        banned=[tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id],  # never in the training text
+    )
+    for token in stream:
+        ids.append(int(token))
+        # Decode the whole text, so that word pieces join exactly as they will at the end.
+        text = tok.decode([ids])[0]
+        print(text[len(shown) :], end="", flush=True)
+        shown = text
+    print()
+
+
+def cmd_classify(args: argparse.Namespace) -> None:
+    from aiayn.tasks.classification import load_classifier
+
+    classifier = load_classifier(args.model, args.weights, log=log)
+    for chunk in chunks(input_lines(args.input), 256):
+        for label, p in classifier.predict(chunk):
+            print(f"{label}\t{p:.4f}", flush=True)
+
+
 def cmd_plot_metrics(args: argparse.Namespace) -> None:
     from aiayn.train.checkpoint import METRICS
     from aiayn.viz import plot_metrics
@@ -111,40 +185,48 @@ def cmd_plot_metrics(args: argparse.Namespace) -> None:
 
 def cmd_plot_attention(args: argparse.Namespace) -> None:
     from aiayn.tasks.translation import load_translator
-    from aiayn.viz import attention_figure, save_figure
+    from aiayn.viz import save_attention_maps
 
     translator = load_translator(args.model, args.weights, log=log)
     maps = translator.attention(args.src, args.tgt)
-    out = Path(args.out or Path(args.model) / "attention")
-    out.mkdir(parents=True, exist_ok=True)
     print(f"translation: {maps.translation}")
-    titles = {
-        "encoder": "encoder self-attention",
-        "decoder": "decoder self-attention",
-        "cross": "encoder-decoder attention",
-    }
-    for kind, layers in maps.layers.items():
-        if args.layer != "all" and not args.layer.isdigit():
-            raise ValueError(f"--layer {args.layer!r} is neither a layer number nor all")
-        chosen = sorted(layers) if args.layer == "all" else [int(args.layer)]
-        for layer in chosen:
-            if layer not in layers:
-                raise ValueError(
-                    f"--layer {layer} does not exist; the model has layers 0 to {max(layers)}"
-                )
-            weights, rows, cols = layers[layer]
-            path = out / f"{kind}_layer{layer}.png"
-            save_figure(
-                attention_figure(weights, rows, cols, f"{titles[kind]}, layer {layer}"), path
-            )
-            print(path)
+    out = Path(args.out or Path(args.model) / "attention")
+    for path in save_attention_maps(maps.layers, args.layer, out):
+        print(path)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from aiayn.train.checkpoint import CONFIG, load_config
+
+    if not (Path(args.model) / CONFIG).exists():
+        raise ValueError(f"{args.model}: not a run directory (no {CONFIG})")
+    if load_config(Path(args.model) / CONFIG).model.arch == "encoder_classifier":
+        evaluate_classifier(args)
+    else:
+        evaluate_translation(args)
+
+
+def evaluate_classifier(args: argparse.Namespace) -> None:
+    from aiayn.data.text import read_labelled
+    from aiayn.tasks.classification import load_classifier
+
+    texts, labels = read_labelled(args.src)
+    classifier = load_classifier(args.model, args.weights, log=log)
+    predicted = [label for label, _ in classifier.predict(texts)]
+    accuracy = sum(p == y for p, y in zip(predicted, labels, strict=True)) / len(labels)
+    if args.json:
+        print(json.dumps({"accuracy": accuracy, "examples": len(labels)}))
+    else:
+        print(f"accuracy {100 * accuracy:.2f}% on {len(labels):,} examples")
+
+
+def evaluate_translation(args: argparse.Namespace) -> None:
     from aiayn.data.text import read_parallel
     from aiayn.evaluate import score_translations
     from aiayn.tasks.translation import load_translator
 
+    if not args.ref:
+        raise ValueError("--ref is needed to score a translation model")
     src, ref = read_parallel(args.src, args.ref)
     translator = load_translator(args.model, args.weights, log=log)
     scores = score_translations(translator.translate(src, args.beam), ref, args.lowercase)
@@ -154,9 +236,23 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         print(f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}\n{scores['signature']}")
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from aiayn.demo import fresh_dir, report, run_demo
+
+    cfg = RunConfig.load(args.config, args.set)
+    result = run_demo(cfg, fresh_dir(Path(args.out)), log=log)
+    print(report(result, Path(cfg.data.test_src).name.split(".")[0]))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiayn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="train En->De for a few minutes, then show the results")
+    demo.add_argument("--config", default="configs/demo.toml", help="(default: %(default)s)")
+    demo.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
+    demo.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    demo.set_defaults(run=cmd_demo)
 
     params = sub.add_parser("params", help="print the parameter count of a config's model")
     params.add_argument("config", help="TOML config file with a [model] table")
@@ -187,11 +283,30 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--input", help="file of sentences, one a line (default: stdin)")
             cmd.set_defaults(run=cmd_translate)
         else:
-            cmd.add_argument("--src", required=True, help="source sentences, one a line")
-            cmd.add_argument("--ref", required=True, help="reference translations, line-aligned")
+            cmd.add_argument(
+                "--src", required=True, help="source sentences, or a classifier's labelled TSV"
+            )
+            cmd.add_argument("--ref", help="reference translations, line-aligned")
             cmd.add_argument("--lowercase", action="store_true", help="case-insensitive scores")
             cmd.add_argument("--json", action="store_true", help="one JSON object on stdout")
             cmd.set_defaults(run=cmd_evaluate)
+    gen = sub.add_parser("generate", help="continue a prompt with a language model (streamed)")
+    gen.add_argument("--model", required=True, help="run directory")
+    gen.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    gen.add_argument("--max-new-tokens", type=int, default=500, help="(default: %(default)s)")
+    gen.add_argument("--temperature", type=float, default=0.8, help="0: greedy (default: 0.8)")
+    gen.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest; 0: all")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+    gen.add_argument("--seed", type=int, help="the same seed gives the same text")
+    gen.add_argument("--weights", help="model, best or average (default: the best there)")
+    gen.set_defaults(run=cmd_generate)
+
+    classify = sub.add_parser("classify", help="label each line (stdin or --input)")
+    classify.add_argument("--model", required=True, help="run directory")
+    classify.add_argument("--input", help="file of texts, one a line (default: stdin)")
+    classify.add_argument("--weights", help="model, best or average (default: the best there)")
+    classify.set_defaults(run=cmd_classify)
+
     metrics = sub.add_parser("plot-metrics", help="plot loss, learning rate and BLEU of a run")
     metrics.add_argument("run_dir", help="run directory with metrics.jsonl")
     metrics.add_argument("--out", help="PNG path (default: RUN_DIR/metrics.png)")

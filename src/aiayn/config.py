@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.configfile import apply_overrides, from_dict, load_toml, require
+from aiayn.data.tokenizer import TOKENIZER_KINDS
 from aiayn.models.config import ModelConfig
 
 OPTIMIZERS = ("adam", "adamw")
@@ -17,15 +18,23 @@ PRECISIONS = ("fp32", "bf16")
 
 @dataclass(frozen=True)
 class DataConfig:
+    # translation: line-aligned source and target files
     train_src: str = ""
     train_tgt: str = ""
     valid_src: str = ""
     valid_tgt: str = ""
     test_src: str = ""
     test_tgt: str = ""
+    # language models: one text; classifiers: TSV files of text<TAB>label with a header
+    train: str = ""
+    valid: str = ""  # unset: a language model holds out the last valid_fraction of `train`
+    valid_fraction: float = 0.1
+    tokenizer: str = "bpe"  # or "char"
     vocab_size: int = 8000  # BPE merges stop at this many tokens
     joint_vocab: bool = True  # one tokenizer for both languages (needed to share embeddings)
-    max_len: int = 100  # longer training pairs (in tokens) are dropped, with a count in the log
+    # Longest training sequence in tokens: longer pairs and sentences are dropped, with a count
+    # in the log; a language model trains on blocks of exactly this many tokens.
+    max_len: int = 100
     lowercase: bool = False
 
     def __post_init__(self) -> None:
@@ -33,6 +42,15 @@ class DataConfig:
             require(
                 "data", name, getattr(self, name), getattr(self, name) > 0, "a positive integer"
             )
+        f = self.valid_fraction
+        require("data", "valid_fraction", f, 0 < f < 1, "in (0, 1)")
+        require(
+            "data",
+            "tokenizer",
+            self.tokenizer,
+            self.tokenizer in TOKENIZER_KINDS,
+            f"one of {', '.join(TOKENIZER_KINDS)}",
+        )
 
 
 @dataclass(frozen=True)

@@ -68,3 +68,31 @@ def attention_figure(weights, rows: list[str], cols: list[str], title: str) -> p
 def save_figure(fig: plt.Figure, out: str | Path) -> None:
     atomic_write(out, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     plt.close(fig)
+
+
+TITLES = {
+    "encoder": "encoder self-attention",
+    "decoder": "decoder self-attention",
+    "cross": "encoder-decoder attention",
+}
+
+
+def save_attention_maps(layers: dict, layer: str, out: str | Path) -> list[Path]:
+    """One PNG per kind of attention and chosen layer ("all" or a number); returns the paths."""
+    # layers: kind -> layer -> (weights (H, T_q, T_k), query labels, key labels)
+    if layer != "all" and not layer.isdigit():
+        raise ValueError(f"--layer {layer!r} is neither a layer number nor all")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for kind, by_layer in layers.items():
+        for n in sorted(by_layer) if layer == "all" else [int(layer)]:
+            if n not in by_layer:
+                raise ValueError(
+                    f"--layer {n} does not exist; the model has layers 0 to {max(by_layer)}"
+                )
+            weights, rows, cols = by_layer[n]
+            path = out / f"{kind}_layer{n}.png"
+            save_figure(attention_figure(weights, rows, cols, f"{TITLES[kind]}, layer {n}"), path)
+            paths.append(path)
+    return paths

@@ -45,3 +45,26 @@ def test_parallel_files_must_have_equal_line_counts(tmp_path):
     with pytest.raises(ValueError) as e:
         read_parallel(tmp_path / "s.en", tmp_path / "t.de")
     assert "s.en has 3 lines" in str(e.value) and "t.de has 2" in str(e.value)
+
+
+def test_read_text_keeps_the_whole_text_and_names_a_bad_line(tmp_path) -> None:
+    from aiayn.data.text import read_text
+
+    (tmp_path / "a.txt").write_bytes(b"one\ntwo\r\n\nthree")
+    assert read_text(tmp_path / "a.txt") == "one\ntwo\r\n\nthree"
+    (tmp_path / "b.txt").write_bytes(b"ok\nok\nbad \xff here\n")
+    with pytest.raises(ValueError, match=r"b.txt: line 3 is not valid UTF-8"):
+        read_text(tmp_path / "b.txt")
+
+
+def test_read_labelled_splits_at_the_last_tab_and_skips_the_header(tmp_path) -> None:
+    from aiayn.data.text import read_labelled
+
+    (tmp_path / "a.tsv").write_text("sentence\tlabel\na\tb tab\t1\nfine \t0\n", encoding="utf-8")
+    assert read_labelled(tmp_path / "a.tsv") == (["a\tb tab", "fine "], ["1", "0"])
+    (tmp_path / "b.tsv").write_text("sentence\tlabel\nno label here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"b.tsv: line 2 is not text<TAB>label"):
+        read_labelled(tmp_path / "b.tsv")
+    (tmp_path / "c.tsv").write_text("sentence\tlabel\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no examples after the header"):
+        read_labelled(tmp_path / "c.tsv")

@@ -42,3 +42,25 @@ def test_unreadable_tokenizer_file_is_named(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"tokenizer\.json: not a readable tokenizer file"):
         TextTokenizer.load(tmp_path / "tokenizer.json")
+
+
+def test_character_tokenizer_round_trips_every_character(tmp_path) -> None:
+    from aiayn.data.tokenizer import TextTokenizer, train_chars
+
+    text = "First Citizen:\nBefore we  proceed, hear me speak.\n"
+    tok = train_chars([text])
+    assert tok.vocab_size == 4 + len(set(text))
+    ids = tok.encode([text])[0]
+    assert len(ids) == len(text)
+    assert tok.decode([ids]) == [text]
+    tok.save(tmp_path / "t.json")
+    again = TextTokenizer.load(tmp_path / "t.json")
+    assert again.encode([text]) == [ids] and again.tokens(ids[:2]) == ["F", "i"]
+    assert tok.encode(["Q"])[0] == [tok.unk_id]  # unseen characters are <unk>
+
+
+def test_unknown_tokenizer_kind_is_named() -> None:
+    from aiayn.data.tokenizer import fit_tokenizer
+
+    with pytest.raises(ValueError, match="data.tokenizer='word' is unknown"):
+        fit_tokenizer("word", ["a b"], 10)

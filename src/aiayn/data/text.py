@@ -6,8 +6,8 @@ import gzip
 from pathlib import Path
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """All lines of a UTF-8 text file (`.gz` is decompressed), without line endings."""
+def read_bytes(path: str | Path) -> bytes:
+    """A file's bytes (`.gz` is decompressed); a missing, empty or corrupt file is an error."""
     path = Path(path)
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
@@ -19,7 +19,22 @@ def read_lines(path: str | Path) -> list[str]:
         raise ValueError(f"{path}: not a valid gzip file ({e})") from None
     if not raw:
         raise ValueError(f"{path}: file is empty")
-    lines = raw.split(b"\n")
+    return raw
+
+
+def read_text(path: str | Path) -> str:
+    """A whole UTF-8 text file (`.gz` is decompressed) as one string."""
+    raw = read_bytes(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}: line {line} is not valid UTF-8 ({e.reason})") from None
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (`.gz` is decompressed), without line endings."""
+    lines = read_bytes(path).split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     out = []
@@ -29,6 +44,21 @@ def read_lines(path: str | Path) -> list[str]:
         except UnicodeDecodeError as e:
             raise ValueError(f"{path}: line {number} is not valid UTF-8 ({e.reason})") from None
     return out
+
+
+def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
+    """Texts and labels of a TSV file `text<TAB>label` whose first line is a header."""
+    lines = read_lines(path)
+    texts, labels = [], []
+    for number, line in enumerate(lines[1:], start=2):
+        text, tab, label = line.rpartition("\t")
+        if not tab or not label.strip():
+            raise ValueError(f"{path}: line {number} is not text<TAB>label: {line[:60]!r}")
+        texts.append(text)
+        labels.append(label.strip())
+    if not texts:
+        raise ValueError(f"{path}: no examples after the header line")
+    return texts, labels
 
 
 def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:

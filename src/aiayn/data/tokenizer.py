@@ -1,7 +1,7 @@
-"""Subword tokenizers: byte-pair encoding (Sennrich et al. 2016) trained with `tokenizers`.
+"""Tokenizers built with `tokenizers`: byte-pair encoding (Sennrich et al. 2016) or characters.
 
-Words are split on whitespace (kept as a leading "▁", so decoding restores the text) and
-punctuation; ids 0-3 are the special tokens <pad>, <s>, </s>, <unk>.
+BPE splits words on whitespace (kept as a leading "▁", so decoding restores the text) and
+punctuation. Ids 0-3 are always the special tokens <pad>, <s>, </s>, <unk>.
 """
 
 from __future__ import annotations
@@ -9,10 +9,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
+TOKENIZER_KINDS = ("bpe", "char")
 
 
 class TextTokenizer:
@@ -63,3 +72,27 @@ def train_bpe(texts: Iterable[str], vocab_size: int, lowercase: bool = False) ->
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2)
     tok.train_from_iterator(texts, trainer)
     return TextTokenizer(tok)
+
+
+def train_chars(texts: Iterable[str], lowercase: bool = False) -> TextTokenizer:
+    """One token per character seen in `texts` (newlines and spaces included)."""
+    normalize = str.lower if lowercase else str
+    chars = sorted(set().union(*(set(normalize(t)) for t in texts)))
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + chars)}, UNK))
+    if lowercase:
+        tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIALS)
+    return TextTokenizer(tok)
+
+
+def fit_tokenizer(
+    kind: str, texts: list[str], vocab_size: int, lowercase: bool = False
+) -> TextTokenizer:
+    """A new tokenizer of `kind` ("bpe" or "char") learnt from `texts`."""
+    if kind == "bpe":
+        return train_bpe(texts, vocab_size, lowercase)
+    if kind == "char":
+        return train_chars(texts, lowercase)
+    raise ValueError(f"data.tokenizer={kind!r} is unknown; expected one of {TOKENIZER_KINDS}")

@@ -6,6 +6,7 @@ from torch import Tensor, nn
 
 from aiayn.models.build import TokenEmbedding, build_encoder, init_weights
 from aiayn.models.config import ModelConfig
+from aiayn.nn.cache import KVCache
 
 
 class DecoderOnlyLM(nn.Module):
@@ -21,6 +22,9 @@ class DecoderOnlyLM(nn.Module):
             self.lm_head.weight = self.embed.weight
         init_weights(self)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        # tokens: (B, T) -> (B, T, vocab_size) logits
-        return self.lm_head(self.transformer(self.embed(tokens)))
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.transformer.layers))
+
+    def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+        # tokens: (B, T) -> (B, T, vocab_size) logits; with a cache, only the new positions
+        return self.lm_head(self.transformer(self.embed(tokens), cache=cache))

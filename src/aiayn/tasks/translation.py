@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -11,11 +12,12 @@ from torch import Tensor
 from aiayn.config import RunConfig
 from aiayn.data.parallel import ParallelData
 from aiayn.data.text import read_parallel
-from aiayn.data.tokenizer import TextTokenizer, train_bpe
+from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.decode.translate import Translator
 from aiayn.evaluate import score_translations
 from aiayn.models.encoder_decoder import EncoderDecoder
-from aiayn.train.checkpoint import CONFIG, TOKENIZER, load_config, load_weights, pick_weights
+from aiayn.tasks import load_run
+from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss
 
 SRC_TOKENIZER = "src_tokenizer.json"
@@ -30,10 +32,11 @@ def load_tokenizers(run_dir: Path) -> tuple[TextTokenizer, TextTokenizer]:
 
 def fit_tokenizers(cfg: RunConfig, src: list[str], tgt: list[str]) -> tuple[TextTokenizer, ...]:
     d = cfg.data
+    fit = partial(fit_tokenizer, d.tokenizer, vocab_size=d.vocab_size, lowercase=d.lowercase)
     if d.joint_vocab:
-        joint = train_bpe(src + tgt, d.vocab_size, d.lowercase)
+        joint = fit(src + tgt)
         return joint, joint
-    return train_bpe(src, d.vocab_size, d.lowercase), train_bpe(tgt, d.vocab_size, d.lowercase)
+    return fit(src), fit(tgt)
 
 
 class TranslationTask:
@@ -127,17 +130,6 @@ def load_translator(
     log: Callable[[str], None] = print,
 ) -> Translator:
     """The translator saved in a run directory, with its chosen weights file."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists():
-        raise ValueError(f"{run_dir}: not a run directory (no {CONFIG})")
-    cfg = load_config(run_dir / CONFIG)
-    if cfg.model.arch != "encoder_decoder":
-        raise ValueError(
-            f"{run_dir} holds a {cfg.model.arch} model; translation needs encoder_decoder"
-        )
-    src_tok, tgt_tok = load_tokenizers(run_dir)
-    model = EncoderDecoder(cfg.model)
-    path = pick_weights(run_dir, weights)
-    load_weights(model, path)
-    log(f"loaded {path}")
+    cfg, model = load_run(run_dir, "encoder_decoder", weights, log)
+    src_tok, tgt_tok = load_tokenizers(Path(run_dir))
     return Translator(model.to(device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len)

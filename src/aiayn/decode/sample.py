@@ -1,0 +1,78 @@
+"""Text from a language model, one token at a time over its KV cache: greedy, or sampled with
+a temperature, top-k and nucleus (top-p, Holtzman et al. 2020) filtering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from aiayn.models.decoder_only import DecoderOnlyLM
+
+
+def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Set to -inf every logit outside the k largest (k > 0) and outside the smallest set of
+    most likely tokens whose probabilities sum to at least p (p < 1)."""
+    # logits: (B, V) -> (B, V)
+    if top_k > 0:
+        kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        ordered, order = logits.sort(dim=-1, descending=True)
+        probs = ordered.softmax(dim=-1)
+        # A token is dropped when the more likely tokens before it already reach p.
+        drop = probs.cumsum(dim=-1) - probs >= top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def next_token(
+    logits: Tensor,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One token per row: the most likely when temperature is 0, else a filtered sample."""
+    # logits: (B, V) -> (B,)
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+
+@torch.no_grad()
+def generate(
+    model: DecoderOnlyLM,
+    prompt: Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+    banned: Sequence[int] = (),
+) -> Iterator[Tensor]:
+    """Yield each new token (B,) as soon as it is chosen, continuing `prompt` (B, T);
+    `banned` tokens (e.g. special tokens the model never saw as targets) are never chosen.
+
+    The context is the model's max_len: when it is full, the cache is rebuilt from the last
+    half of the tokens, so that long generations cost one re-read per max_len / 2 tokens.
+    """
+    model.eval()
+    window = model.cfg.max_len
+    tokens = prompt[:, -window:]
+    cache = model.new_cache() if use_cache else None
+    step_in = tokens
+    for _ in range(max_new_tokens):
+        if use_cache and cache.length + step_in.size(1) > window:
+            cache, step_in = model.new_cache(), tokens[:, -(window // 2) :]
+        elif not use_cache:
+            step_in = tokens[:, -window:]
+        logits = model(step_in, cache)[:, -1]
+        logits[:, list(banned)] = float("-inf")
+        nxt = next_token(logits, temperature, top_k, top_p, generator)
+        yield nxt
+        tokens = torch.cat([tokens, nxt[:, None]], dim=1)[:, -window:]
+        step_in = nxt[:, None]

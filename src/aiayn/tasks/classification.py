@@ -1,0 +1,126 @@
+"""Text classification as a training task: <s> + sentence through the encoder, one label."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from aiayn.config import RunConfig
+from aiayn.data.batching import token_budget_batches
+from aiayn.data.parallel import pad_to_tensor
+from aiayn.data.text import read_labelled, read_lines
+from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.models.encoder_only import EncoderClassifier
+from aiayn.tasks import load_run
+from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
+
+LABELS = "labels.txt"
+
+
+class Classifier:
+    """A trained classifier with its tokenizer and label names."""
+
+    def __init__(
+        self, model: EncoderClassifier, tok: TextTokenizer, labels: list[str], max_len: int
+    ) -> None:
+        self.model, self.tok, self.labels, self.max_len = model, tok, labels, max_len
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def ids(self, texts: list[str]) -> list[list[int]]:
+        """<s> (the pooled position) then the tokens, cut to max_len."""
+        return [[self.tok.bos_id, *ids][: self.max_len] for ids in self.tok.encode(texts)]
+
+    def logits(self, rows: list[list[int]]) -> Tensor:
+        # rows: B lists of ids -> (B, n_classes)
+        return self.model(pad_to_tensor(rows, self.tok.pad_id).to(self.device))
+
+    @torch.no_grad()
+    def probabilities(self, texts: list[str], batch_tokens: int = 8000) -> Tensor:
+        """(N, n_classes) class probabilities, batched by length, in input order."""
+        self.model.eval()
+        rows = self.ids(texts)
+        out = torch.zeros(len(texts), len(self.labels))
+        for batch in token_budget_batches([len(r) for r in rows], batch_tokens, 0, False):
+            out[batch] = self.logits([rows[i] for i in batch]).float().softmax(-1).cpu()
+        return out
+
+    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
+        """The most likely label of each text, with its probability."""
+        best = self.probabilities(texts).max(dim=-1)
+        pairs = zip(best.values.tolist(), best.indices.tolist(), strict=True)
+        return [(self.labels[i], p) for p, i in pairs]
+
+
+class ClassificationTask:
+    """Everything the trainer needs to know about classification."""
+
+    monitor = "val_acc"
+
+    def __init__(
+        self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
+    ) -> None:
+        d = cfg.data
+        if not d.train or not d.valid:
+            raise ValueError("a classifier needs data.train and data.valid (TSV files)")
+        texts, labels = read_labelled(d.train)
+        self.valid_texts, valid_labels = read_labelled(d.valid)
+        if resume:
+            tok = TextTokenizer.load(run_dir / TOKENIZER)
+            names = read_lines(run_dir / LABELS)
+        else:
+            tok = fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase)
+            names = sorted(set(labels))
+        unknown = sorted(set(valid_labels) - set(names))
+        if unknown:
+            raise ValueError(f"{d.valid}: label {unknown[0]!r} is not among {names}")
+        self.cfg = cfg.replace(
+            "model", vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=len(names)
+        )
+        self.model = EncoderClassifier(self.cfg.model)
+        self.classifier = Classifier(self.model, tok, names, d.max_len)
+        index = {name: i for i, name in enumerate(names)}
+        rows = self.classifier.ids(texts)
+        self.train = [(r, index[y]) for r, y in zip(rows, labels, strict=True)]
+        self.valid = torch.tensor([index[y] for y in valid_labels])
+        log(
+            f"{len(self.train):,} training and {len(self.valid):,} validation texts, labels {names}"
+        )
+
+    def save_assets(self, run_dir: Path) -> None:
+        self.classifier.tok.save(run_dir / TOKENIZER)
+        atomic_write_text(run_dir / LABELS, "".join(f"{n}\n" for n in self.classifier.labels))
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        t = self.cfg.train
+        lengths = [len(r) for r, _ in self.train]
+        return token_budget_batches(lengths, t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
+
+    def train_loss(self, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor, int]:
+        """(summed smoothed loss, summed NLL, examples) of one batch."""
+        logits = self.classifier.logits([self.train[i][0] for i in indices]).float()
+        y = torch.tensor([self.train[i][1] for i in indices], device=device)
+        eps = self.cfg.train.label_smoothing
+        loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=eps)
+        return loss, F.cross_entropy(logits.detach(), y, reduction="sum"), len(indices)
+
+    @torch.no_grad()
+    def validate(self, device: torch.device) -> dict[str, float]:
+        probs = self.classifier.probabilities(self.valid_texts, self.cfg.train.batch_tokens)
+        nll = F.nll_loss(probs.clamp(min=1e-12).log(), self.valid).item()
+        return {"val_loss": nll, "val_acc": (probs.argmax(-1) == self.valid).float().mean().item()}
+
+
+def load_classifier(
+    run_dir: str | Path, weights: str | None = None, log: Callable[[str], None] = print
+) -> Classifier:
+    cfg, model = load_run(run_dir, "encoder_classifier", weights, log)
+    run_dir = Path(run_dir)
+    tok = TextTokenizer.load(run_dir / TOKENIZER)
+    return Classifier(model, tok, read_lines(run_dir / LABELS), cfg.data.max_len)

@@ -1,0 +1,113 @@
+"""Language modelling as a training task: one long text, cut into blocks, next-token loss."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from aiayn.config import RunConfig
+from aiayn.data.text import read_text
+from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.models.decoder_only import DecoderOnlyLM
+from aiayn.tasks import load_run
+from aiayn.train.checkpoint import TOKENIZER
+from aiayn.train.loss import label_smoothed_loss
+
+
+def encode_text(tok: TextTokenizer, text: str) -> Tensor:
+    """A whole text as one id sequence, encoded line by line (newlines kept) for speed."""
+    lines = text.splitlines(keepends=True)
+    return torch.tensor([i for ids in tok.encode(lines) for i in ids], dtype=torch.long)
+
+
+def split_text(cfg: RunConfig) -> tuple[str, str]:
+    """(training text, validation text): `data.valid`, or the tail of `data.train`."""
+    d = cfg.data
+    if not d.train:
+        raise ValueError("data.train is unset; a language model needs a text file")
+    text = read_text(d.train)
+    if d.valid:
+        return text, read_text(d.valid)
+    cut = int(len(text) * (1 - d.valid_fraction))
+    return text[:cut], text[cut:]
+
+
+class LanguageModelTask:
+    """Everything the trainer needs to know about next-token prediction."""
+
+    monitor = "val_loss"
+
+    def __init__(
+        self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
+    ) -> None:
+        d = cfg.data
+        train_text, valid_text = split_text(cfg)
+        if resume:
+            self.tok = TextTokenizer.load(run_dir / TOKENIZER)
+        else:
+            self.tok = fit_tokenizer(d.tokenizer, [train_text], d.vocab_size, d.lowercase)
+        self.train, self.valid = (
+            encode_text(self.tok, train_text),
+            encode_text(self.tok, valid_text),
+        )
+        self.block = d.max_len
+        for name, ids in (("training", self.train), ("validation", self.valid)):
+            if len(ids) <= self.block:
+                raise ValueError(
+                    f"the {name} text has {len(ids)} tokens, fewer than one block of "
+                    f"data.max_len={self.block} + 1"
+                )
+        log(
+            f"{len(self.train):,} training and {len(self.valid):,} validation tokens, "
+            f"vocabulary {self.tok.vocab_size:,} ({d.tokenizer})"
+        )
+        self.cfg = cfg.replace("model", vocab_size=self.tok.vocab_size, pad_id=self.tok.pad_id)
+        if self.cfg.model.max_len < self.block:
+            raise ValueError(
+                f"model.max_len={self.cfg.model.max_len} is shorter than the training blocks "
+                f"(data.max_len={self.block})"
+            )
+        self.model = DecoderOnlyLM(self.cfg.model)
+
+    def save_assets(self, run_dir: Path) -> None:
+        self.tok.save(run_dir / TOKENIZER)
+
+    def epoch_batches(self, epoch: int) -> list[Tensor]:
+        """Random block starts, as many batches as it takes to see about every token once."""
+        rows = max(self.cfg.train.batch_tokens // self.block, 1)
+        count = max(len(self.train) // (rows * self.block), 1)
+        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
+        return list(torch.randint(0, len(self.train) - self.block, (count, rows), generator=g))
+
+    def loss(self, ids: Tensor, starts: Tensor, device: torch.device) -> tuple[Tensor, Tensor, int]:
+        """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`."""
+        offsets = starts[:, None] + torch.arange(self.block + 1)
+        blocks = ids[offsets].to(device)  # (rows, block + 1)
+        logits = self.model(blocks[:, :-1])
+        eps = self.cfg.train.label_smoothing
+        loss, nll = label_smoothed_loss(logits, blocks[:, 1:], eps, self.tok.pad_id)
+        return loss, nll, blocks[:, 1:].numel()
+
+    def train_loss(self, starts: Tensor, device: torch.device) -> tuple[Tensor, Tensor, int]:
+        return self.loss(self.train, starts, device)
+
+    @torch.no_grad()
+    def validate(self, device: torch.device) -> dict[str, float]:
+        """Mean NLL per token over the validation text, cut into consecutive blocks."""
+        starts = torch.arange(0, len(self.valid) - self.block, self.block)
+        rows = max(self.cfg.train.batch_tokens // self.block, 1) * 4
+        nll_sum, n = 0.0, 0
+        for chunk in starts.split(rows):
+            _, nll, tokens = self.loss(self.valid, chunk, device)
+            nll_sum, n = nll_sum + float(nll), n + tokens
+        return {"val_loss": nll_sum / n}
+
+
+def load_language_model(
+    run_dir: str | Path, weights: str | None = None, log: Callable[[str], None] = print
+) -> tuple[DecoderOnlyLM, TextTokenizer]:
+    _, model = load_run(run_dir, "decoder_only", weights, log)
+    return model, TextTokenizer.load(Path(run_dir) / TOKENIZER)

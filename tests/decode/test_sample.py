@@ -1,0 +1,94 @@
+import math
+
+import pytest
+import torch
+
+from aiayn.decode.sample import filter_logits, generate, next_token
+from aiayn.models import DecoderOnlyLM, ModelConfig
+
+
+def lm(positional: str = "rope", max_len: int = 64) -> DecoderOnlyLM:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        arch="decoder_only",
+        vocab_size=23,
+        d_model=32,
+        n_heads=4,
+        d_ff=64,
+        n_layers=2,
+        dropout=0.0,
+        positional=positional,
+        norm_first=True,
+        max_len=max_len,
+    )
+    return DecoderOnlyLM(cfg).eval()
+
+
+def run(model, prompt, n, **kw) -> torch.Tensor:
+    return torch.stack(list(generate(model, prompt, n, **kw)), dim=1)
+
+
+def test_top_p_keeps_the_smallest_set_that_reaches_p() -> None:
+    probs = torch.tensor([[0.05, 0.4, 0.1, 0.3, 0.15]])
+    logits = probs.log()
+    kept = lambda p: torch.isfinite(filter_logits(logits, top_p=p))[0].nonzero()[:, 0].tolist()  # noqa: E731
+    assert kept(0.4) == [1]  # 0.4 alone reaches 0.4
+    assert kept(0.41) == [1, 3]
+    assert kept(0.7) == [1, 3]  # 0.4 + 0.3 reaches 0.7
+    assert kept(0.71) == [1, 3, 4]
+    assert kept(0.95) == [1, 2, 3, 4]
+    assert kept(0.96) == [0, 1, 2, 3, 4]
+    renormalised = filter_logits(logits, top_p=0.8).softmax(-1)[0]
+    assert math.isclose(renormalised[1].item(), 0.4 / 0.85, rel_tol=1e-6)
+
+
+def test_top_k_keeps_the_k_largest() -> None:
+    logits = torch.tensor([[0.1, 3.0, -1.0, 2.0, 0.5]])
+    kept = torch.isfinite(filter_logits(logits, top_k=2))[0]
+    assert kept.tolist() == [False, True, False, True, False]
+    assert torch.isfinite(filter_logits(logits, top_k=99)).all()
+
+
+def test_top_k_1_sampling_equals_greedy() -> None:
+    model = lm()
+    prompt = torch.tensor([[3, 7, 1], [4, 4, 9]])
+    greedy = run(model, prompt, 30, temperature=0.0)
+    sampled = run(model, prompt, 30, temperature=1.3, top_k=1)
+    assert torch.equal(greedy, sampled)
+
+
+def test_same_seed_same_text_other_seed_other_text() -> None:
+    model = lm()
+    prompt = torch.tensor([[5]])
+
+    def sample(seed):
+        return run(
+            model, prompt, 40, temperature=1.0, generator=torch.Generator().manual_seed(seed)
+        )
+
+    assert torch.equal(sample(7), sample(7))
+    assert not torch.equal(sample(7), sample(8))
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "rope", "alibi"])
+def test_cache_gives_the_same_tokens_as_recomputing(positional: str) -> None:
+    model = lm(positional)
+    prompt = torch.tensor([[3, 7, 1, 12]])
+    cached = run(model, prompt, 25, temperature=0.0)
+    full = run(model, prompt, 25, temperature=0.0, use_cache=False)
+    assert torch.equal(cached, full)
+
+
+def test_past_the_context_the_cache_is_rebuilt_from_the_recent_half() -> None:
+    model = lm("learned", max_len=16)  # learned positions: nothing beyond 16 exists
+    out = run(model, torch.tensor([[2, 3]]), 60, temperature=0.0)
+    assert out.shape == (1, 60)
+    # The first 14 tokens fit in the window, so they are exactly recomputation's.
+    full = run(model, torch.tensor([[2, 3]]), 14, temperature=0.0, use_cache=False)
+    assert torch.equal(out[:, :14], full)
+
+
+def test_next_token_samples_by_probability() -> None:
+    logits = torch.tensor([[0.0, math.log(3.0)]]).expand(4000, 2)
+    picks = next_token(logits, generator=torch.Generator().manual_seed(0))
+    assert abs(picks.float().mean().item() - 0.75) < 0.03

@@ -1,0 +1,95 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import tomli_w
+import torch
+
+from aiayn.cli import main
+from aiayn.config import RunConfig
+from aiayn.tasks.language_model import LanguageModelTask
+
+TEXT = "".join(f"to be or not to be, that is question {i % 7}.\n" for i in range(400))
+
+
+def lm_config(folder: Path, tokenizer: str = "char", **train: object) -> Path:
+    (folder / "text.txt").write_text(TEXT, encoding="utf-8")
+    config = {
+        "data": {"train": str(folder / "text.txt"), "tokenizer": tokenizer, "max_len": 16},
+        "model": {
+            "arch": "decoder_only",
+            "d_model": 32,
+            "n_heads": 2,
+            "d_ff": 64,
+            "n_layers": 2,
+            "dropout": 0.0,
+            "positional": "rope",
+            "norm_first": True,
+            "max_len": 32,
+        },
+        "train": {
+            "max_steps": 60,
+            "eval_every": 30,
+            "log_every": 10,
+            "batch_tokens": 128,
+            "lr": 3e-3,
+            "schedule": "cosine",
+            "warmup": 5,
+            "label_smoothing": 0.0,
+            **train,
+        },
+    }
+    path = folder / "lm.toml"
+    path.write_text(tomli_w.dumps(config), encoding="utf-8")
+    return path
+
+
+def test_blocks_come_from_the_training_text_and_validation_is_its_tail(tmp_path: Path) -> None:
+    cfg = RunConfig.load(lm_config(tmp_path))
+    task = LanguageModelTask(cfg, tmp_path, resume=False, log=lambda _: None)
+    assert len(task.valid) == pytest.approx(len(TEXT) * 0.1, abs=2)
+    assert len(task.train) + len(task.valid) == len(TEXT)
+    batches = task.epoch_batches(0)
+    assert batches[0].shape == (128 // 16,)  # rows of one 16-token block each
+    assert len(batches) == len(task.train) // 128
+    assert all(torch.equal(a, b) for a, b in zip(batches, task.epoch_batches(0), strict=True))
+    assert not torch.equal(batches[0], task.epoch_batches(1)[0])
+
+
+def test_train_then_generate_is_reproducible_and_learns(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", str(lm_config(tmp_path)), "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r["val_loss"] for r in records if "val_loss" in r]
+    assert len(val) == 2 and val[1] < val[0] < math.log(22)  # below uniform over the characters
+    capsys.readouterr()
+    args = ["generate", "--model", str(out), "--prompt", "to be", "--max-new-tokens", "40"]
+    texts = []
+    for seed in ("3", "3", "4"):
+        assert main([*args, "--seed", seed, "--temperature", "1.0"]) == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] and texts[0] != texts[2]
+    assert texts[0].startswith("to be") and len(texts[0]) == len("to be") + 40 + 1
+
+
+def test_bpe_language_model_trains_and_streams(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    config = lm_config(tmp_path, tokenizer="bpe", max_steps=10, eval_every=10)
+    assert main(["train", str(config), "--out", str(out), "--set", "data.vocab_size=60"]) == 0
+    capsys.readouterr()
+    assert main(["generate", "--model", str(out), "--prompt", "not", "--seed", "1"]) == 0
+    assert capsys.readouterr().out.startswith("not")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--top-p", "0", "--top-p 0.0 must be in (0, 1]"),
+        ("--temperature", "-1", "--temperature -1.0 must be >= 0"),
+        ("--top-k", "-2", "--top-k -2 must be >= 0"),
+    ],
+)
+def test_bad_sampling_settings_are_one_line_errors(tmp_path, capsys, flag, value, message) -> None:
+    assert main(["generate", "--model", str(tmp_path), flag, value]) == 2
+    assert message in capsys.readouterr().err
