@@ -244,6 +244,37 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(report(result, Path(cfg.data.test_src).name.split(".")[0]))
 
 
+def cmd_import_hf(args: argparse.Namespace) -> None:
+    import shutil
+
+    from aiayn.interop.hf import from_pretrained, read_config
+    from aiayn.tasks.classification import LABELS
+    from aiayn.train.checkpoint import (
+        CONFIG,
+        MODEL,
+        TOKENIZER,
+        atomic_write,
+        atomic_write_text,
+        save_config,
+        save_weights,
+    )
+
+    src, out = Path(args.dir), Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"--out {out} already holds files; choose another folder")
+    model = from_pretrained(src)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out / MODEL)
+    save_config(RunConfig(model=model.cfg), out / CONFIG)
+    if (src / "tokenizer.json").exists():
+        atomic_write(out / TOKENIZER, lambda tmp: shutil.copyfile(src / "tokenizer.json", tmp))
+    labels = read_config(src).get("id2label")
+    if model.cfg.arch == "encoder_classifier" and labels:
+        names = [labels[k] for k in sorted(labels, key=int)]
+        atomic_write_text(out / LABELS, "".join(f"{n}\n" for n in names))
+    print(out)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiayn", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -306,6 +337,11 @@ def parser() -> argparse.ArgumentParser:
     classify.add_argument("--input", help="file of texts, one a line (default: stdin)")
     classify.add_argument("--weights", help="model, best or average (default: the best there)")
     classify.set_defaults(run=cmd_classify)
+
+    imp = sub.add_parser("import-hf", help="a Hugging Face BERT, GPT-2 or Marian as a run")
+    imp.add_argument("dir", help="folder with config.json and model.safetensors")
+    imp.add_argument("--out", required=True, help="run directory to write")
+    imp.set_defaults(run=cmd_import_hf)
 
     metrics = sub.add_parser("plot-metrics", help="plot loss, learning rate and BLEU of a run")
     metrics.add_argument("run_dir", help="run directory with metrics.jsonl")

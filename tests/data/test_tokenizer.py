@@ -62,5 +62,5 @@ def test_character_tokenizer_round_trips_every_character(tmp_path) -> None:
 def test_unknown_tokenizer_kind_is_named() -> None:
     from aiayn.data.tokenizer import fit_tokenizer
 
-    with pytest.raises(ValueError, match="data.tokenizer='word' is unknown"):
+    with pytest.raises(ValueError, match=r"data\.tokenizer='word' is unknown"):
         fit_tokenizer("word", ["a b"], 10)

@@ -38,5 +38,5 @@ def test_module_is_identity_in_eval_and_with_p_zero() -> None:
 
 
 def test_bad_probability_is_named() -> None:
-    with pytest.raises(ValueError, match="p=1.0"):
+    with pytest.raises(ValueError, match=r"p=1\.0"):
         Dropout(1.0)

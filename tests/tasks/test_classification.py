@@ -16,7 +16,7 @@ def write_tsv(path: Path, n: int, seed: int) -> None:
     rows = ["sentence\tlabel"]
     for _ in range(n):
         label = rng.randint(0, 1)
-        words = rng.sample(FILLER, rng.randint(1, 5)) + [rng.choice(GOOD if label else BAD)]
+        words = [*rng.sample(FILLER, rng.randint(1, 5)), rng.choice(GOOD if label else BAD)]
         rng.shuffle(words)
         rows.append(f"{' '.join(words)}\t{label}")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")

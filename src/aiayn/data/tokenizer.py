@@ -21,6 +21,13 @@ from tokenizers import (
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
+# Where a tokenizer made elsewhere (BERT's, GPT-2's) names its special tokens otherwise.
+ALTERNATIVES = {
+    PAD: ("[PAD]", "<|endoftext|>"),
+    BOS: ("[CLS]", "<|endoftext|>"),
+    EOS: ("[SEP]", "<|endoftext|>"),
+    UNK: ("[UNK]", "<|endoftext|>"),
+}
 TOKENIZER_KINDS = ("bpe", "char")
 
 
@@ -29,7 +36,7 @@ class TextTokenizer:
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tok = tokenizer
-        ids = [tokenizer.token_to_id(t) for t in SPECIALS]
+        ids = [_special_id(tokenizer, t) for t in SPECIALS]
         if None in ids:
             missing = [t for t, i in zip(SPECIALS, ids, strict=True) if i is None]
             raise ValueError(f"tokenizer lacks the special tokens {missing}")
@@ -58,6 +65,13 @@ class TextTokenizer:
             return cls(Tokenizer.from_file(str(path)))
         except Exception as e:  # tokenizers raises a bare Exception for unreadable files
             raise ValueError(f"{path}: not a readable tokenizer file ({e})") from None
+
+
+def _special_id(tokenizer: Tokenizer, name: str) -> int | None:
+    for candidate in (name, *ALTERNATIVES[name]):
+        if (i := tokenizer.token_to_id(candidate)) is not None:
+            return i
+    return None
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> TextTokenizer:

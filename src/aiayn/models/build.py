@@ -46,12 +46,17 @@ def _attention_options(cfg: ModelConfig) -> dict:
 def _stack_parts(cfg: ModelConfig):
     make_norm = norm_factory(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
     pos = positional_encoding(cfg.positional, cfg.d_model, cfg.n_heads, cfg.max_len, cfg.rope_base)
-    return make_norm, pos, make_norm() if cfg.has_final_norm else None
+    return {
+        "pos": pos,
+        "norm": make_norm() if cfg.has_final_norm else None,
+        "embed_norm": make_norm() if cfg.embed_norm else None,
+        "dropout": cfg.dropout,
+    }, make_norm
 
 
 def build_encoder(cfg: ModelConfig, causal: bool = False) -> Encoder:
     """The encoder stack of `cfg` (causal: the stack of a decoder-only model)."""
-    make_norm, pos, final = _stack_parts(cfg)
+    parts, make_norm = _stack_parts(cfg)
     layers = [
         EncoderLayer(
             SelfAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
@@ -62,12 +67,12 @@ def build_encoder(cfg: ModelConfig, causal: bool = False) -> Encoder:
         )
         for _ in range(cfg.n_layers)
     ]
-    return Encoder(layers, pos, final, cfg.dropout, causal)
+    return Encoder(layers, causal=causal, **parts)
 
 
 def build_decoder(cfg: ModelConfig) -> Decoder:
     """The decoder stack of `cfg`, with cross-attention to the encoder's output."""
-    make_norm, pos, final = _stack_parts(cfg)
+    parts, make_norm = _stack_parts(cfg)
     layers = [
         DecoderLayer(
             SelfAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
@@ -79,7 +84,7 @@ def build_decoder(cfg: ModelConfig) -> Decoder:
         )
         for _ in range(cfg.decoder_layers)
     ]
-    return Decoder(layers, pos, final, cfg.dropout)
+    return Decoder(layers, **parts)
 
 
 def init_weights(model: nn.Module) -> None:

@@ -41,6 +41,9 @@ class ModelConfig:
     final_norm: bool | None = None  # a norm after each stack; None: exactly when norm_first
     bias: bool = True  # biases in the linear maps and LayerNorm
     scale_embeddings: bool = True  # multiply embeddings by sqrt(d_model) (§3.4)
+    embed_norm: bool = False  # a norm on the summed token and position embeddings (BERT)
+    n_segments: int = 0  # classifier segment (token type) embeddings, as BERT's; 0: none
+    output_bias: bool = False  # a bias on the output logits (Marian's final_logits_bias)
     share_embeddings: bool = True  # encoder-decoder: source and target share one embedding
     tie_output: bool = True  # target embedding = pre-softmax projection (both: §3.4)
     pad_id: int = 0
@@ -59,6 +62,7 @@ class ModelConfig:
             "n_classes",
         ):
             _require(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
+        _require(self.n_segments >= 0, "n_segments", self.n_segments, ">= 0")
         for name in ("src_vocab_size", "n_kv_heads", "n_decoder_layers"):
             value = getattr(self, name)
             _require(value is None or value > 0, name, value, "a positive integer or unset")

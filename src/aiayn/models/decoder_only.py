@@ -17,7 +17,7 @@ class DecoderOnlyLM(nn.Module):
         self.cfg = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.scale_embeddings)
         self.transformer = build_encoder(cfg, causal=True)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.output_bias)
         if cfg.tie_output:
             self.lm_head.weight = self.embed.weight
         init_weights(self)

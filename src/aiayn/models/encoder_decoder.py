@@ -24,7 +24,7 @@ class EncoderDecoder(nn.Module):
             else TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.scale_embeddings)
         )
         self.transformer = EncoderDecoderStack(build_encoder(cfg), build_decoder(cfg))
-        self.generator = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.generator = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.output_bias)
         if cfg.tie_output:
             self.generator.weight = self.tgt_embed.weight
         init_weights(self)

@@ -32,20 +32,35 @@ class EncoderClassifier(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.scale_embeddings)
+        self.segment_embed = nn.Embedding(cfg.n_segments, cfg.d_model) if cfg.n_segments else None
         self.transformer = build_encoder(cfg)
         self.pool = POOLING[cfg.pooling]
         self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
         self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.d_model, cfg.n_classes)
         init_weights(self)
+        if self.segment_embed is not None:
+            nn.init.normal_(self.segment_embed.weight, std=0.02)
 
-    def hidden_states(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, T) ids -> the encoder's last states (B, T, d_model) and the padding mask (B, T)."""
-        pad = padding_mask(tokens, self.cfg.pad_id)
-        return self.transformer(self.embed(tokens), pad), pad
+    def hidden_states(
+        self, tokens: Tensor, pad: Tensor | None = None, segments: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """(B, T) ids -> the encoder's last states (B, T, d_model) and the padding mask (B, T).
 
-    def forward(self, tokens: Tensor) -> Tensor:
+        `pad` (True at padding) defaults to the positions holding pad_id; `segments` (B, T)
+        picks segment embeddings, all segment 0 by default.
+        """
+        pad = padding_mask(tokens, self.cfg.pad_id) if pad is None else pad
+        x = self.embed(tokens)
+        if self.segment_embed is not None:
+            seg = torch.zeros_like(tokens) if segments is None else segments
+            x = x + self.segment_embed(seg)
+        return self.transformer(x, pad), pad
+
+    def forward(
+        self, tokens: Tensor, pad: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:
         # tokens: (B, T) -> (B, n_classes) logits
-        h, pad = self.hidden_states(tokens)
+        h, pad = self.hidden_states(tokens, pad, segments)
         pooled = torch.tanh(self.pooler(self.pool(h, pad)))
         return self.classifier(self.drop(pooled))

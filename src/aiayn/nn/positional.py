@@ -30,23 +30,28 @@ class PositionalEncoding(nn.Module):
         return None
 
 
-def sinusoid_table(positions: Tensor, d_model: int) -> Tensor:
-    """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same): (..., T, d_model)."""
+def sinusoid_table(positions: Tensor, d_model: int, halves: bool = False) -> Tensor:
+    """PE(pos, 2i) = sin(pos / 10000^(2i/d_model)), PE(pos, 2i+1) = cos(same): (..., T, d_model).
+
+    With `halves`, the same values laid out as all sines then all cosines (Marian's layout).
+    """
     inv_freq = 10000.0 ** (-torch.arange(0, d_model, 2, device=positions.device) / d_model)
     angles = positions[..., None].to(inv_freq.dtype) * inv_freq  # (..., T, d_model / 2)
+    if halves:
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)
     return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
 
 class Sinusoidal(PositionalEncoding):
     """The paper's fixed encoding (§3.5), computed for any position, so no maximum length."""
 
-    def __init__(self, d_model: int) -> None:
+    def __init__(self, d_model: int, halves: bool = False) -> None:
         super().__init__()
-        self.d_model = d_model
+        self.d_model, self.halves = d_model, halves
 
     def embed(self, x: Tensor, positions: Tensor) -> Tensor:
         # x: (B, T, d_model)
-        return x + sinusoid_table(positions, self.d_model).to(x.dtype)
+        return x + sinusoid_table(positions, self.d_model, self.halves).to(x.dtype)
 
 
 class Learned(PositionalEncoding):
@@ -122,6 +127,7 @@ class ALiBi(PositionalEncoding):
 POSITIONAL: dict[str, Callable[..., PositionalEncoding]] = {
     "none": lambda d_model, n_heads, max_len, rope_base: PositionalEncoding(),
     "sinusoidal": lambda d_model, n_heads, max_len, rope_base: Sinusoidal(d_model),
+    "sinusoidal_halves": lambda d_model, n_heads, max_len, rope_base: Sinusoidal(d_model, True),
     "learned": lambda d_model, n_heads, max_len, rope_base: Learned(max_len, d_model),
     "rope": lambda d_model, n_heads, max_len, rope_base: Rotary(d_model // n_heads, rope_base),
     "alibi": lambda d_model, n_heads, max_len, rope_base: ALiBi(n_heads),

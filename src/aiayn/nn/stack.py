@@ -6,6 +6,8 @@ when given one, a final norm (needed with pre-norm; `nn.Transformer` adds one in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -18,7 +20,7 @@ from aiayn.nn.positional import PositionalEncoding, Rotation
 
 def add_positions(
     pos: PositionalEncoding,
-    drop: nn.Module,
+    drop: Callable[[Tensor], Tensor],
     x: Tensor,
     pad_mask: Tensor | None,
     causal: bool,
@@ -26,7 +28,8 @@ def add_positions(
 ) -> tuple[Tensor, Tensor | None, Rotation | None]:
     """Position information for a stack's input: the embedded sum, the self-attention mask, RoPE.
 
-    `start` positions are already cached; x holds the T that follow them.
+    `start` positions are already cached; x holds the T that follow them. `drop` is applied
+    to the sum (with BERT's embedding norm before it, when the stack has one).
     """
     # x: (B, T, d_model) -> (B, T, d_model), mask broadcastable to (B, H, T, start + T)
     t_k = start + x.size(1)
@@ -46,20 +49,25 @@ class Encoder(nn.Module):
         pos: PositionalEncoding,
         norm: nn.Module | None = None,
         dropout: float = 0.1,
+        embed_norm: nn.Module | None = None,
         causal: bool = False,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.pos, self.causal = pos, causal
         self.norm = norm or nn.Identity()
+        self.embed_norm = embed_norm or nn.Identity()
         self.drop = Dropout(dropout)
+
+    def embed_out(self, x: Tensor) -> Tensor:
+        return self.drop(self.embed_norm(x))
 
     def forward(
         self, x: Tensor, pad_mask: Tensor | None = None, cache: KVCache | None = None
     ) -> Tensor:
         # x: (B, T, d_model) token embeddings, pad_mask: (B, T) True at padding -> (B, T, d_model)
         start = cache.length if cache is not None else 0
-        x, mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, self.causal, start)
+        x, mask, rotation = add_positions(self.pos, self.embed_out, x, pad_mask, self.causal, start)
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, rotation, cache.layers[i] if cache is not None else None)
         return self.norm(x)
@@ -74,12 +82,17 @@ class Decoder(nn.Module):
         pos: PositionalEncoding,
         norm: nn.Module | None = None,
         dropout: float = 0.1,
+        embed_norm: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.pos = pos
         self.norm = norm or nn.Identity()
+        self.embed_norm = embed_norm or nn.Identity()
         self.drop = Dropout(dropout)
+
+    def embed_out(self, x: Tensor) -> Tensor:
+        return self.drop(self.embed_norm(x))
 
     def forward(
         self,
@@ -91,7 +104,7 @@ class Decoder(nn.Module):
     ) -> Tensor:
         # x: (B, T, d_model) target embeddings, memory: (B, S, d_model) -> (B, T, d_model)
         start = cache.length if cache is not None else 0
-        x, self_mask, rotation = add_positions(self.pos, self.drop, x, pad_mask, True, start)
+        x, self_mask, rotation = add_positions(self.pos, self.embed_out, x, pad_mask, True, start)
         memory_mask = attention_mask(x.size(1), memory.size(1), memory_pad_mask)
         for i, layer in enumerate(self.layers):
             layer_cache = cache.layers[i] if cache is not None else None

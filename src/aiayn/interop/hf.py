@@ -1,0 +1,335 @@
+"""Hugging Face checkpoints (BERT, GPT-2, Marian) loaded into aiayn's own modules.
+
+Each format is a config translation and a naming plan: for every aiayn tensor, the checkpoint
+tensors it is made of (concatenated along rows, so separate q/k/v become one fused projection)
+and whether it is stored transposed (GPT-2's Conv1D). Every checkpoint tensor must be used,
+and every aiayn tensor found, or loading fails naming the tensor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from aiayn.models import ModelConfig, build_model
+
+
+@dataclass(frozen=True)
+class Take:
+    """Checkpoint tensors concatenated along rows; transposed first when stored (in, out)."""
+
+    names: tuple[str, ...]
+    transpose: bool = False
+
+
+def take(*names: str, transpose: bool = False) -> Take:
+    return Take(names, transpose)
+
+
+Plan = dict[str, Take]
+# Buffers some checkpoints carry that hold no weights: causal masks and position ranges.
+IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "embeddings.position_ids")
+ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_new": "gelu_tanh",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "relu": "relu",
+    "swish": "silu",
+    "silu": "silu",
+}
+
+
+def _activation(name: str) -> str:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r} has no aiayn equivalent; known: {list(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def _linear(ours: str, theirs: str, transpose: bool = False) -> Plan:
+    return {
+        f"{ours}.weight": take(f"{theirs}.weight", transpose=transpose),
+        f"{ours}.bias": take(f"{theirs}.bias"),
+    }
+
+
+def _fused(ours: str, theirs: list[str]) -> Plan:
+    return {
+        f"{ours}.weight": take(*(f"{t}.weight" for t in theirs)),
+        f"{ours}.bias": take(*(f"{t}.bias" for t in theirs)),
+    }
+
+
+# -- BERT ----------------------------------------------------------------------------------
+
+
+def bert_config(hf: dict) -> ModelConfig:
+    return ModelConfig(
+        arch="encoder_classifier",
+        vocab_size=hf["vocab_size"],
+        d_model=hf["hidden_size"],
+        n_heads=hf["num_attention_heads"],
+        d_ff=hf["intermediate_size"],
+        n_layers=hf["num_hidden_layers"],
+        dropout=hf.get("hidden_dropout_prob", 0.1),
+        attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
+        activation=_activation(hf.get("hidden_act", "gelu")),
+        positional="learned",
+        max_len=hf["max_position_embeddings"],
+        norm_first=False,
+        norm_eps=hf.get("layer_norm_eps", 1e-12),
+        scale_embeddings=False,
+        embed_norm=True,
+        n_segments=hf.get("type_vocab_size", 2),
+        pad_id=hf.get("pad_token_id") or 0,
+        n_classes=len(hf.get("id2label") or {0: 0, 1: 1}),
+        pooling="cls",
+    )
+
+
+def bert_plan(cfg: ModelConfig, prefix: str) -> Plan:
+    e = f"{prefix}embeddings"
+    plan = {
+        "embed.weight": take(f"{e}.word_embeddings.weight"),
+        "segment_embed.weight": take(f"{e}.token_type_embeddings.weight"),
+        "transformer.pos.table.weight": take(f"{e}.position_embeddings.weight"),
+        "transformer.embed_norm.weight": take(f"{e}.LayerNorm.weight"),
+        "transformer.embed_norm.bias": take(f"{e}.LayerNorm.bias"),
+        **_linear("pooler", f"{prefix}pooler.dense"),
+        **_linear("classifier", "classifier"),  # only BertForSequenceClassification has it
+    }
+    for i in range(cfg.n_layers):
+        ours, theirs = f"transformer.layers.{i}", f"{prefix}encoder.layer.{i}"
+        a = f"{theirs}.attention"
+        plan |= _fused(
+            f"{ours}.self_attn.qkv", [f"{a}.self.{n}" for n in ("query", "key", "value")]
+        )
+        plan |= _linear(f"{ours}.self_attn.out", f"{a}.output.dense")
+        plan |= _linear(f"{ours}.norm1", f"{a}.output.LayerNorm")
+        plan |= _linear(f"{ours}.ffn.w_in", f"{theirs}.intermediate.dense")
+        plan |= _linear(f"{ours}.ffn.w_out", f"{theirs}.output.dense")
+        plan |= _linear(f"{ours}.norm2", f"{theirs}.output.LayerNorm")
+    return plan
+
+
+# -- GPT-2 ---------------------------------------------------------------------------------
+
+
+def gpt2_config(hf: dict) -> ModelConfig:
+    d = hf["n_embd"]
+    return ModelConfig(
+        arch="decoder_only",
+        vocab_size=hf["vocab_size"],
+        d_model=d,
+        n_heads=hf["n_head"],
+        d_ff=hf.get("n_inner") or 4 * d,
+        n_layers=hf["n_layer"],
+        dropout=hf.get("resid_pdrop", 0.1),
+        attn_dropout=hf.get("attn_pdrop", 0.1),
+        activation=_activation(hf.get("activation_function", "gelu_new")),
+        positional="learned",
+        max_len=hf["n_positions"],
+        norm_first=True,
+        norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        scale_embeddings=False,
+        tie_output=hf.get("tie_word_embeddings", True),
+    )
+
+
+def gpt2_plan(cfg: ModelConfig, prefix: str) -> Plan:
+    plan = {
+        "embed.weight": take(f"{prefix}wte.weight"),
+        "transformer.pos.table.weight": take(f"{prefix}wpe.weight"),
+        **_linear("transformer.norm", f"{prefix}ln_f"),
+        "lm_head.weight": take(f"{prefix}wte.weight" if cfg.tie_output else "lm_head.weight"),
+    }
+    for i in range(cfg.n_layers):
+        ours, theirs = f"transformer.layers.{i}", f"{prefix}h.{i}"
+        plan |= _linear(f"{ours}.norm1", f"{theirs}.ln_1")
+        plan |= _linear(f"{ours}.self_attn.qkv", f"{theirs}.attn.c_attn", transpose=True)
+        plan |= _linear(f"{ours}.self_attn.out", f"{theirs}.attn.c_proj", transpose=True)
+        plan |= _linear(f"{ours}.norm2", f"{theirs}.ln_2")
+        plan |= _linear(f"{ours}.ffn.w_in", f"{theirs}.mlp.c_fc", transpose=True)
+        plan |= _linear(f"{ours}.ffn.w_out", f"{theirs}.mlp.c_proj", transpose=True)
+    return plan
+
+
+# -- Marian --------------------------------------------------------------------------------
+
+
+def marian_config(hf: dict) -> ModelConfig:
+    for key in ("decoder_attention_heads", "decoder_ffn_dim"):
+        twin = key.replace("decoder", "encoder")
+        if hf.get(key, hf[twin]) != hf[twin]:
+            raise ValueError(f"marian {key}={hf[key]} differs from {twin}={hf[twin]}; unsupported")
+    if hf.get("decoder_vocab_size", hf["vocab_size"]) != hf["vocab_size"]:
+        raise ValueError("marian decoder_vocab_size differs from vocab_size; unsupported")
+    if not hf.get("share_encoder_decoder_embeddings", True):
+        raise ValueError("marian share_encoder_decoder_embeddings=false is unsupported")
+    return ModelConfig(
+        arch="encoder_decoder",
+        vocab_size=hf["vocab_size"],
+        d_model=hf["d_model"],
+        n_heads=hf["encoder_attention_heads"],
+        d_ff=hf["encoder_ffn_dim"],
+        n_layers=hf["encoder_layers"],
+        n_decoder_layers=hf["decoder_layers"],
+        dropout=hf.get("dropout", 0.1),
+        attn_dropout=hf.get("attention_dropout", 0.0),
+        activation=_activation(hf.get("activation_function", "swish")),
+        positional="sinusoidal_halves",
+        max_len=hf["max_position_embeddings"],
+        norm_first=False,
+        scale_embeddings=hf.get("scale_embedding", False),
+        pad_id=hf["pad_token_id"],
+        output_bias=True,
+    )
+
+
+def _marian_attention(ours: str, theirs: str, cross: bool) -> Plan:
+    names = [f"{theirs}.{p}_proj" for p in "qkv"]
+    plan = _linear(f"{ours}.out", f"{theirs}.out_proj")
+    if cross:
+        return plan | _linear(f"{ours}.q", names[0]) | _fused(f"{ours}.kv", names[1:])
+    return plan | _fused(f"{ours}.qkv", names)
+
+
+def marian_plan(cfg: ModelConfig, prefix: str) -> Plan:
+    shared = take(f"{prefix}shared.weight")
+    plan = {
+        "src_embed.weight": shared,
+        "tgt_embed.weight": shared,
+        "generator.weight": shared,
+        "generator.bias": take("final_logits_bias"),
+    }
+    for i in range(cfg.n_layers):
+        ours, theirs = f"transformer.encoder.layers.{i}", f"{prefix}encoder.layers.{i}"
+        plan |= _marian_attention(f"{ours}.self_attn", f"{theirs}.self_attn", cross=False)
+        plan |= _linear(f"{ours}.norm1", f"{theirs}.self_attn_layer_norm")
+        plan |= _linear(f"{ours}.ffn.w_in", f"{theirs}.fc1")
+        plan |= _linear(f"{ours}.ffn.w_out", f"{theirs}.fc2")
+        plan |= _linear(f"{ours}.norm2", f"{theirs}.final_layer_norm")
+    for i in range(cfg.decoder_layers):
+        ours, theirs = f"transformer.decoder.layers.{i}", f"{prefix}decoder.layers.{i}"
+        plan |= _marian_attention(f"{ours}.self_attn", f"{theirs}.self_attn", cross=False)
+        plan |= _linear(f"{ours}.norm1", f"{theirs}.self_attn_layer_norm")
+        plan |= _marian_attention(f"{ours}.cross_attn", f"{theirs}.encoder_attn", cross=True)
+        plan |= _linear(f"{ours}.norm2", f"{theirs}.encoder_attn_layer_norm")
+        plan |= _linear(f"{ours}.ffn.w_in", f"{theirs}.fc1")
+        plan |= _linear(f"{ours}.ffn.w_out", f"{theirs}.fc2")
+        plan |= _linear(f"{ours}.norm3", f"{theirs}.final_layer_norm")
+    return plan
+
+
+@dataclass(frozen=True)
+class Format:
+    config: Callable[[dict], ModelConfig]
+    plan: Callable[[ModelConfig, str], Plan]
+    prefix: str  # the checkpoint's name prefix when saved with a task head
+    optional: tuple[str, ...] = ()  # aiayn tensors that may be missing (new task heads)
+    aliases: tuple[str, ...] = ()  # tied copies a checkpoint may also store
+
+
+FORMATS = {
+    "bert": Format(
+        bert_config,
+        bert_plan,
+        "bert.",
+        optional=("classifier.weight", "classifier.bias", "pooler.weight", "pooler.bias"),
+    ),
+    "gpt2": Format(gpt2_config, gpt2_plan, "transformer.", aliases=("lm_head.weight",)),
+    "marian": Format(
+        marian_config,
+        marian_plan,
+        "model.",
+        aliases=(
+            "lm_head.weight",
+            "model.encoder.embed_tokens.weight",
+            "model.decoder.embed_tokens.weight",
+            "model.encoder.embed_positions.weight",
+            "model.decoder.embed_positions.weight",
+        ),
+    ),
+}
+
+
+def read_checkpoint(folder: Path) -> dict[str, Tensor]:
+    """The tensors of `model.safetensors`, or of `pytorch_model.bin` read without pickle code."""
+    if (folder / "model.safetensors").exists():
+        return load_file(str(folder / "model.safetensors"))
+    if (folder / "pytorch_model.bin").exists():
+        try:
+            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        except Exception as e:  # the unpickler's own errors vary; name the file
+            raise ValueError(
+                f"{folder / 'pytorch_model.bin'}: refused or unreadable ({e})"
+            ) from None
+    raise ValueError(f"{folder}: no model.safetensors or pytorch_model.bin")
+
+
+def read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.exists():
+        raise ValueError(f"{folder}: no config.json; not a Hugging Face model directory")
+    hf = json.loads(path.read_text(encoding="utf-8"))
+    if hf.get("model_type") not in FORMATS:
+        raise ValueError(
+            f"{path}: model_type {hf.get('model_type')!r} is not supported; "
+            f"expected one of {', '.join(FORMATS)}"
+        )
+    return hf
+
+
+def assemble(
+    model: nn.Module, plan: Plan, tensors: dict[str, Tensor], fmt: Format
+) -> dict[str, Tensor]:
+    """aiayn's state dict from the checkpoint's tensors, with every mismatch an error."""
+    state, used = {}, set()
+    for name, param in model.state_dict().items():
+        if name not in plan:
+            if name in fmt.optional:
+                continue
+            raise ValueError(f"aiayn tensor {name} has no source in the checkpoint plan")
+        missing = [n for n in plan[name].names if n not in tensors]
+        if missing:
+            if name in fmt.optional:
+                continue
+            raise ValueError(f"checkpoint tensor {missing[0]} is missing (needed for {name})")
+        parts = [tensors[n].t() if plan[name].transpose else tensors[n] for n in plan[name].names]
+        value = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+        if value.shape != param.shape and value.numel() == param.numel() and value.dim() == 2:
+            value = value.reshape(param.shape)  # final_logits_bias is stored as (1, vocab)
+        if value.shape != param.shape:
+            raise ValueError(
+                f"checkpoint tensor {', '.join(plan[name].names)} has shape "
+                f"{tuple(value.shape)}; {name} needs {tuple(param.shape)}"
+            )
+        state[name] = value.to(param.dtype)
+        used.update(plan[name].names)
+    extra = [
+        n
+        for n in tensors
+        if n not in used and n not in fmt.aliases and not n.endswith(IGNORED_SUFFIXES)
+    ]
+    if extra:
+        raise ValueError(f"checkpoint tensor {sorted(extra)[0]} is unexpected; nothing uses it")
+    return state
+
+
+def from_pretrained(path: str | Path) -> nn.Module:
+    """The aiayn model of a Hugging Face directory (config.json and weights), in eval mode."""
+    folder = Path(path)
+    hf = read_config(folder)
+    fmt = FORMATS[hf["model_type"]]
+    cfg = fmt.config(hf)
+    tensors = read_checkpoint(folder)
+    prefix = fmt.prefix if any(n.startswith(fmt.prefix) for n in tensors) else ""
+    model = build_model(cfg)
+    state = assemble(model, fmt.plan(cfg, prefix), tensors, fmt)
+    model.load_state_dict(state, strict=False)
+    return model.eval()
