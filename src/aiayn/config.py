@@ -70,10 +70,12 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip: float = 0.0  # max gradient norm; 0: no clipping
     label_smoothing: float = 0.1
+    word_dropout: float = 0.0  # input (source) tokens replaced by <unk> with this probability
     precision: str = "fp32"  # bf16: autocast matrix products to bfloat16
     eval_every: int = 1000  # steps between validations (loss, and BLEU when bleu is set)
     bleu: bool = True  # translate the validation set at each validation (greedy)
     patience: int = 0  # stop after this many validations without improvement; 0: never
+    max_bad_steps: int = 10  # stop after this many steps in a row with a non-finite loss
     average_last: int = 1  # average the last N saved checkpoints at the end (§6.1); 1: none
     log_every: int = 50
     device: str = "auto"
@@ -86,6 +88,7 @@ class TrainConfig:
             "eval_every",
             "log_every",
             "average_last",
+            "max_bad_steps",
         ):
             require("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
         for name in ("warmup", "patience"):
@@ -100,6 +103,8 @@ class TrainConfig:
             0 <= self.label_smoothing < 1,
             "in [0, 1)",
         )
+        wd = self.word_dropout
+        require("train", "word_dropout", wd, 0 <= wd < 1, "in [0, 1)")
         require(
             "train",
             "optimizer",

@@ -2,6 +2,7 @@
 
 import itertools
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
@@ -95,3 +96,37 @@ def test_clipping_bounds_the_gradient_norm(tmp_path):
     )
     trainer.fit()
     assert seen and float(seen[0]) <= 0.5 + 1e-5
+
+
+class NanTask(LinearTask):
+    """LinearTask whose loss is NaN on the batches listed in `bad`."""
+
+    def __init__(self, batches, bad, **train):
+        super().__init__(batches, **train)
+        self.bad = set(bad)
+
+    def train_loss(self, i, device):
+        loss, nll, n = super().train_loss(i, device)
+        return (loss * float("nan"), nll, n) if i in self.bad else (loss, nll, n)
+
+
+def test_a_non_finite_step_is_skipped_and_logged(tmp_path):
+    messages = []
+    task = NanTask(data([4] * 5), bad=[2], max_steps=4, eval_every=100)
+    Trainer(task, tmp_path / "a", log=messages.append).fit()
+    clean = LinearTask([b for i, b in enumerate(data([4] * 5)) if i != 2], max_steps=4)
+    clean.cfg = clean.cfg.replace("train", eval_every=100)
+    Trainer(clean, tmp_path / "b", log=lambda _: None).fit()
+    assert any("step 3: loss nan" in m and "skipped (1 in a row)" in m for m in messages)
+    for name in ("weight", "bias"):  # the NaN batch changed nothing: as if it were not there
+        torch.testing.assert_close(getattr(task.model, name), getattr(clean.model, name))
+
+
+def test_too_many_non_finite_steps_stop_and_keep_the_last_good_checkpoint(tmp_path):
+    task = NanTask(data([4] * 6), bad=[2, 3, 4, 5], max_steps=6, eval_every=2, max_bad_steps=3)
+    trainer = Trainer(task, tmp_path, log=lambda _: None)
+    with pytest.raises(ValueError, match=r"3 steps in a row with a non-finite loss"):
+        trainer.fit()
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in saved.values())
+    assert torch.load(tmp_path / "trainer_state.pt", weights_only=True)["step"] == 2

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from aiayn.config import RunConfig, TrainConfig
 from aiayn.train import checkpoint as ckpt
+from aiayn.train.interrupt import StopRequests
 from aiayn.train.schedule import noam, warmup_cosine
 
 SNAPSHOTS = "checkpoints"
@@ -77,6 +78,7 @@ class Trainer:
             "elapsed": 0.0,
             "best": None,
             "bad_evals": 0,
+            "bad_steps": 0,
             "snapshots": [],
         }
 
@@ -151,22 +153,27 @@ class Trainer:
         )
         window = {"loss": 0.0, "tokens": 0, "since": time.monotonic()}
         stop = None
-        while stop is None:
-            batches = self.task.epoch_batches(self.state["epoch"])
-            while self.state["batch"] < len(batches) and stop is None:
-                group = batches[self.state["batch"] : self.state["batch"] + self.t.accumulate]
-                loss, tokens = self.step(group)
-                self.state["batch"] += len(group)
-                window["loss"] += loss * tokens
-                window["tokens"] += tokens
-                bar.update(1)
-                self.state["elapsed"] = time.monotonic() - start
-                stop = self.after_step(window, bar)
-            if stop is None:
-                self.state["epoch"] += 1
-                self.state["batch"] = 0
-        bar.close()
-        self.finish(stop)
+        with StopRequests() as signals:
+            while stop is None:
+                batches = self.task.epoch_batches(self.state["epoch"])
+                while self.state["batch"] < len(batches) and stop is None:
+                    group = batches[self.state["batch"] : self.state["batch"] + self.t.accumulate]
+                    loss, tokens = self.step(group)
+                    self.state["batch"] += len(group)
+                    self.state["elapsed"] = time.monotonic() - start
+                    if tokens:  # a skipped (non-finite) step is no step
+                        window["loss"] += loss * tokens
+                        window["tokens"] += tokens
+                        bar.update(1)
+                        stop = self.after_step(window, bar)
+                    if stop is None and signals.requested:
+                        self.save()
+                        stop = f"{signals.requested}, checkpoint saved"
+                if stop is None:
+                    self.state["epoch"] += 1
+                    self.state["batch"] = 0
+            bar.close()
+            self.finish(stop)
         return {"stop": stop, **self.state}
 
     def step(self, group: list[Any]) -> tuple[float, int]:
@@ -188,13 +195,29 @@ class Trainer:
         for p in self.model.parameters():
             if p.grad is not None:
                 p.grad.div_(max(total_tokens, 1))
-        if self.t.clip > 0:
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip)
+        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip or math.inf)
+        if not (math.isfinite(total_loss) and math.isfinite(float(norm))):
+            self.skip_bad_step(total_loss, float(norm))
+            return total_loss, 0
+        self.state["bad_steps"] = 0
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
         self.state["step"] += 1
         return total_loss / max(total_tokens, 1), total_tokens
+
+    def skip_bad_step(self, loss: float, norm: float) -> None:
+        """Drop a step whose loss or gradient is not finite; too many in a row stop the run."""
+        self.opt.zero_grad(set_to_none=True)
+        self.state["bad_steps"] += 1
+        n, step = self.state["bad_steps"], self.state["step"] + 1
+        self.log(f"step {step}: loss {loss:.4g}, gradient norm {norm:.4g}; skipped ({n} in a row)")
+        if n >= self.t.max_bad_steps:
+            raise ValueError(
+                f"stopped at step {step}: {n} steps in a row with a non-finite loss or gradient "
+                f"(train.max_bad_steps={self.t.max_bad_steps}); the last good checkpoint in "
+                f"{self.run_dir} is kept. Try a lower train.lr or train.clip, or fp32 precision"
+            )
 
     def after_step(self, window: dict[str, float], bar: tqdm) -> str | None:
         step = self.state["step"]
@@ -264,3 +287,5 @@ class Trainer:
             f"stopped ({reason}) at step {self.state['step']} after "
             f"{self.state['elapsed'] / 60:.1f} min; run directory {self.run_dir}"
         )
+        if self.state["step"] < self.t.max_steps and reason not in ("patience", "max_minutes"):
+            self.log(f"resume with: aiayn train --out {self.run_dir} --resume")

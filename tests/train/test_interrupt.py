@@ -1,0 +1,74 @@
+"""Ctrl-C and SIGTERM during `aiayn train`, on a real process."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.cli_helpers import write_config
+
+STEPS = 400
+
+
+def start(config: Path, out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "aiayn", "train", str(config), "--out", str(out), *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_metrics(out: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Block until training has logged some steps (so the loop, not start-up, gets the signal)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        metrics = out / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().count("\n") >= 2:
+            return
+        time.sleep(0.05)
+    raise AssertionError("training did not start logging")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_checkpoints_exits_0_and_resume_ends_as_if_never_stopped(tmp_path, sig):
+    config = write_config(tmp_path, max_steps=STEPS, eval_every=100)
+    whole = subprocess.run(
+        [sys.executable, "-m", "aiayn", "train", str(config), "--out", str(tmp_path / "whole")],
+        capture_output=True,
+        text=True,
+    )
+    assert whole.returncode == 0, whole.stderr[-500:]
+    out = tmp_path / "cut"
+    proc = start(config, out)
+    wait_for_metrics(out, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-500:]
+    assert f"stopped ({sig.name}, checkpoint saved)" in err
+    assert f"resume with: aiayn train --out {out} --resume" in err
+    resumed = subprocess.run(
+        [sys.executable, "-m", "aiayn", "train", "--out", str(out), "--resume"],
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-500:]
+    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    b = load_file(str(out / "model.safetensors"))
+    assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
+    config = write_config(tmp_path, max_steps=100_000, eval_every=20)
+    out = tmp_path / "run"
+    proc = start(config, out)
+    wait_for_metrics(out, proc)
+    while not (out / "trainer_state.pt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130), err[-500:]
+    resumed = start(config, out, "--resume", "--set", "train.max_steps=1")
+    _, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 0 and "resumed" in err, err[-500:]
