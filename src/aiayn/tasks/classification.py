@@ -11,6 +11,7 @@ from torch import Tensor
 
 from aiayn.config import RunConfig
 from aiayn.data.batching import token_budget_batches
+from aiayn.data.noise import word_dropout
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import read_labelled, read_lines
 from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
@@ -104,7 +105,11 @@ class ClassificationTask:
 
     def train_loss(self, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor, int]:
         """(summed smoothed loss, summed NLL, examples) of one batch."""
-        logits = self.classifier.logits([self.train[i][0] for i in indices]).float()
+        tok = self.classifier.tok
+        ids = pad_to_tensor([self.train[i][0] for i in indices], tok.pad_id)
+        keep = (ids == tok.pad_id) | (ids == tok.bos_id)
+        ids = word_dropout(ids, self.cfg.train.word_dropout, tok.unk_id, keep)
+        logits = self.model(ids.to(device)).float()
         y = torch.tensor([self.train[i][1] for i in indices], device=device)
         eps = self.cfg.train.label_smoothing
         loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=eps)

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from aiayn.config import RunConfig
+from aiayn.data.noise import word_dropout
 from aiayn.data.parallel import ParallelData
 from aiayn.data.text import read_parallel
 from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
@@ -90,18 +91,21 @@ class TranslationTask:
         return self.train.batches(t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
 
     def loss(
-        self, data: ParallelData, indices: list[int], device: torch.device
+        self, data: ParallelData, indices: list[int], device: torch.device, noise: float = 0.0
     ) -> tuple[Tensor, Tensor, int]:
-        """(summed smoothed loss, summed NLL, target tokens) of one batch."""
+        """(summed smoothed loss, summed NLL, target tokens) of one batch; `noise` is the
+        word dropout on the source."""
         b = data.collate(indices)
-        logits = self.model(b.src.to(device), b.tgt_in.to(device))
+        keep = (b.src == self.src_tok.pad_id) | (b.src == self.src_tok.eos_id)
+        src = word_dropout(b.src, noise, self.src_tok.unk_id, keep)
+        logits = self.model(src.to(device), b.tgt_in.to(device))
         loss, nll = label_smoothed_loss(
             logits, b.tgt_out.to(device), self.cfg.train.label_smoothing, self.tgt_tok.pad_id
         )
         return loss, nll, b.n_tokens
 
     def train_loss(self, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor, int]:
-        return self.loss(self.train, indices, device)
+        return self.loss(self.train, indices, device, self.cfg.train.word_dropout)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:
