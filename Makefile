@@ -41,3 +41,25 @@ multi30k:
 	$(BIN)/aiayn train configs/multi30k.toml --out $(RUN)
 	$(BIN)/aiayn evaluate --model $(RUN) $(TEST_PAIR) --json
 	$(BIN)/aiayn evaluate --model $(RUN) $(TEST_PAIR) --json --lowercase
+
+# tiny-shakespeare, character level: the laptop configuration (~2 min), then the ablation
+# table of results/shakespeare.md (six trainings, ~9 min).
+.PHONY: shakespeare sst2
+shakespeare:
+	$(BIN)/aiayn train configs/shakespeare_char_cpu.toml --out runs/shakespeare_char_cpu
+	$(BIN)/python scripts/shakespeare_ablation.py runs/shakespeare_ablation
+
+# GLUE SST-2 sentiment from scratch: train, then dev accuracy of the averaged weights.
+sst2:
+	$(BIN)/aiayn train configs/sst2.toml --out runs/sst2
+	$(BIN)/aiayn evaluate --model runs/sst2 --src ../shared/data/sst2/dev.tsv.gz
+
+# Benchmarks (under 10 minutes on 2 cores): each prints one JSON object and appends it to
+# results/bench.jsonl. Run them on a quiet machine; every figure is a same-run ratio.
+.PHONY: bench
+bench:
+	$(BIN)/python -m benchmarks.train_step --size small --precision fp32
+	$(BIN)/python -m benchmarks.train_step --size small --precision bf16
+	$(BIN)/python -m benchmarks.train_step --size base --precision fp32 --batch 32
+	$(BIN)/python -m benchmarks.train_step --size base --precision bf16 --batch 32
+	$(BIN)/python -m benchmarks.decode

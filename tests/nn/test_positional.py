@@ -116,3 +116,12 @@ def test_alibi_gradcheck_float64_through_attention():
     bias = ALiBi(2).score_bias(torch.arange(4), torch.arange(4)).double()
     q, k, v = (torch.randn(1, 2, 4, 3, dtype=torch.float64, requires_grad=True) for _ in range(3))
     assert gradcheck(lambda q, k, v: attention_math(q, k, v, bias)[0], (q, k, v))
+
+
+def test_sinusoidal_halves_holds_the_same_values_sines_first():
+    d_model, positions = 8, torch.arange(6)
+    x = torch.zeros(1, 6, d_model)
+    paper = Sinusoidal(d_model).embed(x, positions)[0]
+    halves = positional_encoding("sinusoidal_halves", d_model, 2, 16).embed(x, positions)[0]
+    torch.testing.assert_close(halves[:, : d_model // 2], paper[:, 0::2])
+    torch.testing.assert_close(halves[:, d_model // 2 :], paper[:, 1::2])

@@ -1,0 +1,67 @@
+"""What every benchmark shares: the machine's description, interleaved timing, JSON output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "bench.jsonl"
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
+
+
+def interleaved(fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 2) -> dict:
+    """Median seconds per call of each function, called in turn round after round."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, device: str = "cpu") -> float:
+    """FLOP/s of a large square matrix product in `dtype`: the ceiling MFU is measured against."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    seconds = interleaved({"mm": lambda: a @ b}, rounds=5)["mm"]
+    return 2 * n**3 / seconds
+
+
+def report(record: dict) -> None:
+    """Print one JSON object and append it to results/bench.jsonl."""
+    record = {**record, "machine": machine(), "date": time.strftime("%Y-%m-%d")}
+    line = json.dumps(record)
+    print(line, flush=True)
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
