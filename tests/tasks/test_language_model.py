@@ -93,3 +93,16 @@ def test_bpe_language_model_trains_and_streams(tmp_path: Path, capsys) -> None:
 def test_bad_sampling_settings_are_one_line_errors(tmp_path, capsys, flag, value, message) -> None:
     assert main(["generate", "--model", str(tmp_path), flag, value]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_run_of_another_family_is_refused_by_name(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    config = lm_config(tmp_path, max_steps=2, eval_every=2)
+    assert main(["train", str(config), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["translate", "--model", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"aiayn translate: error: {out} holds a decoder_only model; "
+        "translation needs encoder_decoder"
+    )

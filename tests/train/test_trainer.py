@@ -130,3 +130,30 @@ def test_too_many_non_finite_steps_stop_and_keep_the_last_good_checkpoint(tmp_pa
     saved = load_file(str(tmp_path / "model.safetensors"))
     assert all(torch.isfinite(t).all() for t in saved.values())
     assert torch.load(tmp_path / "trainer_state.pt", weights_only=True)["step"] == 2
+
+
+def test_a_disk_full_during_a_checkpoint_leaves_the_run_resumable(tmp_path, monkeypatch):
+    import errno
+
+    from aiayn.train import checkpoint as ckpt
+
+    task = LinearTask(data([4] * 6), max_steps=6, eval_every=2)
+    real_save, calls = ckpt.save_file, []
+
+    def failing_save(tensors, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 3:  # the weights written at step 4
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        Trainer(task, tmp_path, log=lambda _: None).fit()
+    monkeypatch.setattr(ckpt, "save_file", real_save)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    load_file(str(tmp_path / "model.safetensors"))  # still whole
+    again = LinearTask(data([4] * 6), max_steps=6, eval_every=2)
+    trainer = Trainer(again, tmp_path, log=lambda _: None)
+    trainer.resume()
+    trainer.fit()
+    assert trainer.state["step"] == 6
