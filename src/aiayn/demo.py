@@ -78,5 +78,5 @@ def report(result: DemoResult, test_name: str, width: int = 96) -> str:
     lines.append(f"  {s['signature']}")
     lines.append("pictures:")
     lines.extend(f"  {p}" for p in result.pictures)
-    lines.append(f'try: aiayn translate --model {result.run_dir}   (or echo "A dog runs." | ...)')
+    lines.append(f'try: echo "A dog runs in the park." | aiayn translate --model {result.run_dir}')
     return "\n".join(lines)
