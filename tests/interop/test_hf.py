@@ -199,3 +199,64 @@ def test_import_hf_writes_a_run_that_generate_uses(gpt2, tmp_path, capsys) -> No
     prompt = torch.tensor([[ord("H") - 31, ord("i") - 31]])
     ids = hf.generate(prompt, max_new_tokens=20, do_sample=False, bad_words_ids=[[0]])
     assert text == "Hi" + "".join(chr(i + 31) for i in ids[0, 2:].tolist()) + "\n"
+
+
+def word_tokenizer_json(path: Path, pad: int, eos: int) -> list[str]:
+    """A word-level Marian-style tokenizer: </s> and <pad> where the config puts them."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    words = [f"w{i}" for i in range(VOCAB)]
+    words[pad], words[eos], words[1] = "<pad>", "</s>", "<unk>"
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.add_special_tokens(["<pad>", "</s>", "<unk>"])
+    tok.save(str(path))
+    return words
+
+
+def test_import_hf_marian_run_translates_like_generate(marian, tmp_path, capsys) -> None:
+    from aiayn.cli import main
+
+    hf, folder = marian
+    words = word_tokenizer_json(folder / "tokenizer.json", pad=PAD, eos=0)
+    out = tmp_path / "run"
+    assert main(["import-hf", str(folder), "--out", str(out)]) == 0
+    sentence = [5, 17, 42, 8, 77, 3]
+    (tmp_path / "in.txt").write_text(" ".join(words[i] for i in sentence) + "\n")
+    capsys.readouterr()
+    args = ["translate", "--model", str(out), "--beam", "1", "--input", str(tmp_path / "in.txt")]
+    assert main(args) == 0
+    mine = capsys.readouterr().out.strip()
+    limit = len(sentence) + 1 + 50  # aiayn's default: source length + 50 (paper §6.1)
+    theirs = hf.generate(torch.tensor([[*sentence, 0]]), max_new_tokens=limit, num_beams=1)[0]
+    expected = [t for t in theirs[1:].tolist() if t not in (0, PAD)]
+    assert mine == " ".join(words[t] for t in expected)
+    assert len(expected) > 3
+
+
+class Exploit:
+    marker: Path
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pytorch_model_bin_loads_without_running_pickled_code(gpt2, tmp_path) -> None:
+    import pickle
+
+    hf, folder = gpt2
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    torch.save(load_file(str(folder / "model.safetensors")), tmp_path / "pytorch_model.bin")
+    ids = torch.tensor([[3, 1, 4, 1, 5]])
+    with torch.no_grad():
+        ours = from_pretrained(tmp_path)(ids)
+        torch.testing.assert_close(ours, hf(ids).logits, atol=1e-4, rtol=0)
+    Exploit.marker = tmp_path / "pwned"
+    with open(tmp_path / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"transformer.wte.weight": Exploit()}, f)
+    with pytest.raises(ValueError, match=r"pytorch_model\.bin: refused or unreadable"):
+        from_pretrained(tmp_path)
+    assert not Exploit.marker.exists()

@@ -21,10 +21,11 @@ from tokenizers import (
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
-# Where a tokenizer made elsewhere (BERT's, GPT-2's) names its special tokens otherwise.
+# Where a tokenizer made elsewhere (BERT's, GPT-2's, Marian's) names its special tokens
+# otherwise. Marian has no <s>: its decoder starts from <pad>.
 ALTERNATIVES = {
     PAD: ("[PAD]", "<|endoftext|>"),
-    BOS: ("[CLS]", "<|endoftext|>"),
+    BOS: ("[CLS]", "<|endoftext|>", PAD),
     EOS: ("[SEP]", "<|endoftext|>"),
     UNK: ("[UNK]", "<|endoftext|>"),
 }
