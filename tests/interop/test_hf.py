@@ -244,6 +244,7 @@ class Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pytorch_model_bin_loads_without_running_pickled_code(gpt2, tmp_path) -> None:
     import pickle
 
