@@ -304,7 +304,7 @@ def parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("translate", "translate lines (stdin or --input) to stdout"),
-        ("evaluate", "BLEU and chrF of a model's translations"),
+        ("evaluate", "BLEU and chrF of a translation model, or a classifier's accuracy"),
     ):
         cmd = sub.add_parser(name, help=text)
         cmd.add_argument("--model", required=True, help="run directory")
