@@ -63,7 +63,9 @@ def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
     out = tmp_path / "run"
     proc = start(config, out)
     wait_for_metrics(out, proc)
+    deadline = time.monotonic() + 60
     while not (out / "trainer_state.pt").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
