@@ -7,7 +7,6 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from itertools import islice
 from pathlib import Path
 
 import torch
@@ -116,11 +115,6 @@ def input_lines(path: str | None) -> Iterator[str]:
             yield line.rstrip("\n")
 
 
-def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
-    while chunk := list(islice(lines, size)):
-        yield chunk
-
-
 def cmd_generate(args: argparse.Namespace) -> None:
     from aiayn.decode.sample import generate
     from aiayn.tasks.language_model import load_language_model
@@ -163,10 +157,11 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
+    from aiayn.data.text import chunked
     from aiayn.tasks.classification import load_classifier
 
     classifier = load_classifier(args.model, args.weights, log=log)
-    for chunk in chunks(input_lines(args.input), 256):
+    for chunk in chunked(input_lines(args.input), 256):
         for label, p in classifier.predict(chunk):
             print(f"{label}\t{p:.4f}", flush=True)
 
@@ -196,11 +191,9 @@ def cmd_plot_attention(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from aiayn.train.checkpoint import CONFIG, load_config
+    from aiayn.tasks import read_run_config
 
-    if not (Path(args.model) / CONFIG).exists():
-        raise ValueError(f"{args.model}: not a run directory (no {CONFIG})")
-    if load_config(Path(args.model) / CONFIG).model.arch == "encoder_classifier":
+    if read_run_config(args.model).model.arch == "encoder_classifier":
         evaluate_classifier(args)
     else:
         evaluate_translation(args)
@@ -248,13 +241,12 @@ def cmd_import_hf(args: argparse.Namespace) -> None:
     import shutil
 
     from aiayn.interop.hf import from_pretrained, read_config
-    from aiayn.tasks.classification import LABELS
+    from aiayn.tasks.classification import save_labels
     from aiayn.train.checkpoint import (
         CONFIG,
         MODEL,
         TOKENIZER,
         atomic_write,
-        atomic_write_text,
         save_config,
         save_weights,
     )
@@ -270,8 +262,7 @@ def cmd_import_hf(args: argparse.Namespace) -> None:
         atomic_write(out / TOKENIZER, lambda tmp: shutil.copyfile(src / "tokenizer.json", tmp))
     labels = read_config(src).get("id2label")
     if model.cfg.arch == "encoder_classifier" and labels:
-        names = [labels[k] for k in sorted(labels, key=int)]
-        atomic_write_text(out / LABELS, "".join(f"{n}\n" for n in names))
+        save_labels(out, [labels[k] for k in sorted(labels, key=int)])
     print(out)
 
 

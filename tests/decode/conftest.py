@@ -21,18 +21,14 @@ def reversal_batch(gen: torch.Generator, n: int) -> tuple[torch.Tensor, torch.Te
     return src, tgt
 
 
+def tiny_config(**changes: object) -> ModelConfig:
+    """A small pre-norm model without dropout, for the decoding tests of every family."""
+    base = {"vocab_size": VOCAB, "d_model": 32, "n_heads": 4, "d_ff": 64, "n_layers": 2}
+    return ModelConfig(**{**base, "dropout": 0.0, "norm_first": True, **changes})
+
+
 def tiny_model(positional: str = "sinusoidal") -> EncoderDecoder:
-    cfg = ModelConfig(
-        vocab_size=VOCAB,
-        d_model=32,
-        n_heads=4,
-        d_ff=64,
-        n_layers=2,
-        dropout=0.0,
-        positional=positional,
-        norm_first=True,
-    )
-    return EncoderDecoder(cfg)
+    return EncoderDecoder(tiny_config(positional=positional))
 
 
 @pytest.fixture(scope="session")

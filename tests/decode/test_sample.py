@@ -4,23 +4,13 @@ import pytest
 import torch
 
 from aiayn.decode.sample import filter_logits, generate, next_token
-from aiayn.models import DecoderOnlyLM, ModelConfig
+from aiayn.models import DecoderOnlyLM
+from tests.decode.conftest import tiny_config
 
 
 def lm(positional: str = "rope", max_len: int = 64) -> DecoderOnlyLM:
     torch.manual_seed(0)
-    cfg = ModelConfig(
-        arch="decoder_only",
-        vocab_size=23,
-        d_model=32,
-        n_heads=4,
-        d_ff=64,
-        n_layers=2,
-        dropout=0.0,
-        positional=positional,
-        norm_first=True,
-        max_len=max_len,
-    )
+    cfg = tiny_config(arch="decoder_only", vocab_size=23, positional=positional, max_len=max_len)
     return DecoderOnlyLM(cfg).eval()
 
 

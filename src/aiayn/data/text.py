@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 
@@ -59,6 +61,13 @@ def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
     if not texts:
         raise ValueError(f"{path}: no examples after the header line")
     return texts, labels
+
+
+def chunked(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    """Consecutive lists of `size` items (the last may be shorter), read lazily."""
+    it = iter(lines)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:

@@ -69,7 +69,7 @@ def generate(
         if use_cache and cache.length + step_in.size(1) > window:
             cache, step_in = model.new_cache(), tokens[:, -(window // 2) :]
         elif not use_cache:
-            step_in = tokens[:, -window:]
+            step_in = tokens
         logits = model(step_in, cache)[:, -1]
         logits[:, list(banned)] = float("-inf")
         nxt = next_token(logits, temperature, top_k, top_p, generator)

@@ -11,6 +11,7 @@ import torch
 from aiayn.config import DecodeConfig
 from aiayn.data.batching import token_budget_batches
 from aiayn.data.parallel import pad_to_tensor
+from aiayn.data.text import chunked
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.search import Special, beam_search, greedy
 from aiayn.models.encoder_decoder import EncoderDecoder
@@ -61,14 +62,8 @@ class Translator:
         self, lines: Iterator[str], beam: int | None = None, chunk: int = 256
     ) -> Iterator[str]:
         """Translate a stream of lines in chunks, yielding outputs in input order."""
-        buffer: list[str] = []
-        for line in lines:
-            buffer.append(line.rstrip("\n"))
-            if len(buffer) == chunk:
-                yield from self.translate(buffer, beam)
-                buffer = []
-        if buffer:
-            yield from self.translate(buffer, beam)
+        for block in chunked((line.rstrip("\n") for line in lines), chunk):
+            yield from self.translate(block, beam)
 
     def _source_ids(self, sentences: list[str]) -> list[list[int]]:
         """Token ids then </s>, cut (with a warning) to the model's maximum length."""

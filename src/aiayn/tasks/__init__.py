@@ -7,15 +7,36 @@ from pathlib import Path
 
 from torch import nn
 
-from aiayn.config import RunConfig
+from aiayn.config import DataConfig, RunConfig
+from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.models import build_model
-from aiayn.train.checkpoint import CONFIG, load_config, load_weights, pick_weights
+from aiayn.train.checkpoint import CONFIG, TOKENIZER, load_config, load_weights, pick_weights
 
 USES = {
     "encoder_decoder": "translation",
     "decoder_only": "generation",
     "encoder_classifier": "classification",
 }
+
+
+def fit_data_tokenizer(d: DataConfig, texts: list[str]) -> TextTokenizer:
+    """A tokenizer of the kind, size and case the data config asks for, learnt from `texts`."""
+    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase)
+
+
+def run_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, texts: list[str]) -> TextTokenizer:
+    """The run's saved tokenizer when resuming, else a new one learnt from `texts`."""
+    if resume:
+        return TextTokenizer.load(run_dir / TOKENIZER)
+    return fit_data_tokenizer(cfg.data, texts)
+
+
+def read_run_config(run_dir: str | Path) -> RunConfig:
+    """The config a run directory was trained with."""
+    path = Path(run_dir) / CONFIG
+    if not path.exists():
+        raise ValueError(f"{run_dir}: not a run directory (no {CONFIG})")
+    return load_config(path)
 
 
 def load_run(
@@ -26,9 +47,7 @@ def load_run(
 ) -> tuple[RunConfig, nn.Module]:
     """A run directory's config and model of family `arch`, with its chosen weights."""
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG).exists():
-        raise ValueError(f"{run_dir}: not a run directory (no {CONFIG})")
-    cfg = load_config(run_dir / CONFIG)
+    cfg = read_run_config(run_dir)
     if cfg.model.arch != arch:
         raise ValueError(f"{run_dir} holds a {cfg.model.arch} model; {USES[arch]} needs {arch}")
     model = build_model(cfg.model)

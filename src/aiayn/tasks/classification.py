@@ -14,12 +14,21 @@ from aiayn.data.batching import token_budget_batches
 from aiayn.data.noise import word_dropout
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import read_labelled, read_lines
-from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.encoder_only import EncoderClassifier
-from aiayn.tasks import load_run
+from aiayn.tasks import load_run, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 
 LABELS = "labels.txt"
+
+
+def save_labels(run_dir: Path, names: list[str]) -> None:
+    """The class names, one a line, in class-index order."""
+    atomic_write_text(run_dir / LABELS, "".join(f"{n}\n" for n in names))
+
+
+def load_labels(run_dir: Path) -> list[str]:
+    return read_lines(run_dir / LABELS)
 
 
 class Classifier:
@@ -72,12 +81,8 @@ class ClassificationTask:
             raise ValueError("a classifier needs data.train and data.valid (TSV files)")
         texts, labels = read_labelled(d.train)
         self.valid_texts, valid_labels = read_labelled(d.valid)
-        if resume:
-            tok = TextTokenizer.load(run_dir / TOKENIZER)
-            names = read_lines(run_dir / LABELS)
-        else:
-            tok = fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase)
-            names = sorted(set(labels))
+        tok = run_tokenizer(cfg, run_dir, resume, texts)
+        names = load_labels(run_dir) if resume else sorted(set(labels))
         unknown = sorted(set(valid_labels) - set(names))
         if unknown:
             raise ValueError(f"{d.valid}: label {unknown[0]!r} is not among {names}")
@@ -96,7 +101,7 @@ class ClassificationTask:
 
     def save_assets(self, run_dir: Path) -> None:
         self.classifier.tok.save(run_dir / TOKENIZER)
-        atomic_write_text(run_dir / LABELS, "".join(f"{n}\n" for n in self.classifier.labels))
+        save_labels(run_dir, self.classifier.labels)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         t = self.cfg.train
@@ -128,4 +133,4 @@ def load_classifier(
     cfg, model = load_run(run_dir, "encoder_classifier", weights, log)
     run_dir = Path(run_dir)
     tok = TextTokenizer.load(run_dir / TOKENIZER)
-    return Classifier(model, tok, read_lines(run_dir / LABELS), cfg.data.max_len)
+    return Classifier(model, tok, load_labels(run_dir), cfg.data.max_len)

@@ -10,9 +10,9 @@ from torch import Tensor
 
 from aiayn.config import RunConfig
 from aiayn.data.text import read_text
-from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
-from aiayn.tasks import load_run
+from aiayn.tasks import load_run, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss
 
@@ -45,10 +45,7 @@ class LanguageModelTask:
     ) -> None:
         d = cfg.data
         train_text, valid_text = split_text(cfg)
-        if resume:
-            self.tok = TextTokenizer.load(run_dir / TOKENIZER)
-        else:
-            self.tok = fit_tokenizer(d.tokenizer, [train_text], d.vocab_size, d.lowercase)
+        self.tok = run_tokenizer(cfg, run_dir, resume, [train_text])
         self.train, self.valid = (
             encode_text(self.tok, train_text),
             encode_text(self.tok, valid_text),
@@ -75,9 +72,14 @@ class LanguageModelTask:
     def save_assets(self, run_dir: Path) -> None:
         self.tok.save(run_dir / TOKENIZER)
 
+    @property
+    def rows(self) -> int:
+        """Blocks per batch: as many as fit in train.batch_tokens, at least one."""
+        return max(self.cfg.train.batch_tokens // self.block, 1)
+
     def epoch_batches(self, epoch: int) -> list[Tensor]:
         """Random block starts, as many batches as it takes to see about every token once."""
-        rows = max(self.cfg.train.batch_tokens // self.block, 1)
+        rows = self.rows
         count = max(len(self.train) // (rows * self.block), 1)
         g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
         return list(torch.randint(0, len(self.train) - self.block, (count, rows), generator=g))
@@ -98,9 +100,8 @@ class LanguageModelTask:
     def validate(self, device: torch.device) -> dict[str, float]:
         """Mean NLL per token over the validation text, cut into consecutive blocks."""
         starts = torch.arange(0, len(self.valid) - self.block, self.block)
-        rows = max(self.cfg.train.batch_tokens // self.block, 1) * 4
         nll_sum, n = 0.0, 0
-        for chunk in starts.split(rows):
+        for chunk in starts.split(self.rows * 4):
             _, nll, tokens = self.loss(self.valid, chunk, device)
             nll_sum, n = nll_sum + float(nll), n + tokens
         return {"val_loss": nll_sum / n}

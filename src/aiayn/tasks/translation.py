@@ -13,11 +13,11 @@ from aiayn.config import RunConfig
 from aiayn.data.noise import word_dropout
 from aiayn.data.parallel import ParallelData
 from aiayn.data.text import read_parallel
-from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.translate import Translator
 from aiayn.evaluate import score_translations
 from aiayn.models.encoder_decoder import EncoderDecoder
-from aiayn.tasks import load_run
+from aiayn.tasks import fit_data_tokenizer, load_run
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss
 
@@ -33,7 +33,7 @@ def load_tokenizers(run_dir: Path) -> tuple[TextTokenizer, TextTokenizer]:
 
 def fit_tokenizers(cfg: RunConfig, src: list[str], tgt: list[str]) -> tuple[TextTokenizer, ...]:
     d = cfg.data
-    fit = partial(fit_tokenizer, d.tokenizer, vocab_size=d.vocab_size, lowercase=d.lowercase)
+    fit = partial(fit_data_tokenizer, d)
     if d.joint_vocab:
         joint = fit(src + tgt)
         return joint, joint
