@@ -261,3 +261,13 @@ def test_pytorch_model_bin_loads_without_running_pickled_code(gpt2, tmp_path) ->
     with pytest.raises(ValueError, match=r"pytorch_model\.bin: refused or unreadable"):
         from_pretrained(tmp_path)
     assert not Exploit.marker.exists()
+
+
+def test_a_transposed_matrix_of_the_right_size_is_still_refused(gpt2, tmp_path) -> None:
+    _, folder = gpt2
+    tensors = load_file(str(folder / "model.safetensors"))
+    (tmp_path / "config.json").write_text((folder / "config.json").read_text())
+    tensors["transformer.h.0.mlp.c_fc.weight"] = tensors["transformer.h.0.mlp.c_fc.weight"].t()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=r"transformer.h.0.mlp.c_fc.weight has shape \(48, 192\)"):
+        from_pretrained(tmp_path)

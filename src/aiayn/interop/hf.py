@@ -22,14 +22,16 @@ from aiayn.models import ModelConfig, build_model
 
 @dataclass(frozen=True)
 class Take:
-    """Checkpoint tensors concatenated along rows; transposed first when stored (in, out)."""
+    """Checkpoint tensors concatenated along rows; transposed first when stored (in, out);
+    flattened when a vector is stored as a (1, n) row (Marian's final_logits_bias)."""
 
     names: tuple[str, ...]
     transpose: bool = False
+    row: bool = False
 
 
-def take(*names: str, transpose: bool = False) -> Take:
-    return Take(names, transpose)
+def take(*names: str, transpose: bool = False, row: bool = False) -> Take:
+    return Take(names, transpose, row)
 
 
 Plan = dict[str, Take]
@@ -205,7 +207,7 @@ def marian_plan(cfg: ModelConfig, prefix: str) -> Plan:
         "src_embed.weight": shared,
         "tgt_embed.weight": shared,
         "generator.weight": shared,
-        "generator.bias": take("final_logits_bias"),
+        "generator.bias": take("final_logits_bias", row=True),
     }
     for i in range(cfg.n_layers):
         ours, theirs = f"transformer.encoder.layers.{i}", f"{prefix}encoder.layers.{i}"
@@ -302,8 +304,8 @@ def assemble(
             raise ValueError(f"checkpoint tensor {missing[0]} is missing (needed for {name})")
         parts = [tensors[n].t() if plan[name].transpose else tensors[n] for n in plan[name].names]
         value = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
-        if value.shape != param.shape and value.numel() == param.numel() and value.dim() == 2:
-            value = value.reshape(param.shape)  # final_logits_bias is stored as (1, vocab)
+        if plan[name].row and value.dim() == 2 and value.size(0) == 1:
+            value = value[0]
         if value.shape != param.shape:
             raise ValueError(
                 f"checkpoint tensor {', '.join(plan[name].names)} has shape "
