@@ -65,13 +65,14 @@ def generate(
     tokens = prompt[:, -window:]
     cache = model.new_cache() if use_cache else None
     step_in = tokens
+    banned_ids = torch.tensor(list(banned), dtype=torch.long, device=prompt.device)
     for _ in range(max_new_tokens):
         if use_cache and cache.length + step_in.size(1) > window:
             cache, step_in = model.new_cache(), tokens[:, -(window // 2) :]
         elif not use_cache:
             step_in = tokens
         logits = model(step_in, cache)[:, -1]
-        logits[:, list(banned)] = float("-inf")
+        logits[:, banned_ids] = float("-inf")
         nxt = next_token(logits, temperature, top_k, top_p, generator)
         yield nxt
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)[:, -window:]
