@@ -61,30 +61,11 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
     return cfg
 
 
-def task_class(arch: str) -> type:
-    """The training task of a model family."""
-    from aiayn.tasks.classification import ClassificationTask
-    from aiayn.tasks.language_model import LanguageModelTask
-    from aiayn.tasks.translation import TranslationTask
-
-    return {
-        "encoder_decoder": TranslationTask,
-        "decoder_only": LanguageModelTask,
-        "encoder_classifier": ClassificationTask,
-    }[arch]
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    from aiayn.train.trainer import Trainer
+    from aiayn.tasks import train
 
     out = Path(args.out or Path("runs") / Path(args.config or "run").stem)
-    cfg = run_config(args, out)
-    torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
-    task = task_class(cfg.model.arch)(cfg, out, resume=args.resume, log=log)
-    trainer = Trainer(task, out, log=log)
-    if args.resume:
-        trainer.resume()
-    trainer.fit()
+    train(run_config(args, out), out, resume=args.resume, log=log)
 
 
 def prompt(text: str) -> str:

@@ -8,14 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from aiayn.config import RunConfig
 from aiayn.data.text import read_parallel
 from aiayn.evaluate import score_translations
-from aiayn.tasks.translation import TranslationTask, load_translator
+from aiayn.tasks import train
+from aiayn.tasks.translation import load_translator
 from aiayn.train.checkpoint import LOSS_PNG
-from aiayn.train.trainer import Trainer
 from aiayn.viz import save_attention_maps
 
 ATTENTION_SENTENCE = "A man in a blue shirt is riding a bike down the street."
@@ -46,8 +44,9 @@ def run_demo(
     """Train with `cfg` into `out`, translate the test set, draw the pictures."""
     if not cfg.data.test_src or not cfg.data.test_tgt:
         raise ValueError("the demo config needs data.test_src and data.test_tgt")
-    torch.manual_seed(cfg.train.seed)
-    Trainer(TranslationTask(cfg, out, resume=False, log=log), out, log=log).fit()
+    if cfg.model.arch != "encoder_decoder":
+        raise ValueError(f"model.arch={cfg.model.arch!r}: the demo translates (encoder_decoder)")
+    train(cfg, out, log=log)
     translator = load_translator(out, log=log)
     src, ref = read_parallel(cfg.data.test_src, cfg.data.test_tgt)
     log(f"translating {len(src):,} test sentences (beam {cfg.decode.beam})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from aiayn.config import DataConfig, RunConfig
@@ -17,6 +18,33 @@ USES = {
     "decoder_only": "generation",
     "encoder_classifier": "classification",
 }
+
+
+def task_class(arch: str) -> type:
+    """The training task of a model family."""
+    from aiayn.tasks.classification import ClassificationTask
+    from aiayn.tasks.language_model import LanguageModelTask
+    from aiayn.tasks.translation import TranslationTask
+
+    return {
+        "encoder_decoder": TranslationTask,
+        "decoder_only": LanguageModelTask,
+        "encoder_classifier": ClassificationTask,
+    }[arch]
+
+
+def train(
+    cfg: RunConfig, run_dir: Path, resume: bool = False, log: Callable[[str], None] = print
+) -> None:
+    """Train `cfg`'s model for its task into `run_dir`, or continue the run there."""
+    from aiayn.train.trainer import Trainer
+
+    torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
+    task = task_class(cfg.model.arch)(cfg, run_dir, resume=resume, log=log)
+    trainer = Trainer(task, run_dir, log)
+    if resume:
+        trainer.resume()
+    trainer.fit()
 
 
 def fit_data_tokenizer(d: DataConfig, texts: list[str]) -> TextTokenizer:
