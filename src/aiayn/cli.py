@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -53,7 +54,8 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
     if args.config is None:
         raise ValueError("a CONFIG file is needed unless --resume continues a run")
     cfg = RunConfig.load(args.config, args.set)
-    if out.exists() and any(out.iterdir()):
+    # Under torchrun the main process checks, before any process has written there.
+    if os.environ.get("RANK", "0") == "0" and out.exists() and any(out.iterdir()):
         raise ValueError(
             f"--out {out} already holds files; pass --resume to continue that run "
             f"or choose another --out"

@@ -77,6 +77,9 @@ class TrainConfig:
     patience: int = 0  # stop after this many validations without improvement; 0: never
     max_bad_steps: int = 10  # stop after this many steps in a row with a non-finite loss
     average_last: int = 1  # average the last N saved checkpoints at the end (§6.1); 1: none
+    # Under torchrun: shard parameters, gradients and optimizer state across the processes
+    # (FSDP) instead of keeping a whole copy on each (DDP)
+    fsdp: bool = False
     log_every: int = 50
     device: str = "auto"
 

@@ -37,14 +37,22 @@ def train(
     cfg: RunConfig, run_dir: Path, resume: bool = False, log: Callable[[str], None] = print
 ) -> None:
     """Train `cfg`'s model for its task into `run_dir`, or continue the run there."""
-    from aiayn.train.trainer import Trainer
+    from aiayn.train.distributed import join, leave
+    from aiayn.train.trainer import Trainer, pick_device
 
+    group = join(pick_device(cfg.train.device), cfg.train.fsdp)
     torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
+    log = log if group.main else quiet
     task = task_class(cfg.model.arch)(cfg, run_dir, resume=resume, log=log)
-    trainer = Trainer(task, run_dir, log)
+    trainer = Trainer(task, run_dir, log, group)
     if resume:
         trainer.resume()
     trainer.fit()
+    leave()  # only on success: after an error, torchrun stops the other ranks
+
+
+def quiet(message: str) -> None:
+    """The log of the processes other than the main one when training on several."""
 
 
 def fit_data_tokenizer(d: DataConfig, texts: list[str]) -> TextTokenizer:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from aiayn.config import RunConfig
 from aiayn.data.batching import token_budget_batches
@@ -108,13 +108,15 @@ class ClassificationTask:
         lengths = [len(r) for r, _ in self.train]
         return token_budget_batches(lengths, t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
 
-    def train_loss(self, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor, int]:
-        """(summed smoothed loss, summed NLL, examples) of one batch."""
+    def train_loss(
+        self, indices: list[int], device: torch.device, model: nn.Module
+    ) -> tuple[Tensor, Tensor, int]:
+        """(summed smoothed loss, summed NLL, examples) of one batch through `model`."""
         tok = self.classifier.tok
         ids = pad_to_tensor([self.train[i][0] for i in indices], tok.pad_id)
         keep = (ids == tok.pad_id) | (ids == tok.bos_id)
         ids = word_dropout(ids, self.cfg.train.word_dropout, tok.unk_id, keep)
-        logits = self.model(ids.to(device)).float()
+        logits = model(ids.to(device)).float()
         y = torch.tensor([self.train[i][1] for i in indices], device=device)
         eps = self.cfg.train.label_smoothing
         loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=eps)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from aiayn.config import RunConfig
 from aiayn.data.text import read_text
@@ -84,17 +84,21 @@ class LanguageModelTask:
         g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
         return list(torch.randint(0, len(self.train) - self.block, (count, rows), generator=g))
 
-    def loss(self, ids: Tensor, starts: Tensor, device: torch.device) -> tuple[Tensor, Tensor, int]:
-        """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`."""
+    def loss(
+        self, model: nn.Module, ids: Tensor, starts: Tensor, device: torch.device
+    ) -> tuple[Tensor, Tensor, int]:
+        """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`, by `model`."""
         offsets = starts[:, None] + torch.arange(self.block + 1)
         blocks = ids[offsets].to(device)  # (rows, block + 1)
-        logits = self.model(blocks[:, :-1])
+        logits = model(blocks[:, :-1])
         eps = self.cfg.train.label_smoothing
         loss, nll = label_smoothed_loss(logits, blocks[:, 1:], eps, self.tok.pad_id)
         return loss, nll, blocks[:, 1:].numel()
 
-    def train_loss(self, starts: Tensor, device: torch.device) -> tuple[Tensor, Tensor, int]:
-        return self.loss(self.train, starts, device)
+    def train_loss(
+        self, starts: Tensor, device: torch.device, model: nn.Module
+    ) -> tuple[Tensor, Tensor, int]:
+        return self.loss(model, self.train, starts, device)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:
@@ -102,7 +106,7 @@ class LanguageModelTask:
         starts = torch.arange(0, len(self.valid) - self.block, self.block)
         nll_sum, n = 0.0, 0
         for chunk in starts.split(self.rows * 4):
-            _, nll, tokens = self.loss(self.valid, chunk, device)
+            _, nll, tokens = self.loss(self.model, self.valid, chunk, device)
             nll_sum, n = nll_sum + float(nll), n + tokens
         return {"val_loss": nll_sum / n}
 

@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from aiayn.config import RunConfig
 from aiayn.data.noise import word_dropout
@@ -91,21 +91,28 @@ class TranslationTask:
         return self.train.batches(t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
 
     def loss(
-        self, data: ParallelData, indices: list[int], device: torch.device, noise: float = 0.0
+        self,
+        model: nn.Module,
+        data: ParallelData,
+        indices: list[int],
+        device: torch.device,
+        noise: float = 0.0,
     ) -> tuple[Tensor, Tensor, int]:
-        """(summed smoothed loss, summed NLL, target tokens) of one batch; `noise` is the
-        word dropout on the source."""
+        """(summed smoothed loss, summed NLL, target tokens) of one batch through `model` (the
+        task's, or its distributed wrapper); `noise` is the word dropout on the source."""
         b = data.collate(indices)
         keep = (b.src == self.src_tok.pad_id) | (b.src == self.src_tok.eos_id)
         src = word_dropout(b.src, noise, self.src_tok.unk_id, keep)
-        logits = self.model(src.to(device), b.tgt_in.to(device))
+        logits = model(src.to(device), b.tgt_in.to(device))
         loss, nll = label_smoothed_loss(
             logits, b.tgt_out.to(device), self.cfg.train.label_smoothing, self.tgt_tok.pad_id
         )
         return loss, nll, b.n_tokens
 
-    def train_loss(self, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor, int]:
-        return self.loss(self.train, indices, device, self.cfg.train.word_dropout)
+    def train_loss(
+        self, indices: list[int], device: torch.device, model: nn.Module
+    ) -> tuple[Tensor, Tensor, int]:
+        return self.loss(model, self.train, indices, device, self.cfg.train.word_dropout)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:
@@ -113,7 +120,7 @@ class TranslationTask:
             return {}
         nll_sum, n = 0.0, 0
         for indices in self.valid.batches(self.cfg.train.batch_tokens, 0, shuffle=False):
-            _, nll, tokens = self.loss(self.valid, indices, device)
+            _, nll, tokens = self.loss(self.model, self.valid, indices, device)
             nll_sum, n = nll_sum + float(nll), n + tokens
         out = {"val_loss": nll_sum / n}
         if self.monitor == "val_bleu":

@@ -82,7 +82,10 @@ def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_weights(model: nn.Module, path: str | Path) -> None:
-    state = unique_state(model)
+    save_tensors(unique_state(model), path)
+
+
+def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
     atomic_write(path, lambda tmp: save_file(state, str(tmp)))
 
 

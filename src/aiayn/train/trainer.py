@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from aiayn.config import RunConfig, TrainConfig
 from aiayn.train import checkpoint as ckpt
+from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
 from aiayn.train.schedule import noam, warmup_cosine
 
@@ -29,7 +30,9 @@ class Task(Protocol):
     monitor: str
 
     def epoch_batches(self, epoch: int) -> list[Any]: ...
-    def train_loss(self, batch: Any, device: torch.device) -> tuple[Tensor, Tensor, int]: ...
+    def train_loss(
+        self, batch: Any, device: torch.device, model: nn.Module
+    ) -> tuple[Tensor, Tensor, int]: ...
     def validate(self, device: torch.device) -> dict[str, float]: ...
     def save_assets(self, run_dir: Path) -> None: ...
 
@@ -60,13 +63,27 @@ def better(monitor: str, new: float, best: float | None) -> bool:
 
 
 class Trainer:
-    """Trains `task.model`, writing everything into `run_dir`."""
+    """Trains `task.model`, writing everything into `run_dir`.
 
-    def __init__(self, task: Task, run_dir: Path, log: Callable[[str], None] = print) -> None:
+    Under torchrun, every rank runs a Trainer: each takes its share of every step's batches,
+    and only the main rank writes files and logs.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        run_dir: Path,
+        log: Callable[[str], None] = print,
+        group: Single | None = None,
+    ) -> None:
         self.task, self.cfg, self.run_dir, self.log = task, task.cfg, Path(run_dir), log
         self.t = self.cfg.train
-        self.device = pick_device(self.t.device)
+        self.group = group or join(pick_device(self.t.device), self.t.fsdp)
+        self.device = self.group.device
         self.model = task.model.to(self.device)
+        self.forward = self.group.wrap(self.model)
+        if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
+            torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
         self.opt = make_optimizer(self.model, self.t)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, make_schedule(self.t, self.cfg.model.d_model)
@@ -88,30 +105,40 @@ class Trainer:
         """The trainer state, then the weights for decoding, each written atomically.
 
         The state holds the weights too, so that a crash between the two writes cannot leave
-        a resumable state that disagrees with its weights.
+        a resumable state that disagrees with its weights. Every rank takes part (FSDP gathers
+        the shards); the main one writes.
         """
-        ckpt.save_state(
-            {
-                **self.state,
-                "model": ckpt.unique_state(self.model),
-                "optimizer": self.opt.state_dict(),
-                "scheduler": self.sched.state_dict(),
-                "rng_torch": torch.get_rng_state(),
-                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            },
-            self.run_dir / ckpt.STATE,
-        )
-        ckpt.save_weights(self.model, self.run_dir / ckpt.MODEL)
+        weights = self.group.model_state(self.model)
+        state = {
+            **self.state,
+            "model": weights,
+            "optimizer": self.group.optimizer_state(self.model, self.opt),
+            "scheduler": self.sched.state_dict(),
+            "rng_torch": self.group.gather(torch.get_rng_state()),
+            "rng_cuda": self.group.gather(torch.cuda.get_rng_state(self.device))
+            if self.device.type == "cuda"
+            else [],
+        }
+        if self.group.main:
+            ckpt.save_state(state, self.run_dir / ckpt.STATE)
+            ckpt.save_tensors(weights, self.run_dir / ckpt.MODEL)
 
     def resume(self) -> None:
-        state = ckpt.load_state(self.run_dir / ckpt.STATE)
-        ckpt.load_checked(self.model, state.pop("model"), self.run_dir / ckpt.STATE)
-        self.opt.load_state_dict(state.pop("optimizer"))
+        path = self.run_dir / ckpt.STATE
+        state = ckpt.load_state(path)
+        self.group.load_model_state(self.model, state.pop("model"), path)
+        self.group.load_optimizer_state(self.model, self.opt, state.pop("optimizer"))
         self.sched.load_state_dict(state.pop("scheduler"))
-        torch.set_rng_state(state.pop("rng_torch"))
-        cuda_rng = state.pop("rng_cuda")
-        if cuda_rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(cuda_rng)
+        cpu_rng, cuda_rng = state.pop("rng_torch"), state.pop("rng_cuda")
+        if len(cpu_rng) == self.group.world:
+            torch.set_rng_state(cpu_rng[self.group.rank])
+            if cuda_rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda_rng[self.group.rank], self.device)
+        else:
+            self.log(
+                f"saved by {len(cpu_rng)} processes, resumed by {self.group.world}: each rank's "
+                "dropout starts a new random stream"
+            )
         self.state.update(state)
         self.forget_metrics_after(self.state["step"])
         self.log(f"resumed {self.run_dir} at step {self.state['step']}")
@@ -129,46 +156,60 @@ class Trainer:
         if self.t.average_last <= 1:
             return
         folder = self.run_dir / SNAPSHOTS
-        folder.mkdir(exist_ok=True)
         name = f"step_{self.state['step']:08d}.safetensors"
-        ckpt.save_weights(self.model, folder / name)
+        self.write_weights(folder / name)
         kept = [*self.state["snapshots"], name][-self.t.average_last :]
-        for old in set(self.state["snapshots"]) - set(kept):
-            (folder / old).unlink(missing_ok=True)
+        if self.group.main:
+            for old in set(self.state["snapshots"]) - set(kept):
+                (folder / old).unlink(missing_ok=True)
         self.state["snapshots"] = kept
+
+    def write_weights(self, path: Path) -> None:
+        """Save the model's weights (gathered from every rank) to `path` from the main rank."""
+        weights = self.group.model_state(self.model)
+        if self.group.main:
+            path.parent.mkdir(exist_ok=True)
+            ckpt.save_tensors(weights, path)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        ckpt.save_config(self.cfg, self.run_dir / ckpt.CONFIG)
-        self.task.save_assets(self.run_dir)
+        if self.group.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt.save_config(self.cfg, self.run_dir / ckpt.CONFIG)
+            self.task.save_assets(self.run_dir)
         start = time.monotonic() - self.state["elapsed"]
         bar = tqdm(
             total=self.t.max_steps,
             initial=self.state["step"],
             unit="step",
             dynamic_ncols=True,
-            disable=None,
+            disable=None if self.group.main else True,
         )
         window = {"loss": 0.0, "tokens": 0, "since": time.monotonic()}
         stop = None
         with StopRequests() as signals:
             while stop is None:
                 batches = self.task.epoch_batches(self.state["epoch"])
-                while self.state["batch"] < len(batches) and stop is None:
-                    group = batches[self.state["batch"] : self.state["batch"] + self.t.accumulate]
-                    loss, tokens = self.step(group)
+                rank, world = self.group.rank, self.group.world
+                # Every rank needs a batch in every step: an epoch's last few batches, too
+                # few to go round, are left out.
+                while len(batches) - self.state["batch"] >= world and stop is None:
+                    first = self.state["batch"]
+                    group = batches[first : first + self.t.accumulate * world]
+                    loss, tokens = self.step(group[rank::world])
                     self.state["batch"] += len(group)
-                    self.state["elapsed"] = time.monotonic() - start
+                    requested, self.state["elapsed"] = self.group.agree(
+                        bool(signals.requested), time.monotonic() - start
+                    )
                     if tokens:  # a skipped (non-finite) step is no step
                         window["loss"] += loss * tokens
                         window["tokens"] += tokens
                         bar.update(1)
                         stop = self.after_step(window, bar)
-                    if stop is None and signals.requested:
+                    if stop is None and requested:
                         self.save()
-                        stop = f"{signals.requested}, checkpoint saved"
+                        stop = f"{signals.requested or 'stopped by another rank'}, checkpoint saved"
                 if stop is None:
                     self.state["epoch"] += 1
                     self.state["batch"] = 0
@@ -176,25 +217,30 @@ class Trainer:
             self.finish(stop)
         return {"stop": stop, **self.state}
 
-    def step(self, group: list[Any]) -> tuple[float, int]:
-        """One optimizer step over `group` batches; returns mean loss per token and tokens."""
-        self.model.train()
+    def step(self, share: list[Any]) -> tuple[float, int]:
+        """One optimizer step over this rank's `share` of the step's batches; returns the mean
+        loss per token and the tokens, over all ranks."""
+        self.forward.train()
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16)
             if self.t.precision == "bf16"
             else nullcontext()
         )
         total_loss, total_tokens = 0.0, 0
-        for batch in group:
-            with autocast:
-                loss, _, tokens = self.task.train_loss(batch, self.device)
-            loss.backward()
+        for i, batch in enumerate(share):
+            with self.group.sync_gradients(self.forward, sync=i == len(share) - 1):
+                with autocast:
+                    loss, _, tokens = self.task.train_loss(batch, self.device, self.forward)
+                loss.backward()
             total_loss, total_tokens = total_loss + float(loss.detach()), total_tokens + tokens
+        total_loss, total_tokens = self.group.sum([total_loss, total_tokens])
         # Gradients of summed losses, divided once by all the tokens: accumulating N batches
-        # gives exactly the gradient of the loss per token of their union.
+        # gives exactly the gradient of the loss per token of their union. DDP and FSDP have
+        # already divided by the number of ranks.
         for p in self.model.parameters():
             if p.grad is not None:
-                p.grad.div_(max(total_tokens, 1))
+                p.grad.div_(max(total_tokens, 1) / self.group.world)
+        total_tokens = int(total_tokens)
         norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip or math.inf)
         if not (math.isfinite(total_loss) and math.isfinite(float(norm))):
             self.skip_bad_step(total_loss, float(norm))
@@ -258,7 +304,7 @@ class Trainer:
             )
             if better(self.task.monitor, metrics[self.task.monitor], self.state["best"]):
                 self.state["best"], self.state["bad_evals"] = metrics[self.task.monitor], 0
-                ckpt.save_weights(self.model, self.run_dir / ckpt.BEST)
+                self.write_weights(self.run_dir / ckpt.BEST)
             else:
                 self.state["bad_evals"] += 1
         self.snapshot()
@@ -266,6 +312,8 @@ class Trainer:
         return bool(self.t.patience) and self.state["bad_evals"] >= self.t.patience
 
     def write_metrics(self, record: dict[str, Any]) -> None:
+        if not self.group.main:
+            return
         clean = {
             k: (None if isinstance(v, float) and not math.isfinite(v) else v)
             for k, v in record.items()
@@ -274,6 +322,11 @@ class Trainer:
             f.write(json.dumps(clean) + "\n")
 
     def finish(self, reason: str) -> None:
+        if self.group.main:
+            self.write_summary(reason)
+
+    def write_summary(self, reason: str) -> None:
+        """The averaged checkpoint, the loss plot and how the run stopped."""
         snapshots = [self.run_dir / SNAPSHOTS / n for n in self.state["snapshots"]]
         if len(snapshots) > 1:
             averaged = ckpt.average_weights(snapshots)
@@ -288,4 +341,5 @@ class Trainer:
             f"{self.state['elapsed'] / 60:.1f} min; run directory {self.run_dir}"
         )
         if self.state["step"] < self.t.max_steps and reason not in ("patience", "max_minutes"):
-            self.log(f"resume with: aiayn train --out {self.run_dir} --resume")
+            launch = "aiayn" if self.group.world == 1 else "torchrun [same options] -m aiayn"
+            self.log(f"resume with: {launch} train --out {self.run_dir} --resume")
