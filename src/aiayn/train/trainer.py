@@ -19,6 +19,7 @@ from aiayn.config import RunConfig, TrainConfig
 from aiayn.train import checkpoint as ckpt
 from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
+from aiayn.train.recompute import recompute_layers
 from aiayn.train.schedule import noam, warmup_cosine
 
 SNAPSHOTS = "checkpoints"
@@ -81,6 +82,8 @@ class Trainer:
         self.group = group or join(pick_device(self.t.device), self.t.fsdp)
         self.device = self.group.device
         self.model = task.model.to(self.device)
+        if self.t.activation_checkpointing:
+            recompute_layers(self.model)
         self.forward = self.group.wrap(self.model)
         if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
             torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
@@ -130,6 +133,8 @@ class Trainer:
         self.group.load_optimizer_state(self.model, self.opt, state.pop("optimizer"))
         self.sched.load_state_dict(state.pop("scheduler"))
         cpu_rng, cuda_rng = state.pop("rng_torch"), state.pop("rng_cuda")
+        if isinstance(cpu_rng, torch.Tensor):  # saved before runs kept one state per process
+            cpu_rng, cuda_rng = [cpu_rng], cuda_rng[:1]
         if len(cpu_rng) == self.group.world:
             torch.set_rng_state(cpu_rng[self.group.rank])
             if cuda_rng and self.device.type == "cuda":
