@@ -100,7 +100,7 @@ def beam_search(
         scores = top_scores.gather(1, order)
         rows = (torch.arange(b, device=src.device)[:, None] * k + parent.gather(1, order)).view(-1)
         tokens = torch.cat([tokens[rows], token.gather(1, order).view(-1, 1)], dim=1)
-        cache.reorder(rows)
+        cache.reorder_beams(rows)
         if all(len(f) >= k for f in finished):
             break
     best = [max(f, key=lambda h: h[0]) for f in finished]
@@ -109,17 +109,21 @@ def beam_search(
 
 def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special):
     """Move hypotheses that end here (</s> among the top K, or the length limit) to `finished`."""
+    ends = is_eos[:, :k].tolist()
+    if not any(map(any, ends)) and all(t + 1 < n for n in limit):
+        return  # the usual step: nothing ends (one transfer, no per-hypothesis work)
     lp = length_penalty(t + 1, alpha)
+    parents, tails, top = parent[:, :k].tolist(), token[:, :k].tolist(), top_scores.tolist()
     for i, done in enumerate(finished):
         if len(done) >= k:
             continue
         at_limit = t + 1 >= limit[i]
         for j in range(k):
-            if not (is_eos[i, j] or at_limit):
+            if not (ends[i][j] or at_limit):
                 continue
-            prefix = tokens[i * k + int(parent[i, j]), 1:].tolist()
-            tail = [] if is_eos[i, j] else [int(token[i, j])]
-            done.append((float(top_scores[i, j]) / lp, _strip(prefix + tail, special)))
+            prefix = tokens[i * k + parents[i][j], 1:].tolist()
+            tail = [] if ends[i][j] else [tails[i][j]]
+            done.append((top[i][j] / lp, _strip(prefix + tail, special)))
 
 
 @torch.no_grad()

@@ -38,10 +38,9 @@ class KVCache:
         k = self.layers[0].k
         return 0 if k is None else k.size(2)
 
-    def reorder(self, index: Tensor) -> None:
-        """Keep the batch rows `index` (beam search: each survivor's parent)."""
+    def reorder_beams(self, index: Tensor) -> None:
+        """Keep the batch rows `index`: each surviving beam's parent. Beams move only among
+        their own sentence's rows, whose cross-attention memory is the same: it stays."""
         for layer in self.layers:
             if layer.k is not None:
                 layer.k, layer.v = layer.k[index], layer.v[index]
-            if layer.memory_kv is not None:
-                layer.memory_kv = tuple(t[index] for t in layer.memory_kv)
