@@ -63,3 +63,7 @@ bench:
 	$(BIN)/python -m benchmarks.train_step --size base --precision fp32 --batch 32
 	$(BIN)/python -m benchmarks.train_step --size base --precision bf16 --batch 32
 	$(BIN)/python -m benchmarks.decode
+	$(BIN)/python -m benchmarks.beam
+	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.memory
+	$(BIN)/python -m benchmarks.distributed
