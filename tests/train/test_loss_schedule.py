@@ -19,6 +19,33 @@ def test_label_smoothed_loss_matches_torch_cross_entropy():
     torch.testing.assert_close(nll, ref_nll)
 
 
+def test_loss_gradients_match_torch_cross_entropy_and_gradcheck():
+    logits = torch.randn(4, 6, 13, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(1, 13, (4, 6))
+    target[1, 2:] = 0
+    loss, nll = label_smoothed_loss(logits, target, 0.1, pad_id=0)
+    (2.0 * loss + 0.5 * nll).backward()  # both outputs carry gradient
+    ref = logits.detach().clone().requires_grad_(True)
+    kw = {"ignore_index": 0, "reduction": "sum"}
+    ref_loss = F.cross_entropy(ref.view(-1, 13), target.view(-1), label_smoothing=0.1, **kw)
+    (2.0 * ref_loss + 0.5 * F.cross_entropy(ref.view(-1, 13), target.view(-1), **kw)).backward()
+    torch.testing.assert_close(logits.grad, ref.grad)
+    assert torch.autograd.gradcheck(
+        lambda z: label_smoothed_loss(z, target, 0.2, pad_id=0), (logits.detach().requires_grad_(),)
+    )
+
+
+def test_bf16_logits_give_the_float32_loss_and_a_bf16_gradient():
+    logits = torch.randn(2, 3, 9).to(torch.bfloat16).requires_grad_(True)
+    target = torch.randint(1, 9, (2, 3))
+    loss, _ = label_smoothed_loss(logits, target, 0.1, pad_id=0)
+    assert loss.dtype == torch.float32
+    expected, _ = label_smoothed_loss(logits.detach().float(), target, 0.1, pad_id=0)
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert logits.grad.dtype == torch.bfloat16
+
+
 def test_padding_targets_do_not_count():
     logits, target = torch.randn(1, 4, 7), torch.tensor([[3, 4, 0, 0]])
     loss, _ = label_smoothed_loss(logits, target, 0.1, pad_id=0)

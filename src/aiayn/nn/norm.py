@@ -19,10 +19,10 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # x: (..., d_model)
-        mean = x.mean(-1, keepdim=True)
-        var = (x - mean).pow(2).mean(-1, keepdim=True)  # biased, as in the definition
-        y = (x - mean) * torch.rsqrt(var + self.eps) * self.weight
-        return y if self.bias is None else y + self.bias
+        centred = x - x.mean(-1, keepdim=True)
+        var = centred.square().mean(-1, keepdim=True)  # biased, as in the definition
+        y = centred * torch.rsqrt(var + self.eps)
+        return y * self.weight if self.bias is None else torch.addcmul(self.bias, y, self.weight)
 
 
 class RMSNorm(nn.Module):
