@@ -4,27 +4,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
 
 @dataclass
 class LayerCache:
-    """One layer's self-attention keys and values so far, and its cross-attention memory's."""
+    """One layer's self-attention keys and values so far, and its cross-attention memory's.
 
-    k: Tensor | None = None  # (B, H_kv, T, d_head)
+    Keys and values live in buffers with room to spare, doubled when full, so a step writes
+    its own keys instead of copying all earlier ones (as concatenation would).
+    """
+
+    k: Tensor | None = None  # (B, H_kv, capacity, d_head), filled up to `length`
     v: Tensor | None = None
+    length: int = 0
     memory_kv: tuple[Tensor, Tensor] | None = None  # computed once from the encoder's output
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add this step's keys and values; return all of them."""
-        self.k = k if self.k is None else _cat(self.k, k)
-        self.v = v if self.v is None else _cat(self.v, v)
-        return self.k, self.v
+        # k, v: (B, H_kv, T_new, d_head) -> (B, H_kv, length, d_head) each
+        end = self.length + k.size(2)
+        if self.k is None or end > self.k.size(2):
+            self.k = _grown(self.k, k, self.length, end)
+            self.v = _grown(self.v, v, self.length, end)
+        self.k[:, :, self.length : end] = k
+        self.v[:, :, self.length : end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
 
 
-def _cat(a: Tensor, b: Tensor) -> Tensor:
-    return torch.cat([a, b], dim=2)
+def _grown(old: Tensor | None, new: Tensor, length: int, need: int) -> Tensor:
+    """A buffer for at least `need` positions (twice that), holding `old`'s first `length`."""
+    b, h, _, d = new.shape
+    buf = new.new_empty(b, h, max(2 * need, 16), d)
+    if old is not None:
+        buf[:, :, :length] = old[:, :, :length]
+    return buf
 
 
 class KVCache:
@@ -35,8 +50,7 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        k = self.layers[0].k
-        return 0 if k is None else k.size(2)
+        return self.layers[0].length
 
     def reorder_beams(self, index: Tensor) -> None:
         """Keep the batch rows `index`: each surviving beam's parent. Beams move only among
