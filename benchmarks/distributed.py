@@ -52,8 +52,8 @@ def tokens_per_s(procs: int, group: int, steps: int, out: Path, fsdp: bool) -> f
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--procs", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--fsdp", action="store_true")
     a = ap.parse_args()
     runs: dict[str, list[float]] = {"one": [], "many": []}
