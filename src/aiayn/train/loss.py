@@ -2,14 +2,22 @@
 
 The smoothed target puts 1 - eps on the true token and spreads eps evenly over the vocabulary:
 loss = (1 - eps) * NLL + eps * mean over the vocabulary of -log p. Its gradient is softmax(z)
-minus the smoothed target: written as one autograd function, the backward pass makes one
-(B, T, V) tensor instead of three (the loss is a quarter of a small translation model's step).
+minus the smoothed target. Written as one autograd function that walks the (N, V) logits in
+blocks of rows small enough to stay in cache, keeping only each row's log-sum-exp: the loss
+of a small translation model is a quarter of its step when computed over the whole tensor.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+BLOCK_ELEMENTS = 1 << 20  # rows per block: about a million logits (4 MB in float32)
+
+
+def _blocks(n_rows: int, vocab: int) -> list[slice]:
+    rows = max(1, BLOCK_ELEMENTS // vocab)
+    return [slice(s, s + rows) for s in range(0, n_rows, rows)]
 
 
 class _SmoothedCrossEntropy(torch.autograd.Function):
@@ -19,23 +27,35 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     def forward(
         ctx, logits: Tensor, target: Tensor, keep: Tensor, eps: float
     ) -> tuple[Tensor, Tensor]:
-        logp = torch.log_softmax(logits, dim=-1)  # (N, V)
-        nll = -logp.gather(-1, target[:, None]).squeeze(-1) * keep
-        uniform = -logp.mean(dim=-1) * keep  # mean over the vocabulary of -log p
-        ctx.save_for_backward(logp, target, keep)
+        n, vocab = logits.shape
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        lse, nll, uniform = (torch.empty(n, dtype=dtype, device=logits.device) for _ in range(3))
+        for b in _blocks(n, vocab):
+            z = logits[b].to(dtype)  # (rows, V)
+            logp = z.log_softmax(-1)  # faster than logsumexp on CPU
+            lse[b] = z[:, 0] - logp[:, 0]
+            nll[b] = -logp.gather(-1, target[b, None]).squeeze(-1)
+            uniform[b] = -logp.mean(-1)  # mean over the vocabulary of -log p
+        nll, uniform = nll * keep, uniform * keep
+        ctx.save_for_backward(logits, target, keep, lse)
         ctx.eps = eps
         return ((1.0 - eps) * nll + eps * uniform).sum(), nll.sum()
 
     @staticmethod
     def backward(ctx, g_loss: Tensor, g_nll: Tensor) -> tuple[Tensor, None, None, None]:
-        logp, target, keep = ctx.saved_tensors
-        eps, keep = ctx.eps, keep.to(logp.dtype)[:, None]  # (N, 1)
-        # d loss / dz = softmax - (1 - eps) onehot - eps / V;  d nll / dz = softmax - onehot.
-        # exp is slow on CPUs where its result is subnormal; probabilities below e^-80 (1e-35)
-        # are raised to it, a change far below float32's resolution of the other terms.
-        grad = logp.clamp(min=-80.0).exp_().mul_(keep * (g_loss + g_nll))
-        grad.sub_(keep * (g_loss * eps / logp.size(-1)))
-        grad.scatter_add_(-1, target[:, None], -keep * (g_loss * (1.0 - eps) + g_nll))
+        logits, target, keep, lse = ctx.saved_tensors
+        eps, vocab = ctx.eps, logits.size(-1)
+        keep = keep.to(lse.dtype)[:, None]  # (N, 1)
+        scale, shift = keep * (g_loss + g_nll), keep * (g_loss * eps / vocab)
+        hit = -keep * (g_loss * (1.0 - eps) + g_nll)
+        grad = torch.empty_like(logits)
+        for b in _blocks(len(logits), vocab):
+            # d loss / dz = softmax - (1 - eps) onehot - eps / V;  d nll / dz = softmax - onehot.
+            # exp is slow on CPUs where its result is subnormal; probabilities below e^-80
+            # (1e-35) are raised to it, a change far below float32's resolution of the rest.
+            p = (logits[b].to(lse.dtype) - lse[b, None]).clamp_(min=-80.0).exp_()
+            p.mul_(scale[b]).sub_(shift[b]).scatter_add_(-1, target[b, None], hit[b])
+            grad[b] = p
         return grad, None, None, None
 
 
@@ -44,8 +64,6 @@ def label_smoothed_loss(
 ) -> tuple[Tensor, Tensor]:
     """Summed smoothed loss and summed NLL over non-padding targets (in float32 or wider)."""
     # logits: (B, T, V), target: (B, T) -> two scalars
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()
     flat = logits.reshape(-1, logits.size(-1))
     target = target.reshape(-1)
     return _SmoothedCrossEntropy.apply(flat, target, target != pad_id, epsilon)
