@@ -40,3 +40,16 @@ def test_module_is_identity_in_eval_and_with_p_zero() -> None:
 def test_bad_probability_is_named() -> None:
     with pytest.raises(ValueError, match=r"p=1\.0"):
         Dropout(1.0)
+
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.5, 0.9])
+def test_mask_elements_are_independent_draws_at_rate_p(p: float) -> None:
+    from aiayn.nn.dropout import keep_mask
+
+    torch.manual_seed(3)
+    keep = keep_mask(torch.Size([400_001]), p, torch.device("cpu")).float()
+    assert abs(keep.mean().item() - (1 - p)) < 0.004
+    # the four draws cut from one 64-bit integer, and neighbouring integers, are uncorrelated
+    for lag in (1, 2, 3, 4, 5):
+        a, b = keep[:-lag] - keep.mean(), keep[lag:] - keep.mean()
+        assert abs((a * b).mean().item()) / keep.var().item() < 0.01
