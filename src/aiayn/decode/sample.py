@@ -72,7 +72,8 @@ def generate(
         elif not use_cache:
             step_in = tokens
         logits = model(step_in, cache)[:, -1]
-        logits[:, banned_ids] = float("-inf")
+        if len(banned_ids):
+            logits[:, banned_ids] = float("-inf")
         nxt = next_token(logits, temperature, top_k, top_p, generator)
         yield nxt
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)[:, -window:]
