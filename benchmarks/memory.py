@@ -3,13 +3,18 @@ checkpointing (`train.activation_checkpointing`).
 
 Each setting runs in a fresh process (a process's peak resident memory only grows), which
 builds the model and Adam, takes `--steps` steps (the first allocates Adam's moments) and
-reports its peak RSS; the parent prints both and the reduction.
+reports its peak RSS; the parent prints both and the reduction. The children's allocator
+gives every block of 1 MiB or more back to the system when it is freed (glibc's
+MALLOC_MMAP_THRESHOLD_), so that the peak RSS is the peak of live memory: by default glibc
+raises that threshold after large frees and keeps freed blocks, and the RSS then also counts
+memory that no tensor holds any more.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -50,7 +55,8 @@ def measure(args: argparse.Namespace, checkpointing: bool) -> dict:
     cmd += ["--len", str(args.len), "--steps", str(args.steps)]
     if checkpointing:
         cmd.append("--checkpointing")
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
