@@ -48,6 +48,9 @@ def train(
     if resume:
         trainer.resume()
     trainer.fit()
+    # DDP's gradient reducer holds the process group: were it freed after `leave`, it would end
+    # gloo's group while holding the GIL that gloo's threads may need (a hang at exit, seen).
+    del trainer
     leave()  # only on success: after an error, torchrun stops the other ranks
 
 
