@@ -38,3 +38,12 @@ def test_attention_mask_combines_padding_causality_and_bias():
 
 def test_attention_mask_is_none_when_nothing_is_masked():
     assert attention_mask(3, 3) is None
+
+
+def test_one_cached_query_needs_no_causal_mask():
+    # the newest position may see every key, so decoding steps attend unmasked (fast kernels)
+    assert causal_mask(1, 5).all()
+    assert attention_mask(1, 5, causal=True) is None
+    pad = torch.tensor([[True, False, False, False, False]])
+    mask = attention_mask(1, 5, pad, causal=True)
+    assert mask[0, 0].tolist() == [[False, True, True, True, True]]

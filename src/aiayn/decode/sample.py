@@ -42,7 +42,7 @@ def next_token(
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     model: DecoderOnlyLM,
     prompt: Tensor,

@@ -30,7 +30,7 @@ def _limits(src: Tensor, pad: int, max_extra: int, cap: int | None) -> Tensor:
     return limit if cap is None else limit.clamp(max=cap)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy(
     model: EncoderDecoder,
     src: Tensor,
@@ -66,7 +66,7 @@ def _strip(tokens: list[int], special: Special) -> list[int]:
     return out
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(
     model: EncoderDecoder,
     src: Tensor,
@@ -126,7 +126,7 @@ def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, al
             done.append((top[i][j] / lp, _strip(prefix + tail, special)))
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def sequence_score(
     model: EncoderDecoder,
     src: Tensor,

@@ -107,7 +107,7 @@ class Translator:
             maps.layers.setdefault(kind, {})[layer] = (w[0].float().cpu(), rows, cols)
         return maps
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def _search(self, src: torch.Tensor, beam: int) -> list[list[int]]:
         kw = {"max_extra": self.decode.max_extra, "cap": self.max_len}
         if beam == 1:

@@ -39,7 +39,7 @@ def attention_mask(
     mask = None
     if key_padding is not None:
         mask = ~key_padding[:, None, None, :]  # (B, 1, 1, T_k)
-    if causal:
+    if causal and t_q > 1:  # one query, the last position, may see every key
         c = causal_mask(t_q, t_k, device=device)
         mask = c if mask is None else mask & c
     if bias is None:
