@@ -100,6 +100,10 @@ def test_bad_override_on_resume_leaves_the_run_intact(existing_run, capsys):
         (["translate", "--model", "{run}", "--input", "{tmp}/none.txt"], "No such file"),
         (["evaluate", "--model", "{run}", "--src", "{tmp}/a", "--ref", "{tmp}/b"], "no such file"),
         (["translate", "--model", "{run}", "--weights", "newest"], "--weights 'newest' is unknown"),
+        (
+            ["evaluate", "--model", "{run}", "--model", "{run}", "--src", "{tmp}/a"],
+            "several --model (an ensemble) are for classifiers, not encoder_decoder models",
+        ),
     ],
 )
 def test_decoding_commands_report_bad_paths(args, message, existing_run, tmp_path, capsys):

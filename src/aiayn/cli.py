@@ -17,6 +17,8 @@ from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model
 
+ENSEMBLE_HELP = "run directory; a classifier's may repeat (an ensemble: mean probabilities)"
+
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -141,9 +143,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 def cmd_classify(args: argparse.Namespace) -> None:
     from aiayn.data.text import chunked
-    from aiayn.tasks.classification import load_classifier
+    from aiayn.tasks.classification import load_classifiers
 
-    classifier = load_classifier(args.model, args.weights, log=log)
+    classifier = load_classifiers(args.model, args.weights, log=log)
     for chunk in chunked(input_lines(args.input), 256):
         for label, p in classifier.predict(chunk):
             print(f"{label}\t{p:.4f}", flush=True)
@@ -176,18 +178,21 @@ def cmd_plot_attention(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from aiayn.tasks import read_run_config
 
-    if read_run_config(args.model).model.arch == "encoder_classifier":
+    arch = read_run_config(args.model[0]).model.arch
+    if arch == "encoder_classifier":
         evaluate_classifier(args)
+    elif len(args.model) > 1:
+        raise ValueError(f"several --model (an ensemble) are for classifiers, not {arch} models")
     else:
-        evaluate_translation(args)
+        evaluate_translation(args, args.model[0])
 
 
 def evaluate_classifier(args: argparse.Namespace) -> None:
     from aiayn.data.text import read_labelled
-    from aiayn.tasks.classification import load_classifier
+    from aiayn.tasks.classification import load_classifiers
 
     texts, labels = read_labelled(args.src)
-    classifier = load_classifier(args.model, args.weights, log=log)
+    classifier = load_classifiers(args.model, args.weights, log=log)
     predicted = [label for label, _ in classifier.predict(texts)]
     accuracy = sum(p == y for p, y in zip(predicted, labels, strict=True)) / len(labels)
     if args.json:
@@ -196,7 +201,7 @@ def evaluate_classifier(args: argparse.Namespace) -> None:
         print(f"accuracy {100 * accuracy:.2f}% on {len(labels):,} examples")
 
 
-def evaluate_translation(args: argparse.Namespace) -> None:
+def evaluate_translation(args: argparse.Namespace, model_dir: str) -> None:
     from aiayn.data.text import read_parallel
     from aiayn.evaluate import score_translations
     from aiayn.tasks.translation import load_translator
@@ -204,7 +209,7 @@ def evaluate_translation(args: argparse.Namespace) -> None:
     if not args.ref:
         raise ValueError("--ref is needed to score a translation model")
     src, ref = read_parallel(args.src, args.ref)
-    translator = load_translator(args.model, args.weights, log=log)
+    translator = load_translator(model_dir, args.weights, log=log)
     scores = score_translations(translator.translate(src, args.beam), ref, args.lowercase)
     if args.json:
         print(json.dumps(scores))
@@ -281,7 +286,10 @@ def parser() -> argparse.ArgumentParser:
         ("evaluate", "BLEU and chrF of a translation model, or a classifier's accuracy"),
     ):
         cmd = sub.add_parser(name, help=text)
-        cmd.add_argument("--model", required=True, help="run directory")
+        if name == "translate":
+            cmd.add_argument("--model", required=True, help="run directory")
+        else:
+            cmd.add_argument("--model", required=True, action="append", help=ENSEMBLE_HELP)
         cmd.add_argument("--beam", type=int, help="beam size (1: greedy; default: the config's)")
         cmd.add_argument("--weights", help="model, best or average (default: the best there)")
         if name == "translate":
@@ -307,7 +315,7 @@ def parser() -> argparse.ArgumentParser:
     gen.set_defaults(run=cmd_generate)
 
     classify = sub.add_parser("classify", help="label each line (stdin or --input)")
-    classify.add_argument("--model", required=True, help="run directory")
+    classify.add_argument("--model", required=True, action="append", help=ENSEMBLE_HELP)
     classify.add_argument("--input", help="file of texts, one a line (default: stdin)")
     classify.add_argument("--weights", help="model, best or average (default: the best there)")
     classify.set_defaults(run=cmd_classify)

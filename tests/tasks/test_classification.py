@@ -3,6 +3,7 @@ import random
 from pathlib import Path
 
 import tomli_w
+import torch
 
 from aiayn.cli import main
 
@@ -81,3 +82,26 @@ def test_an_unseen_validation_label_is_named(tmp_path: Path, capsys) -> None:
         f.write("so so\tneutral\n")
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
     assert "label 'neutral' is not among ['0', '1']" in capsys.readouterr().err
+
+
+def test_several_models_vote_with_their_mean_probabilities(tmp_path: Path, capsys) -> None:
+    from aiayn.tasks.classification import Ensemble, load_classifier, load_classifiers
+
+    config, runs = classifier_config(tmp_path), [tmp_path / "run1", tmp_path / "run2"]
+    for seed, run in enumerate(runs, 1):
+        sets = ["--set", f"train.seed={seed}", "--set", "train.max_steps=20"]
+        assert main(["train", str(config), "--out", str(run), *sets]) == 0
+    texts = ["the film was superb", "awful plot", "quite dull actors"]
+    one, two = (load_classifier(r, log=lambda _: None).probabilities(texts) for r in runs)
+    assert not torch.allclose(one, two)  # two seeds, two different models
+    both = load_classifiers([str(r) for r in runs], log=lambda _: None)
+    assert isinstance(both, Ensemble)
+    assert torch.allclose(both.probabilities(texts), (one + two) / 2)
+    capsys.readouterr()
+    dev = str(tmp_path / "dev.tsv")
+    args = ["evaluate", "--model", str(runs[0]), "--model", str(runs[1]), "--src", dev, "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["examples"] == 60
+    (runs[1] / "labels.txt").write_text("0\nx\n", encoding="utf-8")
+    assert main(args) == 2
+    assert "must share their labels: ['0', '1'] and ['0', 'x'] differ" in capsys.readouterr().err

@@ -31,7 +31,22 @@ def load_labels(run_dir: Path) -> list[str]:
     return read_lines(run_dir / LABELS)
 
 
-class Classifier:
+class LabelPredictor:
+    """What `classify` and `evaluate` ask of a classifier: class probabilities per text."""
+
+    labels: list[str]
+
+    def probabilities(self, texts: list[str]) -> Tensor:
+        raise NotImplementedError
+
+    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
+        """The most likely label of each text, with its probability."""
+        best = self.probabilities(texts).max(dim=-1)
+        pairs = zip(best.values.tolist(), best.indices.tolist(), strict=True)
+        return [(self.labels[i], p) for p, i in pairs]
+
+
+class Classifier(LabelPredictor):
     """A trained classifier with its tokenizer and label names."""
 
     def __init__(
@@ -61,11 +76,22 @@ class Classifier:
             out[batch] = self.logits([rows[i] for i in batch]).float().softmax(-1).cpu()
         return out
 
-    def predict(self, texts: list[str]) -> list[tuple[str, float]]:
-        """The most likely label of each text, with its probability."""
-        best = self.probabilities(texts).max(dim=-1)
-        pairs = zip(best.values.tolist(), best.indices.tolist(), strict=True)
-        return [(self.labels[i], p) for p, i in pairs]
+
+class Ensemble(LabelPredictor):
+    """Classifiers trained apart (from other seeds, say) voting with their mean probabilities."""
+
+    def __init__(self, members: list[Classifier]) -> None:
+        for m in members[1:]:
+            if m.labels != members[0].labels:
+                raise ValueError(
+                    f"an ensemble's classifiers must share their labels: "
+                    f"{members[0].labels} and {m.labels} differ"
+                )
+        self.members, self.labels = members, members[0].labels
+
+    def probabilities(self, texts: list[str]) -> Tensor:
+        # (N, n_classes)
+        return torch.stack([m.probabilities(texts) for m in self.members]).mean(0)
 
 
 class ClassificationTask:
@@ -136,3 +162,11 @@ def load_classifier(
     run_dir = Path(run_dir)
     tok = TextTokenizer.load(run_dir / TOKENIZER)
     return Classifier(model, tok, load_labels(run_dir), cfg.data.max_len)
+
+
+def load_classifiers(
+    run_dirs: list[str], weights: str | None = None, log: Callable[[str], None] = print
+) -> LabelPredictor:
+    """The classifier of one run directory, or the ensemble of several."""
+    members = [load_classifier(d, weights, log) for d in run_dirs]
+    return members[0] if len(members) == 1 else Ensemble(members)
