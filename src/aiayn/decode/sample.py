@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import Tensor
 
+from aiayn.decode.weights import InputMajor
 from aiayn.models.decoder_only import DecoderOnlyLM
 
 
@@ -66,12 +67,14 @@ def generate(
     cache = model.new_cache() if use_cache else None
     step_in = tokens
     banned_ids = torch.tensor(list(banned), dtype=torch.long, device=prompt.device)
+    weights = InputMajor(model)  # lent around each step only: the caller runs between yields
     for _ in range(max_new_tokens):
         if use_cache and cache.length + step_in.size(1) > window:
             cache, step_in = model.new_cache(), tokens[:, -(window // 2) :]
         elif not use_cache:
             step_in = tokens
-        logits = model(step_in, cache)[:, -1]
+        with weights.active():
+            logits = model(step_in, cache)[:, -1]
         if len(banned_ids):
             logits[:, banned_ids] = float("-inf")
         nxt = next_token(logits, temperature, top_k, top_p, generator)

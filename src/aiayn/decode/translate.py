@@ -14,6 +14,7 @@ from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import chunked
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.search import Special, beam_search, greedy
+from aiayn.decode.weights import InputMajor
 from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.attention import record_attention
 
@@ -50,10 +51,12 @@ class Translator:
         out: list[str] = [""] * len(sentences)
         real = [i for i, s in enumerate(sentences) if s.strip()]
         lengths = [len(ids[i]) for i in real]
+        weights = InputMajor(self.model)
         for batch in token_budget_batches(lengths, self.decode.batch_tokens, 0, shuffle=False):
             rows = [real[j] for j in batch]
             src = pad_to_tensor([ids[i] for i in rows], self.special.pad).to(self.device)
-            hyps = self._search(src, beam)
+            with weights.active():
+                hyps = self._search(src, beam)
             for i, text in zip(rows, self.tgt_tok.decode(hyps), strict=True):
                 out[i] = text
         return out
