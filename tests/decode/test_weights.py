@@ -1,5 +1,6 @@
 """Input-major weight copies compute what nn.Linear computes, and are lent only for a block."""
 
+import pytest
 import torch
 
 from aiayn.decode.weights import InputMajor
@@ -29,9 +30,6 @@ def test_a_failing_step_still_takes_the_copies_back() -> None:
                       n_layers=1, max_len=8, positional="learned")  # fmt: skip
     model = build_model(cfg)
     weights = InputMajor(model)
-    try:
-        with weights.active():
-            model(torch.full((1, 9), 1))  # beyond max_len: the learned positions refuse it
-    except ValueError:
-        pass
+    with pytest.raises(ValueError, match="max_len=8"), weights.active():
+        model(torch.full((1, 9), 1))  # beyond max_len: the learned positions refuse it
     assert not any("forward" in vars(layer) for layer, _, _ in weights.copies)
