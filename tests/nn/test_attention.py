@@ -9,7 +9,7 @@ from aiayn.nn.attention import (
     attention_math,
     record_attention,
 )
-from aiayn.nn.masks import attention_mask
+from aiayn.nn.masks import attention_mask, causal_mask
 from aiayn.nn.positional import ALiBi
 
 B, H, TQ, TK, D = 2, 4, 5, 7, 8
@@ -87,9 +87,11 @@ def test_self_attention_matches_the_per_head_equations():
     mha = SelfAttention(d, n, bias=False)
     wq, wk, wv = mha.qkv.weight.split(d)
     x = torch.randn(B, TQ, d)
-    mask = attention_mask(TQ, TQ, causal=True)
-    expected = reference_mha(x, x, wq, wk, wv, mha.out.weight, n, mask)
-    torch.testing.assert_close(mha(x, mask), expected, atol=1e-6, rtol=1e-5)
+    expected = reference_mha(x, x, wq, wk, wv, mha.out.weight, n, causal_mask(TQ))
+    for impl in ("sdpa", "math"):  # given CAUSAL, each path applies the causal mask itself
+        mha.impl = impl
+        out = mha(x, attention_mask(TQ, TQ, causal=True))
+        torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
 
 
 def test_cross_attention_matches_the_per_head_equations():

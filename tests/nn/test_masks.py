@@ -1,6 +1,6 @@
 import torch
 
-from aiayn.nn.masks import attention_mask, causal_mask, padding_mask
+from aiayn.nn.masks import CAUSAL, attention_mask, causal_mask, padding_mask
 
 
 def test_padding_mask_marks_pad_ids():
@@ -47,3 +47,10 @@ def test_one_cached_query_needs_no_causal_mask():
     pad = torch.tensor([[True, False, False, False, False]])
     mask = attention_mask(1, 5, pad, causal=True)
     assert mask[0, 0].tolist() == [[False, True, True, True, True]]
+
+
+def test_causality_alone_over_square_attention_is_left_to_the_kernel():
+    assert attention_mask(4, 4, causal=True) is CAUSAL
+    assert isinstance(attention_mask(3, 5, causal=True), torch.Tensor)  # cached keys before
+    pad = torch.tensor([[False, False, False, True]])
+    assert isinstance(attention_mask(4, 4, pad, causal=True), torch.Tensor)

@@ -16,16 +16,19 @@ from torch import Tensor, nn
 
 from aiayn.nn.cache import LayerCache
 from aiayn.nn.dropout import dropout
+from aiayn.nn.masks import CAUSAL, Mask, causal_mask
 from aiayn.nn.positional import Rotation, apply_rotary
 
 ATTENTION_IMPLS = ("sdpa", "math")
 
 
 def attention_math(
-    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0
+    q: Tensor, k: Tensor, v: Tensor, mask: Mask = None, dropout_p: float = 0.0
 ) -> tuple[Tensor, Tensor]:
     """softmax(q k^T / sqrt(d_k) + mask) v; returns the output and the attention weights."""
     # q: (B, H, T_q, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v)
+    if mask is CAUSAL:
+        mask = causal_mask(q.size(-2), k.size(-2), q.device)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T_q, T_k)
     if mask is not None and mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -40,12 +43,14 @@ def attention(
     q: Tensor,
     k: Tensor,
     v: Tensor,
-    mask: Tensor | None = None,
+    mask: Mask = None,
     dropout_p: float = 0.0,
     impl: str = "sdpa",
 ) -> Tensor:
     """Scaled dot-product attention by the chosen path ("sdpa" or "math")."""
     # q: (B, H, T_q, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v) -> (B, H, T_q, d_v)
+    if impl == "sdpa" and mask is CAUSAL:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
     if impl == "sdpa":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     if impl == "math":
@@ -81,7 +86,7 @@ class MultiHeadAttention(nn.Module):
         """(B, T, n * d_head) -> (B, n, T, d_head)."""
         return x.unflatten(-1, (n, self.d_head)).transpose(1, 2)
 
-    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Mask) -> Tensor:
         # q: (B, H, T_q, d_head), k, v: (B, H_kv, T_k, d_head) -> (B, T_q, d_model)
         if self.n_kv_heads != self.n_heads:
             group = self.n_heads // self.n_kv_heads
@@ -106,7 +111,7 @@ class SelfAttention(MultiHeadAttention):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = None,
+        mask: Mask = None,
         rotation: Rotation | None = None,
         cache: LayerCache | None = None,
     ) -> Tensor:
@@ -138,7 +143,7 @@ class CrossAttention(MultiHeadAttention):
         self,
         x: Tensor,
         memory: Tensor,
-        mask: Tensor | None = None,
+        mask: Mask = None,
         cache: LayerCache | None = None,
     ) -> Tensor:
         # x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)

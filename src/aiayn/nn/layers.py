@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from aiayn.nn.attention import CrossAttention, SelfAttention
 from aiayn.nn.cache import LayerCache
 from aiayn.nn.dropout import Dropout
+from aiayn.nn.masks import Mask
 from aiayn.nn.positional import Rotation
 
 Sublayer = Callable[[Tensor], Tensor]
@@ -48,7 +49,7 @@ class EncoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None = None,
+        mask: Mask = None,
         rotation: Rotation | None = None,
         cache: LayerCache | None = None,
     ) -> Tensor:
@@ -80,7 +81,7 @@ class DecoderLayer(nn.Module):
         self,
         x: Tensor,
         memory: Tensor,
-        self_mask: Tensor | None = None,
+        self_mask: Mask = None,
         memory_mask: Tensor | None = None,
         rotation: Rotation | None = None,
         cache: LayerCache | None = None,

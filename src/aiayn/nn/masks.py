@@ -3,7 +3,8 @@
 One convention, the same as `F.scaled_dot_product_attention`'s `attn_mask`:
 - a *padding mask* is bool `(B, T)`, True where the token is padding;
 - an *attention mask* is broadcastable to `(B, H, T_q, T_k)` and is either bool, True where the
-  query may attend to the key, or float, added to the scores (-inf forbids).
+  query may attend to the key, or float, added to the scores (-inf forbids); or `CAUSAL`, a
+  square causal mask left to the attention kernel.
 """
 
 from __future__ import annotations
@@ -24,6 +25,18 @@ def causal_mask(t_q: int, t_k: int | None = None, device: torch.device | None = 
     return torch.arange(t_k, device=device)[None, :] <= q
 
 
+class Causal:
+    """The causal mask of a square attention, named rather than built: SDPA then applies it
+    itself (`is_causal`), which its fastest (flash) kernels need, since they take no mask."""
+
+    def __repr__(self) -> str:
+        return "CAUSAL"
+
+
+CAUSAL = Causal()
+Mask = Tensor | Causal | None
+
+
 def attention_mask(
     t_q: int,
     t_k: int,
@@ -31,11 +44,14 @@ def attention_mask(
     causal: bool = False,
     bias: Tensor | None = None,
     device: torch.device | None = None,
-) -> Tensor | None:
+) -> Mask:
     """Combine key padding (B, T_k), causality and a float score bias into one attention mask.
 
-    Returns None when nothing is masked, a bool mask without bias, else a float mask.
+    Returns None when nothing is masked, CAUSAL for causality alone over T queries and keys,
+    a bool mask without bias, else a float mask.
     """
+    if causal and 1 < t_q == t_k and key_padding is None and bias is None:
+        return CAUSAL
     mask = None
     if key_padding is not None:
         mask = ~key_padding[:, None, None, :]  # (B, 1, 1, T_k)

@@ -31,7 +31,7 @@ def add_positions(
     `start` positions are already cached; x holds the T that follow them. `drop` is applied
     to the sum (with BERT's embedding norm before it, when the stack has one).
     """
-    # x: (B, T, d_model) -> (B, T, d_model), mask broadcastable to (B, H, T, start + T)
+    # x: (B, T, d_model) -> (B, T, d_model), mask broadcastable to (B, H, T, start + T) or CAUSAL
     t_k = start + x.size(1)
     keys = torch.arange(t_k, device=x.device)
     queries = keys[start:]
