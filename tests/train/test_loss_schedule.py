@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from aiayn.train import loss as loss_module
 from aiayn.train.loss import label_smoothed_loss
 from aiayn.train.schedule import noam, warmup_cosine
 
@@ -19,7 +20,10 @@ def test_label_smoothed_loss_matches_torch_cross_entropy():
     torch.testing.assert_close(nll, ref_nll)
 
 
-def test_loss_gradients_match_torch_cross_entropy_and_gradcheck():
+@pytest.mark.parametrize("rows_per_block", [None, 5], ids=["one block", "blocks of 5 rows"])
+def test_loss_gradients_match_torch_cross_entropy_and_gradcheck(rows_per_block, monkeypatch):
+    if rows_per_block:  # walk the 24 rows in 5 blocks, as large logits are walked
+        monkeypatch.setattr(loss_module, "CPU_BLOCK_ELEMENTS", rows_per_block * 13)
     logits = torch.randn(4, 6, 13, dtype=torch.float64, requires_grad=True)
     target = torch.randint(1, 13, (4, 6))
     target[1, 2:] = 0

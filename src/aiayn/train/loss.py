@@ -12,11 +12,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-BLOCK_ELEMENTS = 1 << 20  # rows per block: about a million logits (4 MB in float32)
+# Logits per block: about a million (4 MB in float32) on a CPU; an accelerator gains nothing
+# from cache-sized blocks, only more kernel launches, so there a block is much larger.
+CPU_BLOCK_ELEMENTS = 1 << 20
+ACCELERATOR_BLOCK_ELEMENTS = 1 << 28
 
 
-def _blocks(n_rows: int, vocab: int) -> list[slice]:
-    rows = max(1, BLOCK_ELEMENTS // vocab)
+def _blocks(logits: Tensor) -> list[slice]:
+    n_rows, vocab = logits.shape
+    cpu = logits.device.type == "cpu"
+    rows = max(1, (CPU_BLOCK_ELEMENTS if cpu else ACCELERATOR_BLOCK_ELEMENTS) // vocab)
     return [slice(s, s + rows) for s in range(0, n_rows, rows)]
 
 
@@ -27,10 +32,10 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     def forward(
         ctx, logits: Tensor, target: Tensor, keep: Tensor, eps: float
     ) -> tuple[Tensor, Tensor]:
-        n, vocab = logits.shape
+        n = len(logits)
         dtype = torch.promote_types(logits.dtype, torch.float32)
         lse, nll, uniform = (torch.empty(n, dtype=dtype, device=logits.device) for _ in range(3))
-        for b in _blocks(n, vocab):
+        for b in _blocks(logits):
             z = logits[b].to(dtype)  # (rows, V)
             logp = z.log_softmax(-1)  # faster than logsumexp on CPU
             lse[b] = z[:, 0] - logp[:, 0]
@@ -49,7 +54,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         scale, shift = keep * (g_loss + g_nll), keep * (g_loss * eps / vocab)
         hit = -keep * (g_loss * (1.0 - eps) + g_nll)
         grad = torch.empty_like(logits)
-        for b in _blocks(len(logits), vocab):
+        for b in _blocks(logits):
             # d loss / dz = softmax - (1 - eps) onehot - eps / V;  d nll / dz = softmax - onehot.
             # exp is slow on CPUs where its result is subnormal; probabilities below e^-80
             # (1e-35) are raised to it, a change far below float32's resolution of the rest.
