@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 .PHONY: install test lint demo
 
-# The first command of the README: set up (once), then train and show the demo (~12 min).
+# The first command of the README: set up (once), then train and show the demo (~8 min).
 demo: $(VENV)/.installed
 	$(BIN)/aiayn demo
 
