@@ -29,8 +29,8 @@ class DataConfig:
     train: str = ""
     valid: str = ""  # unset: a language model holds out the last valid_fraction of `train`
     valid_fraction: float = 0.1
-    tokenizer: str = "bpe"  # or "char"
-    vocab_size: int = 8000  # BPE merges stop at this many tokens
+    tokenizer: str = "bpe"  # or "word", "char"
+    vocab_size: int = 8000  # BPE merges stop, or the word list ends, at this many tokens
     joint_vocab: bool = True  # one tokenizer for both languages (needed to share embeddings)
     # Longest training sequence in tokens: longer pairs and sentences are dropped, with a count
     # in the log; a language model trains on blocks of exactly this many tokens.

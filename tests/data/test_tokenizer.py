@@ -62,5 +62,16 @@ def test_character_tokenizer_round_trips_every_character(tmp_path) -> None:
 def test_unknown_tokenizer_kind_is_named() -> None:
     from aiayn.data.tokenizer import fit_tokenizer
 
-    with pytest.raises(ValueError, match=r"data\.tokenizer='word' is unknown"):
-        fit_tokenizer("word", ["a b"], 10)
+    with pytest.raises(ValueError, match=r"data\.tokenizer='wordpiece' is unknown"):
+        fit_tokenizer("wordpiece", ["a b"], 10)
+
+
+def test_word_tokenizer_keeps_the_most_frequent_words_and_round_trips() -> None:
+    from aiayn.data.tokenizer import fit_tokenizer
+
+    texts = ["Good film."] * 5 + ["bad film."] * 4 + ["dull plot"] * 2
+    tok = fit_tokenizer("word", texts, vocab_size=4 + 4, lowercase=True)
+    assert tok.vocab_size == 8  # film, ".", good, bad: "dull" and "plot" are left out
+    [ids] = tok.encode(["GOOD film, dull."])
+    assert tok.tokens(ids) == ["▁good", "▁film", "<unk>", "<unk>", "."]
+    assert tok.decode(tok.encode(["bad film. good film."])) == ["bad film. good film."]

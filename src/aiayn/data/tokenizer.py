@@ -1,7 +1,7 @@
-"""Tokenizers built with `tokenizers`: byte-pair encoding (Sennrich et al. 2016) or characters.
+"""Tokenizers built with `tokenizers`: byte-pair encoding (Sennrich et al. 2016), words, characters.
 
-BPE splits words on whitespace (kept as a leading "▁", so decoding restores the text) and
-punctuation. Ids 0-3 are always the special tokens <pad>, <s>, </s>, <unk>.
+BPE and words split text on whitespace (kept as a leading "▁", so decoding restores the text)
+and punctuation. Ids 0-3 are always the special tokens <pad>, <s>, </s>, <unk>.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ALTERNATIVES = {
     EOS: ("[SEP]", "<|endoftext|>"),
     UNK: ("[UNK]", "<|endoftext|>"),
 }
-TOKENIZER_KINDS = ("bpe", "char")
+TOKENIZER_KINDS = ("bpe", "word", "char")
 
 
 class TextTokenizer:
@@ -75,16 +75,31 @@ def _special_id(tokenizer: Tokenizer, name: str) -> int | None:
     return None
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> TextTokenizer:
-    """Learn BPE merges from `texts` until the vocabulary has `vocab_size` tokens."""
-    tok = Tokenizer(models.BPE(unk_token=UNK))
+def _split_words(tok: Tokenizer, lowercase: bool) -> Tokenizer:
+    """Normalise, split on whitespace (kept as "▁") and punctuation, and undo that on decoding."""
     steps = [normalizers.NFKC(), *([normalizers.Lowercase()] if lowercase else [])]
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()]
     )
     tok.decoder = decoders.Metaspace()
+    return tok
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> TextTokenizer:
+    """Learn BPE merges from `texts` until the vocabulary has `vocab_size` tokens."""
+    tok = _split_words(Tokenizer(models.BPE(unk_token=UNK)), lowercase)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2)
+    tok.train_from_iterator(texts, trainer)
+    return TextTokenizer(tok)
+
+
+def train_words(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> TextTokenizer:
+    """The `vocab_size` most frequent words (seen twice or more) of `texts`; others are <unk>."""
+    tok = _split_words(Tokenizer(models.WordLevel(unk_token=UNK)), lowercase)
+    trainer = trainers.WordLevelTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2
+    )
     tok.train_from_iterator(texts, trainer)
     return TextTokenizer(tok)
 
@@ -105,9 +120,11 @@ def train_chars(texts: Iterable[str], lowercase: bool = False) -> TextTokenizer:
 def fit_tokenizer(
     kind: str, texts: list[str], vocab_size: int, lowercase: bool = False
 ) -> TextTokenizer:
-    """A new tokenizer of `kind` ("bpe" or "char") learnt from `texts`."""
+    """A new tokenizer of `kind` ("bpe", "word" or "char") learnt from `texts`."""
     if kind == "bpe":
         return train_bpe(texts, vocab_size, lowercase)
+    if kind == "word":
+        return train_words(texts, vocab_size, lowercase)
     if kind == "char":
         return train_chars(texts, lowercase)
     raise ValueError(f"data.tokenizer={kind!r} is unknown; expected one of {TOKENIZER_KINDS}")
