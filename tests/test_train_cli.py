@@ -75,6 +75,23 @@ def test_evaluate_json_has_bleu_chrf_and_signature(run, capsys, tmp_path):
     assert "case:lc" in result["signature"] and 0 <= result["bleu"] <= 100
 
 
+def test_alpha_option_replaces_the_configs_length_penalty(run, tmp_path, capsys, monkeypatch):
+    import aiayn.decode.translate as translate
+
+    seen, search = [], translate.beam_search
+    monkeypatch.setattr(
+        translate, "beam_search", lambda *a, **kw: seen.append(a[4]) or search(*a, **kw)
+    )
+    (tmp_path / "in.txt").write_text("a man runs\n")
+    args = ["translate", "--model", str(run), "--input", str(tmp_path / "in.txt"), "--beam", "2"]
+    assert main(args) == 0 and main([*args, "--alpha", "1.5"]) == 0
+    assert seen == [0.6, 1.5]  # the tiny config keeps the paper's 0.6
+    capsys.readouterr()
+    assert main([*args, "--alpha", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("--alpha -1.0: the length penalty must be >= 0") and len(err) <= 2
+
+
 def test_a_sentence_longer_than_the_model_allows_is_warned_and_translated(run, tmp_path, capsys):
     (tmp_path / "long.txt").write_text(" ".join(["the big red dog"] * 20) + "\n")
     assert main(["translate", "--model", str(run), "--input", str(tmp_path / "long.txt")]) == 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -16,6 +18,9 @@ from torch import nn
 from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model
+
+if TYPE_CHECKING:
+    from aiayn.decode.translate import Translator
 
 ENSEMBLE_HELP = "run directory; a classifier's may repeat (an ensemble: mean probabilities)"
 
@@ -78,11 +83,21 @@ def prompt(text: str) -> str:
     return sys.stdin.readline()
 
 
-def cmd_translate(args: argparse.Namespace) -> None:
+def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
+    """The translator of `model_dir` with --weights, and --alpha instead of its config's."""
     from aiayn.tasks.translation import load_translator
 
+    translator = load_translator(model_dir, args.weights, log=log)
+    if args.alpha is not None:
+        if args.alpha < 0:
+            raise ValueError(f"--alpha {args.alpha}: the length penalty must be >= 0")
+        translator.decode = dataclasses.replace(translator.decode, alpha=args.alpha)
+    return translator
+
+
+def cmd_translate(args: argparse.Namespace) -> None:
     lines = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
-    translator = load_translator(args.model, args.weights, log=log)
+    translator = cli_translator(args, args.model)
     if lines.isatty():  # a person typing: answer each line as it comes
         log("type a sentence and press Enter; Ctrl-D ends")
         while line := prompt("> "):
@@ -204,12 +219,11 @@ def evaluate_classifier(args: argparse.Namespace) -> None:
 def evaluate_translation(args: argparse.Namespace, model_dir: str) -> None:
     from aiayn.data.text import read_parallel
     from aiayn.evaluate import score_translations
-    from aiayn.tasks.translation import load_translator
 
     if not args.ref:
         raise ValueError("--ref is needed to score a translation model")
     src, ref = read_parallel(args.src, args.ref)
-    translator = load_translator(model_dir, args.weights, log=log)
+    translator = cli_translator(args, model_dir)
     scores = score_translations(translator.translate(src, args.beam), ref, args.lowercase)
     if args.json:
         print(json.dumps(scores))
@@ -291,6 +305,9 @@ def parser() -> argparse.ArgumentParser:
         else:
             cmd.add_argument("--model", required=True, action="append", help=ENSEMBLE_HELP)
         cmd.add_argument("--beam", type=int, help="beam size (1: greedy; default: the config's)")
+        cmd.add_argument(
+            "--alpha", type=float, help="beam search's length penalty (default: the config's)"
+        )
         cmd.add_argument("--weights", help="model, best or average (default: the best there)")
         if name == "translate":
             cmd.add_argument("--input", help="file of sentences, one a line (default: stdin)")
