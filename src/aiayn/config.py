@@ -35,7 +35,7 @@ class DataConfig:
     # Longest training sequence in tokens: longer pairs and sentences are dropped, with a count
     # in the log; a language model trains on blocks of exactly this many tokens.
     max_len: int = 100
-    lowercase: bool = False
+    lowercase: bool = False  # translation restores case to the output (data/recase.py)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -38,9 +38,11 @@ class Translator:
         tgt_tok: TextTokenizer,
         decode: DecodeConfig,
         max_len: int,
+        recase: Callable[[str], str] | None = None,
     ) -> None:
+        """`recase` restores case to the output of a model trained on lowercased text."""
         self.model, self.src_tok, self.tgt_tok = model.eval(), src_tok, tgt_tok
-        self.decode, self.max_len = decode, max_len
+        self.decode, self.max_len, self.recase = decode, max_len, recase
         self.special = Special(tgt_tok.bos_id, tgt_tok.eos_id, tgt_tok.pad_id)
         self.device = next(model.parameters()).device
 
@@ -57,9 +59,13 @@ class Translator:
             src = pad_to_tensor([ids[i] for i in rows], self.special.pad).to(self.device)
             with weights.active():
                 hyps = self._search(src, beam)
-            for i, text in zip(rows, self.tgt_tok.decode(hyps), strict=True):
+            for i, text in zip(rows, self._detokenize(hyps), strict=True):
                 out[i] = text
         return out
+
+    def _detokenize(self, hyps: list[list[int]]) -> list[str]:
+        texts = self.tgt_tok.decode(hyps)
+        return [self.recase(t) for t in texts] if self.recase else texts
 
     def translate_stream(
         self, lines: Iterator[str], beam: int | None = None, chunk: int = 256
@@ -98,7 +104,7 @@ class Translator:
         src_labels = [*self.src_tok.tokens(src_ids[:-1]), "</s>"]
         out_labels = [*self.tgt_tok.tokens(tgt_ids), "</s>"]
         in_labels = ["<s>", *out_labels[:-1]]
-        maps = AttentionMaps(self.tgt_tok.decode([tgt_ids])[0], {})
+        maps = AttentionMaps(self._detokenize([tgt_ids])[0], {})
         for name, w in weights.items():
             layer = int(name.split(".")[3])
             if ".encoder." in name:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from aiayn.config import RunConfig
 from aiayn.data.noise import word_dropout
 from aiayn.data.parallel import ParallelData
+from aiayn.data.recase import Recaser
 from aiayn.data.text import read_parallel
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.translate import Translator
@@ -22,6 +23,7 @@ from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss
 
 SRC_TOKENIZER = "src_tokenizer.json"
+RECASER = "recaser.json"  # only in runs trained on lowercased text
 
 
 def load_tokenizers(run_dir: Path) -> tuple[TextTokenizer, TextTokenizer]:
@@ -29,6 +31,11 @@ def load_tokenizers(run_dir: Path) -> tuple[TextTokenizer, TextTokenizer]:
     tgt = TextTokenizer.load(run_dir / TOKENIZER)
     src_path = run_dir / SRC_TOKENIZER
     return (TextTokenizer.load(src_path) if src_path.exists() else tgt), tgt
+
+
+def load_recaser(run_dir: Path) -> Recaser | None:
+    path = run_dir / RECASER
+    return Recaser.load(path) if path.exists() else None
 
 
 def fit_tokenizers(cfg: RunConfig, src: list[str], tgt: list[str]) -> tuple[TextTokenizer, ...]:
@@ -53,8 +60,10 @@ class TranslationTask:
         self.valid_text = read_parallel(d.valid_src, d.valid_tgt) if d.valid_src else None
         if resume:
             self.src_tok, self.tgt_tok = load_tokenizers(run_dir)
+            self.recaser = load_recaser(run_dir)
         else:
             self.src_tok, self.tgt_tok = fit_tokenizers(cfg, src, tgt)
+            self.recaser = Recaser.fit(tgt) if d.lowercase else None
         joint = self.src_tok is self.tgt_tok
         self.cfg = cfg.replace(
             "model",
@@ -85,6 +94,8 @@ class TranslationTask:
         self.tgt_tok.save(run_dir / TOKENIZER)
         if self.src_tok is not self.tgt_tok:
             self.src_tok.save(run_dir / SRC_TOKENIZER)
+        if self.recaser is not None:
+            self.recaser.save(run_dir / RECASER)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         t = self.cfg.train
@@ -129,8 +140,9 @@ class TranslationTask:
         return out
 
     def translator(self) -> Translator:
+        cfg = self.cfg
         return Translator(
-            self.model, self.src_tok, self.tgt_tok, self.cfg.decode, self.cfg.model.max_len
+            self.model, self.src_tok, self.tgt_tok, cfg.decode, cfg.model.max_len, self.recaser
         )
 
 
@@ -143,4 +155,5 @@ def load_translator(
     """The translator saved in a run directory, with its chosen weights file."""
     cfg, model = load_run(run_dir, "encoder_decoder", weights, log)
     src_tok, tgt_tok = load_tokenizers(Path(run_dir))
-    return Translator(model.to(device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len)
+    recaser = load_recaser(Path(run_dir))
+    return Translator(model.to(device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len, recaser)
