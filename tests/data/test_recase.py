@@ -46,7 +46,7 @@ def test_first_word_is_capitalised_after_punctuation(recaser: Recaser) -> None:
 
 
 def test_save_and_load_round_trip(recaser: Recaser, tmp_path) -> None:
-    recaser.save(tmp_path / "recaser.json")
+    (tmp_path / "recaser.json").write_text(recaser.to_json(), encoding="utf-8")
     again = Recaser.load(tmp_path / "recaser.json")
     line = "zwei junge männer und ein junge trinkt kaffee im schnee."
     assert (

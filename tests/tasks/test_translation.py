@@ -9,8 +9,8 @@ NOUNS = ("mann", "hund", "katze", "ball", "frau")
 
 def capitalise_german(line: str) -> str:
     """German case for the toy corpus: nouns and the first word capitalised."""
-    words = [w.capitalize() if w in NOUNS else w for w in line.split()]
-    return " ".join(words)[:1].upper() + " ".join(words)[1:]
+    cased = " ".join(w.capitalize() if w in NOUNS else w for w in line.split())
+    return cased[:1].upper() + cased[1:]
 
 
 def test_a_model_trained_on_lowercased_text_writes_cased_output(tmp_path: Path, capsys) -> None:

@@ -17,8 +17,6 @@ from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 
-from aiayn.train.checkpoint import atomic_write_text
-
 WORD = re.compile(r"\w+")
 MIN_PAIR_COUNT = 2  # a pair seen once says too little against the word's usual form
 
@@ -76,18 +74,16 @@ class Recaser:
             form = self.pairs.get(f"{prev} {word}") or self.words.get(word)
             if form is None:
                 form = _capitalized(word) if self.capital_unseen else word
+            if not prev and self.capital_first:
+                form = _capitalized(form)
             prev = word
             return form
 
-        line = WORD.sub(restore, line)
-        if self.capital_first and (first := WORD.search(line)):
-            line = line[: first.start()] + _capitalized(first.group()) + line[first.end() :]
-        return line
+        return WORD.sub(restore, line)
 
-    def save(self, path: str | Path) -> None:
+    def to_json(self) -> str:
         fields = ("words", "pairs", "capital_first", "capital_unseen")
-        text = json.dumps({k: getattr(self, k) for k in fields}, ensure_ascii=False)
-        atomic_write_text(path, text)
+        return json.dumps({k: getattr(self, k) for k in fields}, ensure_ascii=False)
 
     @classmethod
     def load(cls, path: str | Path) -> Recaser:

@@ -19,7 +19,7 @@ from aiayn.decode.translate import Translator
 from aiayn.evaluate import score_translations
 from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.tasks import fit_data_tokenizer, load_run
-from aiayn.train.checkpoint import TOKENIZER
+from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss
 
 SRC_TOKENIZER = "src_tokenizer.json"
@@ -95,7 +95,7 @@ class TranslationTask:
         if self.src_tok is not self.tgt_tok:
             self.src_tok.save(run_dir / SRC_TOKENIZER)
         if self.recaser is not None:
-            self.recaser.save(run_dir / RECASER)
+            atomic_write_text(run_dir / RECASER, self.recaser.to_json())
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         t = self.cfg.train
@@ -154,6 +154,7 @@ def load_translator(
 ) -> Translator:
     """The translator saved in a run directory, with its chosen weights file."""
     cfg, model = load_run(run_dir, "encoder_decoder", weights, log)
-    src_tok, tgt_tok = load_tokenizers(Path(run_dir))
-    recaser = load_recaser(Path(run_dir))
+    run_dir = Path(run_dir)
+    src_tok, tgt_tok = load_tokenizers(run_dir)
+    recaser = load_recaser(run_dir)
     return Translator(model.to(device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len, recaser)
