@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from aiayn.config import RunConfig, TrainConfig
 from aiayn.train import checkpoint as ckpt
+from aiayn.train.allocator import keep_freed_memory
 from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
 from aiayn.train.recompute import recompute_layers
@@ -81,6 +82,8 @@ class Trainer:
         self.t = self.cfg.train
         self.group = group or join(pick_device(self.t.device), self.t.fsdp)
         self.device = self.group.device
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.model = task.model.to(self.device)
         if self.t.activation_checkpointing:
             recompute_layers(self.model)

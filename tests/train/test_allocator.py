@@ -1,0 +1,44 @@
+import ctypes
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from aiayn.train import allocator
+
+# Allocates, fills and frees a 64 MB tensor nine times; prints the page faults of the last four
+# (the first few grow the heap until a freed block fits the next, aligned, request).
+FAULTS = """
+import resource, sys, torch
+from aiayn.train.allocator import keep_freed_memory
+if sys.argv[1] == "keep":
+    assert keep_freed_memory()
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    torch.ones(1 << 24).sum()
+start = faults()
+for _ in range(4):
+    torch.ones(1 << 24).sum()
+print(faults() - start)
+"""
+
+
+def page_faults(mode: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_freed_memory_is_reused_without_page_faults():
+    pages = 4 * (64 << 20) // 4096  # what four fresh 64 MB tensors fault in
+    assert page_faults("default") > pages // 2
+    assert page_faults("keep") < pages // 20
+
+
+def test_without_mallopt_it_reports_false(monkeypatch):
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
+    assert allocator.keep_freed_memory() is False
