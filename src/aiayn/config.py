@@ -64,6 +64,7 @@ class TrainConfig:
     lr: float = 1.0  # noam: multiplies the paper's formula; cosine: the peak learning rate
     schedule: str = "noam"
     warmup: int = 4000
+    lr_floor: float = 0.1  # cosine: the rate at max_steps, as a fraction of lr
     beta1: float = 0.9
     beta2: float = 0.98
     eps: float = 1e-9
@@ -109,6 +110,7 @@ class TrainConfig:
             0 <= self.label_smoothing < 1,
             "in [0, 1)",
         )
+        require("train", "lr_floor", self.lr_floor, 0 <= self.lr_floor <= 1, "in [0, 1]")
         wd = self.word_dropout
         require("train", "word_dropout", wd, 0 <= wd < 1, "in [0, 1)")
         require(

@@ -2,9 +2,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from aiayn.config import TrainConfig
 from aiayn.train import loss as loss_module
 from aiayn.train.loss import label_smoothed_loss
 from aiayn.train.schedule import noam, warmup_cosine
+from aiayn.train.trainer import make_schedule
 
 
 def test_label_smoothed_loss_matches_torch_cross_entropy():
@@ -70,3 +72,11 @@ def test_warmup_cosine_rises_then_decays_to_the_floor():
     assert rate(0) == pytest.approx(0.1) and rate(9) == pytest.approx(1.0)
     assert rate(60) == pytest.approx(0.55)
     assert rate(110) == pytest.approx(0.1) and rate(500) == pytest.approx(0.1)
+
+
+def test_the_cosine_floor_comes_from_train_lr_floor():
+    t = TrainConfig(schedule="cosine", lr=1e-3, warmup=10, max_steps=110, lr_floor=0.0)
+    rate = make_schedule(t, d_model=128)
+    assert rate(60) == pytest.approx(0.5) and rate(110) == 0.0
+    with pytest.raises(ValueError, match=r"train.lr_floor.*-0.1.*in \[0, 1\]"):
+        TrainConfig(lr_floor=-0.1)

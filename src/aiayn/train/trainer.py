@@ -55,7 +55,7 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
 def make_schedule(t: TrainConfig, d_model: int) -> Callable[[int], float]:
     if t.schedule == "noam":
         return noam(d_model, t.warmup)
-    return warmup_cosine(t.warmup, t.max_steps)
+    return warmup_cosine(t.warmup, t.max_steps, t.lr_floor)
 
 
 def better(monitor: str, new: float, best: float | None) -> bool:
