@@ -12,7 +12,6 @@ the same peak memory.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 # mallopt(3) parameters, from glibc's malloc.h.
 M_TRIM_THRESHOLD = -1
@@ -22,10 +21,9 @@ NEVER_TRIM = 2**31 - 1  # mallopt takes an int
 
 def keep_freed_memory() -> bool:
     """Serve every allocation from the heap and keep what is freed; False without glibc."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        # The process's own symbols hold libc's: no library search (which may run ldconfig).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
