@@ -72,6 +72,9 @@ class TrainConfig:
     clip: float = 0.0  # max gradient norm; 0: no clipping
     label_smoothing: float = 0.1
     word_dropout: float = 0.0  # input (source) tokens replaced by <unk> with this probability
+    # R-Drop (Liang et al. 2021): each batch runs twice, under different dropout, and this
+    # weights the KL divergence between the two outputs; 0: off. Twice the compute per step.
+    rdrop: float = 0.0
     precision: str = "fp32"  # bf16: autocast matrix products to bfloat16
     eval_every: int = 1000  # steps between validations (loss, and BLEU when bleu is set)
     bleu: bool = True  # translate the validation set at each validation (greedy)
@@ -100,7 +103,7 @@ class TrainConfig:
             require("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
         for name in ("warmup", "patience"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
-        for name in ("max_minutes", "clip", "weight_decay"):
+        for name in ("max_minutes", "clip", "weight_decay", "rdrop"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         require("train", "lr", self.lr, self.lr > 0, "positive")
         require(

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from aiayn.config import TrainConfig
 from aiayn.train import loss as loss_module
-from aiayn.train.loss import label_smoothed_loss
+from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 from aiayn.train.schedule import noam, warmup_cosine
 from aiayn.train.trainer import make_schedule
 
@@ -80,3 +80,19 @@ def test_the_cosine_floor_comes_from_train_lr_floor():
     assert rate(60) == pytest.approx(0.5) and rate(110) == 0.0
     with pytest.raises(ValueError, match=r"train.lr_floor.*-0.1.*in \[0, 1\]"):
         TrainConfig(lr_floor=-0.1)
+
+
+@pytest.mark.parametrize("rows_per_block", [None, 4], ids=["one block", "blocks of 4 rows"])
+def test_rdrop_kl_matches_torch_kl_div_both_ways_and_gradcheck(rows_per_block, monkeypatch):
+    if rows_per_block:
+        monkeypatch.setattr(loss_module, "CPU_BLOCK_ELEMENTS", rows_per_block * 11)
+    logits = torch.randn(2 * 3, 5, 11, dtype=torch.float64, requires_grad=True)
+    keep = torch.rand(3, 5) > 0.3
+    logp, logq = logits.log_softmax(-1).chunk(2)
+    one_way = F.kl_div(logq, logp, log_target=True, reduction="none").sum(-1)  # KL(p||q)
+    other_way = F.kl_div(logp, logq, log_target=True, reduction="none").sum(-1)  # KL(q||p)
+    ref = (0.5 * (one_way + other_way) * keep).sum()
+    torch.testing.assert_close(rdrop_kl(logits, keep), ref)
+    assert torch.autograd.gradcheck(lambda z: rdrop_kl(z, keep), (logits,))
+    same = logits.detach()[:3].repeat(2, 1, 1)
+    assert rdrop_kl(same, keep) == 0

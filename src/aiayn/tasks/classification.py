@@ -18,6 +18,7 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.encoder_only import EncoderClassifier
 from aiayn.tasks import load_run, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
+from aiayn.train.loss import rdrop_kl
 
 LABELS = "labels.txt"
 
@@ -141,12 +142,15 @@ class ClassificationTask:
         tok = self.classifier.tok
         ids = pad_to_tensor([self.train[i][0] for i in indices], tok.pad_id)
         keep = (ids == tok.pad_id) | (ids == tok.bos_id)
-        ids = word_dropout(ids, self.cfg.train.word_dropout, tok.unk_id, keep)
-        logits = model(ids.to(device)).float()
-        y = torch.tensor([self.train[i][1] for i in indices], device=device)
-        eps = self.cfg.train.label_smoothing
-        loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=eps)
-        return loss, F.cross_entropy(logits.detach(), y, reduction="sum"), len(indices)
+        t = self.cfg.train
+        passes = 2 if t.rdrop else 1
+        ids = word_dropout(ids, t.word_dropout, tok.unk_id, keep).repeat(passes, 1)
+        logits = model(ids.to(device)).float()  # (passes * B, n_classes)
+        y = torch.tensor([self.train[i][1] for i in indices], device=device).repeat(passes)
+        loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=t.label_smoothing)
+        if t.rdrop:
+            loss = loss + t.rdrop * rdrop_kl(logits, torch.ones(len(indices), device=device))
+        return loss, F.cross_entropy(logits.detach(), y, reduction="sum"), len(y)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:

@@ -14,7 +14,7 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.tasks import load_run, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER
-from aiayn.train.loss import label_smoothed_loss
+from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 
 
 def encode_text(tok: TextTokenizer, text: str) -> Tensor:
@@ -85,20 +85,29 @@ class LanguageModelTask:
         return list(torch.randint(0, len(self.train) - self.block, (count, rows), generator=g))
 
     def loss(
-        self, model: nn.Module, ids: Tensor, starts: Tensor, device: torch.device
+        self,
+        model: nn.Module,
+        ids: Tensor,
+        starts: Tensor,
+        device: torch.device,
+        rdrop: float = 0.0,
     ) -> tuple[Tensor, Tensor, int]:
-        """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`, by `model`."""
+        """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`, by `model`;
+        `rdrop` is the weight of R-Drop's term (0: one pass)."""
         offsets = starts[:, None] + torch.arange(self.block + 1)
-        blocks = ids[offsets].to(device)  # (rows, block + 1)
+        blocks = ids[offsets].repeat(2 if rdrop else 1, 1).to(device)  # (passes * rows, block + 1)
         logits = model(blocks[:, :-1])
         eps = self.cfg.train.label_smoothing
         loss, nll = label_smoothed_loss(logits, blocks[:, 1:], eps, self.tok.pad_id)
+        if rdrop:
+            keep = blocks[: len(starts), 1:] != self.tok.pad_id
+            loss = loss + rdrop * rdrop_kl(logits, keep)
         return loss, nll, blocks[:, 1:].numel()
 
     def train_loss(
         self, starts: Tensor, device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
-        return self.loss(model, self.train, starts, device)
+        return self.loss(model, self.train, starts, device, self.cfg.train.rdrop)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:

@@ -20,7 +20,7 @@ from aiayn.evaluate import score_translations
 from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.tasks import fit_data_tokenizer, load_run
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
-from aiayn.train.loss import label_smoothed_loss
+from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 
 SRC_TOKENIZER = "src_tokenizer.json"
 RECASER = "recaser.json"  # only in runs trained on lowercased text
@@ -108,22 +108,28 @@ class TranslationTask:
         indices: list[int],
         device: torch.device,
         noise: float = 0.0,
+        rdrop: float = 0.0,
     ) -> tuple[Tensor, Tensor, int]:
         """(summed smoothed loss, summed NLL, target tokens) of one batch through `model` (the
-        task's, or its distributed wrapper); `noise` is the word dropout on the source."""
+        task's, or its distributed wrapper); `noise` is the word dropout on the source, `rdrop`
+        the weight of R-Drop's term (0: one pass)."""
         b = data.collate(indices)
         keep = (b.src == self.src_tok.pad_id) | (b.src == self.src_tok.eos_id)
         src = word_dropout(b.src, noise, self.src_tok.unk_id, keep)
-        logits = model(src.to(device), b.tgt_in.to(device))
-        loss, nll = label_smoothed_loss(
-            logits, b.tgt_out.to(device), self.cfg.train.label_smoothing, self.tgt_tok.pad_id
-        )
-        return loss, nll, b.n_tokens
+        passes = 2 if rdrop else 1
+        src, tgt_in, tgt_out = (x.repeat(passes, 1).to(device) for x in (src, b.tgt_in, b.tgt_out))
+        logits = model(src, tgt_in)
+        pad = self.tgt_tok.pad_id
+        loss, nll = label_smoothed_loss(logits, tgt_out, self.cfg.train.label_smoothing, pad)
+        if rdrop:
+            loss = loss + rdrop * rdrop_kl(logits, b.tgt_out.to(device) != pad)
+        return loss, nll, passes * b.n_tokens
 
     def train_loss(
         self, indices: list[int], device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
-        return self.loss(model, self.train, indices, device, self.cfg.train.word_dropout)
+        t = self.cfg.train
+        return self.loss(model, self.train, indices, device, t.word_dropout, t.rdrop)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:

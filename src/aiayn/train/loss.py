@@ -1,4 +1,4 @@
-"""Label-smoothed cross-entropy (paper §5.4, Szegedy et al. 2016), padding ignored.
+"""Label-smoothed cross-entropy (paper §5.4, Szegedy et al. 2016), padding ignored; R-Drop's KL.
 
 The smoothed target puts 1 - eps on the true token and spreads eps evenly over the vocabulary:
 loss = (1 - eps) * NLL + eps * mean over the vocabulary of -log p. Its gradient is softmax(z)
@@ -72,3 +72,53 @@ def label_smoothed_loss(
     flat = logits.reshape(-1, logits.size(-1))
     target = target.reshape(-1)
     return _SmoothedCrossEntropy.apply(flat, target, target != pad_id, epsilon)
+
+
+def _probabilities(logp: Tensor) -> Tensor:
+    """exp(logp), log-probabilities below -80 raised to it: as in _SmoothedCrossEntropy.backward."""
+    return logp.clamp(min=-80.0).exp()
+
+
+class _RDropKL(torch.autograd.Function):
+    """Half of KL(p||q) + KL(q||p) between rows i and N + i of (2N, V) logits, summed over the
+    rows where keep (N,) is set; walked in blocks of rows, as the loss above."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, keep: Tensor) -> Tensor:
+        p_logits, q_logits = logits.chunk(2)
+        n, dtype = len(p_logits), torch.promote_types(logits.dtype, torch.float32)
+        lse_p, lse_q, kl_pq, kl_qp = (
+            torch.empty(n, dtype=dtype, device=logits.device) for _ in range(4)
+        )
+        for b in _blocks(p_logits):
+            zp, zq = p_logits[b].to(dtype), q_logits[b].to(dtype)  # (rows, V)
+            logp, logq = zp.log_softmax(-1), zq.log_softmax(-1)
+            lse_p[b], lse_q[b] = zp[:, 0] - logp[:, 0], zq[:, 0] - logq[:, 0]
+            d = logp - logq
+            p, q = _probabilities(logp), _probabilities(logq)
+            kl_pq[b], kl_qp[b] = (p * d).sum(-1), -(q * d).sum(-1)
+        ctx.save_for_backward(logits, keep, lse_p, lse_q, kl_pq, kl_qp)
+        return 0.5 * ((kl_pq + kl_qp) * keep).sum()
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor, None]:
+        logits, keep, lse_p, lse_q, kl_pq, kl_qp = ctx.saved_tensors
+        p_logits, q_logits = logits.chunk(2)
+        w = 0.5 * g * keep.to(lse_p.dtype)[:, None]  # (N, 1)
+        grad = torch.empty_like(logits)
+        grad_p, grad_q = grad.chunk(2)
+        for b in _blocks(p_logits):
+            logp = p_logits[b].to(lse_p.dtype) - lse_p[b, None]
+            logq = q_logits[b].to(lse_p.dtype) - lse_q[b, None]
+            p, q, d = _probabilities(logp), _probabilities(logq), logp - logq
+            # through log-softmax: d S / d z_p = (p (log p - log q - KL(p||q)) + p - q) / 2
+            grad_p[b] = w[b] * (p * (d - kl_pq[b, None]) + p - q)
+            grad_q[b] = w[b] * (q * (-d - kl_qp[b, None]) + q - p)
+        return grad, None
+
+
+def rdrop_kl(logits: Tensor, keep: Tensor) -> Tensor:
+    """R-Drop's consistency term (Liang et al. 2021): half of KL(p||q) + KL(q||p) summed over
+    the rows `keep`, p and q from the two halves of a batch that holds each example twice."""
+    # logits: (2B, ..., V), keep: (B, ...) -> scalar
+    return _RDropKL.apply(logits.reshape(-1, logits.size(-1)), keep.reshape(-1))
