@@ -122,7 +122,7 @@ class TranslationTask:
         pad = self.tgt_tok.pad_id
         loss, nll = label_smoothed_loss(logits, tgt_out, self.cfg.train.label_smoothing, pad)
         if rdrop:
-            loss = loss + rdrop * rdrop_kl(logits, b.tgt_out.to(device) != pad)
+            loss = loss + rdrop * rdrop_kl(logits, tgt_out[: len(b.tgt_out)] != pad)
         return loss, nll, passes * b.n_tokens
 
     def train_loss(

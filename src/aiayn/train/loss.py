@@ -16,6 +16,9 @@ from torch import Tensor
 # from cache-sized blocks, only more kernel launches, so there a block is much larger.
 CPU_BLOCK_ELEMENTS = 1 << 20
 ACCELERATOR_BLOCK_ELEMENTS = 1 << 28
+# exp is slow on CPUs where its result is subnormal; probabilities below e^-80 (1e-35) are
+# raised to it, a change far below float32's resolution of the rest.
+LOG_PROB_FLOOR = -80.0
 
 
 def _blocks(logits: Tensor) -> list[slice]:
@@ -56,9 +59,7 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         grad = torch.empty_like(logits)
         for b in _blocks(logits):
             # d loss / dz = softmax - (1 - eps) onehot - eps / V;  d nll / dz = softmax - onehot.
-            # exp is slow on CPUs where its result is subnormal; probabilities below e^-80
-            # (1e-35) are raised to it, a change far below float32's resolution of the rest.
-            p = (logits[b].to(lse.dtype) - lse[b, None]).clamp_(min=-80.0).exp_()
+            p = (logits[b].to(lse.dtype) - lse[b, None]).clamp_(min=LOG_PROB_FLOOR).exp_()
             p.mul_(scale[b]).sub_(shift[b]).scatter_add_(-1, target[b, None], hit[b])
             grad[b] = p
         return grad, None, None, None
@@ -75,8 +76,8 @@ def label_smoothed_loss(
 
 
 def _probabilities(logp: Tensor) -> Tensor:
-    """exp(logp), log-probabilities below -80 raised to it: as in _SmoothedCrossEntropy.backward."""
-    return logp.clamp(min=-80.0).exp()
+    """exp(logp), with logp raised to LOG_PROB_FLOOR first."""
+    return logp.clamp(min=LOG_PROB_FLOOR).exp()
 
 
 class _RDropKL(torch.autograd.Function):
