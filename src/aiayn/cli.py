@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import nullcontext
+import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,22 +53,27 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
-    """The config of a new run (CONFIG plus --set), or of the run being resumed."""
-    if args.resume:
-        from aiayn.train.checkpoint import CONFIG, STATE
+    """The config of a new run (CONFIG plus --set), or of the run being resumed (its own
+    config.toml plus --set, which may change how it trains but not what its model is)."""
+    if not args.resume:
+        if args.config is None:
+            raise ValueError("a CONFIG file is needed unless --resume continues a run")
+        return RunConfig.load(args.config, args.set)
+    from aiayn.train.checkpoint import CONFIG, STATE
+    from aiayn.train.rundir import inside
 
-        if not (out / CONFIG).exists() or not (out / STATE).exists():
-            raise ValueError(f"--resume: {out} holds no run to resume ({CONFIG}, {STATE})")
-        return RunConfig.from_dict(apply_overrides(load_toml(out / CONFIG), args.set))
-    if args.config is None:
-        raise ValueError("a CONFIG file is needed unless --resume continues a run")
-    cfg = RunConfig.load(args.config, args.set)
-    # Under torchrun the main process checks, before any process has written there.
-    if os.environ.get("RANK", "0") == "0" and out.exists() and any(out.iterdir()):
-        raise ValueError(
-            f"--out {out} already holds files; pass --resume to continue that run "
-            f"or choose another --out"
-        )
+    if not inside(out, CONFIG).exists() or not inside(out, STATE).exists():
+        raise ValueError(f"--resume: {out} holds no run to resume ({CONFIG}, {STATE})")
+    saved = load_toml(out / CONFIG)
+    cfg = RunConfig.from_dict(apply_overrides(saved, args.set))
+    cfg.check_resume(RunConfig.from_dict(saved))
+    if args.config is not None:  # the command that started the run, --resume added: fine
+        difference = cfg.difference(RunConfig.load(args.config, args.set))
+        if difference:
+            raise ValueError(
+                f"{args.config} sets {difference}, unlike the run in {out}: --resume "
+                "continues a run with its own config; drop CONFIG, and change values with --set"
+            )
     return cfg
 
 
@@ -87,32 +94,28 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
     """The translator of `model_dir` with --weights, and --alpha instead of its config's."""
     from aiayn.tasks.translation import load_translator
 
+    if args.beam is not None and args.beam < 1:
+        raise ValueError(f"--beam {args.beam} must be >= 1 (1: greedy search)")
+    if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha >= 0):
+        raise ValueError(f"--alpha {args.alpha}: the length penalty must be finite and >= 0")
     translator = load_translator(model_dir, args.weights, log=log)
     if args.alpha is not None:
-        if args.alpha < 0:
-            raise ValueError(f"--alpha {args.alpha}: the length penalty must be >= 0")
         translator.decode = dataclasses.replace(translator.decode, alpha=args.alpha)
     return translator
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    lines = open(args.input, encoding="utf-8") if args.input else sys.stdin  # noqa: SIM115
+    from aiayn.data.text import stream_lines
+
+    lines = stream_lines(args.input)
     translator = cli_translator(args, args.model)
-    if lines.isatty():  # a person typing: answer each line as it comes
+    if args.input is None and sys.stdin.isatty():  # a person typing: answer each line
         log("type a sentence and press Enter; Ctrl-D ends")
         while line := prompt("> "):
             print(translator.translate([line.rstrip("\n")], args.beam)[0], flush=True)
         return
-    with lines:
-        for text in translator.translate_stream(lines, args.beam):
-            print(text, flush=True)
-
-
-def input_lines(path: str | None) -> Iterator[str]:
-    """Lines of `path`, or of stdin, without their line endings."""
-    with open(path, encoding="utf-8") if path else nullcontext(sys.stdin) as f:
-        for line in f:
-            yield line.rstrip("\n")
+    for text in translator.translate_stream(lines, args.beam):
+        print(text, flush=True)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -121,7 +124,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     for name, ok, expected in (
         ("--max-new-tokens", args.max_new_tokens >= 0, ">= 0"),
-        ("--temperature", args.temperature >= 0, ">= 0 (0: greedy)"),
+        ("--temperature", 0 <= args.temperature < math.inf, "finite and >= 0 (0: greedy)"),
+        ("--seed", args.seed is None or 0 <= args.seed < 2**64, "in [0, 2**64)"),
         ("--top-k", args.top_k >= 0, ">= 0 (0: no limit)"),
         ("--top-p", 0 < args.top_p <= 1, "in (0, 1]"),
     ):
@@ -157,11 +161,12 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
-    from aiayn.data.text import chunked
+    from aiayn.data.text import chunked, stream_lines
     from aiayn.tasks.classification import load_classifiers
 
+    lines = stream_lines(args.input)
     classifier = load_classifiers(args.model, args.weights, log=log)
-    for chunk in chunked(input_lines(args.input), 256):
+    for chunk in chunked(lines, 256):
         for label, p in classifier.predict(chunk):
             print(f"{label}\t{p:.4f}", flush=True)
 
@@ -240,36 +245,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_import_hf(args: argparse.Namespace) -> None:
-    import shutil
+    from aiayn.interop.hf_run import import_run
 
-    from aiayn.interop.hf import from_pretrained, read_config
-    from aiayn.tasks.classification import save_labels
-    from aiayn.train.checkpoint import (
-        CONFIG,
-        MODEL,
-        TOKENIZER,
-        atomic_write,
-        save_config,
-        save_weights,
-    )
-
-    src, out = Path(args.dir), Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out} already holds files; choose another folder")
-    model = from_pretrained(src)
-    out.mkdir(parents=True, exist_ok=True)
-    save_weights(model, out / MODEL)
-    save_config(RunConfig(model=model.cfg), out / CONFIG)
-    if (src / "tokenizer.json").exists():
-        atomic_write(out / TOKENIZER, lambda tmp: shutil.copyfile(src / "tokenizer.json", tmp))
-    labels = read_config(src).get("id2label")
-    if model.cfg.arch == "encoder_classifier" and labels:
-        save_labels(out, [labels[k] for k in sorted(labels, key=int)])
-    print(out)
+    import_run(args.dir, args.out, args.tokenizer, log=log)
+    print(args.out)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aiayn", description=__doc__)
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error too (or set AIAYN_DEBUG=1)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="train En->De for a few minutes, then show the results")
@@ -340,6 +328,7 @@ def parser() -> argparse.ArgumentParser:
     imp = sub.add_parser("import-hf", help="a Hugging Face BERT, GPT-2 or Marian as a run")
     imp.add_argument("dir", help="folder with config.json and model.safetensors")
     imp.add_argument("--out", required=True, help="run directory to write")
+    imp.add_argument("--tokenizer", help="tokenizer.json to use (default: the one in DIR)")
     imp.set_defaults(run=cmd_import_hf)
 
     metrics = sub.add_parser("plot-metrics", help="plot loss, learning rate and BLEU of a run")
@@ -360,13 +349,28 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    debug = args.debug or os.environ.get("AIAYN_DEBUG", "") not in ("", "0")
     try:
         args.run(args)
-    except (ValueError, OSError) as e:
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
+        quiet_stdout()
+        return 141
+    except (ValueError, OSError, RecursionError) as e:
+        if debug:
+            traceback.print_exc()
         message = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else e
+        if isinstance(e, RecursionError):
+            message = "input nested too deeply"
         print(f"aiayn {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"aiayn {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush does not fail again."""
+    # stdout may be no file at all (tests capture it)
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

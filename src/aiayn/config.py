@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,18 @@ from aiayn.models.config import ModelConfig
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("noam", "cosine")
 PRECISIONS = ("fp32", "bf16")
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+DERIVED = ("vocab_size", "src_vocab_size", "pad_id", "n_classes")
+# What a resumed run cannot change: what its weights and tokenizer are. The rest (how it
+# trains, decodes, where its data lies) may change with --set, and config.toml says so.
+RESUME_FIXED = {
+    "model": {
+        f.name
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in ("dropout", "attn_dropout", "attn_impl")
+    },
+    "data": {"tokenizer", "vocab_size", "joint_vocab", "lowercase", "end_token"},
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +49,8 @@ class DataConfig:
     # in the log; a language model trains on blocks of exactly this many tokens.
     max_len: int = 100
     lowercase: bool = False  # translation restores case to the output (data/recase.py)
+    # classifiers: </s> closes each text, as BERT's [SEP] (imported BERT runs set it)
+    end_token: bool = False
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "max_len"):
@@ -106,6 +121,16 @@ class TrainConfig:
         for name in ("max_minutes", "clip", "weight_decay", "rdrop"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         require("train", "lr", self.lr, self.lr > 0, "positive")
+        require("train", "eps", self.eps, self.eps > 0, "positive")
+        for name in ("beta1", "beta2"):
+            require("train", name, getattr(self, name), 0 <= getattr(self, name) < 1, "in [0, 1)")
+        require(
+            "train",
+            "device",
+            self.device,
+            DEVICE.fullmatch(self.device) is not None,
+            "auto, cpu, cuda, cuda:N or mps",
+        )
         require(
             "train",
             "label_smoothing",
@@ -189,6 +214,31 @@ class RunConfig:
             }
             for name in SECTIONS
         }
+
+    def check_resume(self, saved: RunConfig) -> None:
+        """Refuse this config as the continuation of a run trained with `saved` if it changes
+        what the run's weights or tokenizer are."""
+        for section, names in RESUME_FIXED.items():
+            old, new = getattr(saved, section), getattr(self, section)
+            for name in sorted(names):
+                if getattr(old, name) != getattr(new, name):
+                    raise ValueError(
+                        f"--set {section}.{name}={getattr(new, name)!r}: a resumed run keeps "
+                        f"the {section}.{name}={getattr(old, name)!r} it was trained with"
+                    )
+
+    def difference(self, other: RunConfig) -> str | None:
+        """The first value `other` sets otherwise, as 'section.key=value', if any; the model
+        fields a task derives from its data (vocabulary, padding id, classes) are not set by a
+        config file and are not compared."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        for section in SECTIONS:
+            for key in sorted(set(mine[section]) | set(theirs[section])):
+                if section == "model" and key in DERIVED:
+                    continue
+                if mine[section].get(key) != theirs[section].get(key):
+                    return f"{section}.{key}={theirs[section].get(key)!r}"
+        return None
 
     def replace(self, section: str, **changes: Any) -> RunConfig:
         return dataclasses.replace(

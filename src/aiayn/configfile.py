@@ -4,6 +4,7 @@ wrong types with a message that names them."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -24,6 +25,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"config file {str(path)!r} does not exist") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise ValueError(f"config file {str(path)!r} nests too deeply to be a config") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {str(path)!r} is a directory") from None
 
 
 def _accepts(hint: Any, value: Any) -> bool:
@@ -51,6 +56,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any], section: str) -> T:
             raise ValueError(
                 f"{section}.{key}={value!r} has the wrong type; expected {_type_name(hints[key])}"
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{section}.{key}={value!r} is invalid; expected a finite number")
     values = {k: float(v) if hints[k] is float else v for k, v in data.items()}
     return cls(**values)
 
@@ -67,7 +74,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
         raise ValueError(f"--set {text!r} is not of the form section.key=value")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = raw.strip()
     return section, key.strip(), value
 

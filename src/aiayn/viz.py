@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -11,16 +10,12 @@ matplotlib.use("Agg")  # files only; no display is needed or used
 import matplotlib.pyplot as plt
 
 from aiayn.train.checkpoint import atomic_write
-
-
-def read_metrics(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+from aiayn.train.metrics import read_metrics
 
 
 def plot_metrics(metrics_path: str | Path, out: str | Path) -> None:
     """Loss (train and validation), learning rate and validation score against steps."""
-    records = read_metrics(metrics_path)
+    records, _ = read_metrics(metrics_path)  # a torn last line (a write cut short) is left out
 
     def series(key: str) -> tuple[list[int], list[float]]:
         pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from tests.cli_helpers import write_config
@@ -71,6 +72,7 @@ def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode in (0, 130), err[-500:]
-    resumed = start(config, out, "--resume", "--set", "train.max_steps=1")
+    step = torch.load(out / "trainer_state.pt", weights_only=True)["step"]
+    resumed = start(config, out, "--resume", "--set", f"train.max_steps={step + 1}")
     _, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 0 and "resumed" in err, err[-500:]

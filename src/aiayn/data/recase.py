@@ -87,7 +87,21 @@ class Recaser:
 
     @classmethod
     def load(cls, path: str | Path) -> Recaser:
+        """A recaser saved by `to_json`; any other content is a ValueError naming the file."""
         try:
-            return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as e:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as e:
             raise ValueError(f"{path}: not a readable recaser file ({e})") from None
+        fields = {"words": dict, "pairs": dict, "capital_first": bool, "capital_unseen": bool}
+        if not isinstance(data, dict) or set(data) != set(fields):
+            raise ValueError(f"{path}: not a recaser file; expected the fields {list(fields)}")
+        for name, kind in fields.items():
+            value = data[name]
+            ok = isinstance(value, kind) and (
+                kind is bool
+                or all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+            )
+            if not ok:
+                expected = "true or false" if kind is bool else "an object of strings"
+                raise ValueError(f"{path}: field {name!r} is not {expected}")
+        return cls(**data)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import sys
+import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from itertools import islice
 from pathlib import Path
+from typing import BinaryIO
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -79,3 +83,28 @@ def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str
             f"{tgt} has {len(tgt_lines)}"
         )
     return src_lines, tgt_lines
+
+
+def stream_lines(path: str | Path | None) -> Iterator[str]:
+    """The lines of a UTF-8 file (`.gz` is decompressed) or of stdin (None), without line
+    endings; a line that is not UTF-8 is an error naming the file and line. The file is
+    opened at once (a missing one is an error before anything else runs), read lazily."""
+    if path is None:
+        binary = getattr(sys.stdin, "buffer", None)
+        if binary is None:  # stdin replaced by text (tests): it is decoded already
+            return (line.rstrip("\n").rstrip("\r") for line in sys.stdin)
+        return _decoded(nullcontext(binary), "stdin")
+    gz = str(path).endswith(".gz")
+    return _decoded(gzip.open(path, "rb") if gz else open(path, "rb"), str(path))
+
+
+def _decoded(opened: BinaryIO, name: str) -> Iterator[str]:
+    number = 0
+    try:
+        with opened as f:
+            for number, raw in enumerate(f, start=1):  # noqa: B007 (read in the handler)
+                yield raw.decode("utf-8").rstrip("\n").rstrip("\r")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{name}: line {number} is not valid UTF-8 ({e.reason})") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise ValueError(f"{name}: not a valid gzip file ({e})") from None

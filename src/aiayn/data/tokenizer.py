@@ -19,6 +19,8 @@ from tokenizers import (
     trainers,
 )
 
+from aiayn.atomic import atomic_write_text, first_line
+
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
 # Where a tokenizer made elsewhere (BERT's, GPT-2's, Marian's) names its special tokens
@@ -30,6 +32,7 @@ ALTERNATIVES = {
     UNK: ("[UNK]", "<|endoftext|>"),
 }
 TOKENIZER_KINDS = ("bpe", "word", "char")
+MAX_FILE_BYTES = 256 << 20  # the largest tokenizers published are tens of MB
 
 
 class TextTokenizer:
@@ -58,14 +61,36 @@ class TextTokenizer:
         return self.tok.decode_batch(ids, skip_special_tokens=True)
 
     def save(self, path: str | Path) -> None:
-        self.tok.save(str(path))
+        atomic_write_text(path, self.tok.to_str())
 
     @classmethod
     def load(cls, path: str | Path) -> TextTokenizer:
+        path = Path(path)
         try:
-            return cls(Tokenizer.from_file(str(path)))
-        except Exception as e:  # tokenizers raises a bare Exception for unreadable files
-            raise ValueError(f"{path}: not a readable tokenizer file ({e})") from None
+            size = path.stat().st_size
+        except OSError as e:
+            raise ValueError(f"{path}: not a readable tokenizer file ({e.strerror})") from None
+        if size > MAX_FILE_BYTES:
+            raise ValueError(
+                f"{path}: {size:,} bytes, larger than a tokenizer file can be "
+                f"({MAX_FILE_BYTES:,}); refused"
+            )
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"), path)
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not a readable tokenizer file ({e.reason})") from None
+
+    @classmethod
+    def from_json(cls, text: str, path: str | Path) -> TextTokenizer:
+        """The tokenizer serialised in `text` (read from `path`, which errors name)."""
+        try:
+            tok = Tokenizer.from_str(text)
+        except Exception as e:  # tokenizers raises a bare Exception for bad files
+            raise ValueError(f"{path}: not a readable tokenizer file ({first_line(e)})") from None
+        try:
+            return cls(tok)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 def _special_id(tokenizer: Tokenizer, name: str) -> int | None:

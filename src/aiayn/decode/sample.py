@@ -14,7 +14,8 @@ from aiayn.models.decoder_only import DecoderOnlyLM
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     """Set to -inf every logit outside the k largest (k > 0) and outside the smallest set of
-    most likely tokens whose probabilities sum to at least p (p < 1)."""
+    most likely tokens whose probabilities sum to at least p (p < 1); the most likely token
+    is always kept."""
     # logits: (B, V) -> (B, V)
     if top_k > 0:
         kth = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[..., -1:]
@@ -22,8 +23,10 @@ def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
     if top_p < 1.0:
         ordered, order = logits.sort(dim=-1, descending=True)
         probs = ordered.softmax(dim=-1)
-        # A token is dropped when the more likely tokens before it already reach p.
+        # A token is dropped when the more likely tokens before it already reach p; the most
+        # likely token always stays, so that even p = 0 leaves something to sample (greedy).
         drop = probs.cumsum(dim=-1) - probs >= top_p
+        drop[..., 0] = False
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits
 
@@ -40,6 +43,8 @@ def next_token(
     if temperature == 0:
         return logits.argmax(dim=-1)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(dim=-1)
+    if not bool(torch.isfinite(probs).all()):
+        raise ValueError("the model gave non-finite next-token scores (NaN or inf)")
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 

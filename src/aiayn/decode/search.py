@@ -6,6 +6,7 @@ Hypotheses are ranked by log-probability over the GNMT length penalty ((5 + |y|)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -13,12 +14,26 @@ from torch import Tensor
 
 from aiayn.models.encoder_decoder import EncoderDecoder
 
+NOT_FINITE = "the model gave NaN scores; its weights or inputs are broken"
+
 
 @dataclass(frozen=True)
 class Special:
     bos: int
     eos: int
     pad: int
+
+    @property
+    def banned(self) -> list[int]:
+        """Tokens never chosen: <s> and <pad> are never targets in training, and emitted they
+        would end the output early, unlike what was scored (Marian's <s> is its <pad>)."""
+        return sorted({self.bos, self.pad} - {self.eos})
+
+
+def _ban(scores: Tensor, special: Special) -> Tensor:
+    # scores: (N, V), changed in place; log-probabilities stay those of the whole vocabulary
+    scores[:, special.banned] = float("-inf")
+    return scores
 
 
 def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
@@ -46,14 +61,19 @@ def greedy(
     cache = model.new_cache() if use_cache else None
     ys = torch.full((src.size(0), 1), special.bos, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
+    broken = torch.zeros((), dtype=torch.bool, device=src.device)
     for t in range(int(limit.max())):
         step_in = ys[:, -1:] if use_cache else ys
-        nxt = model.decode(step_in, memory, src_pad, cache)[:, -1].argmax(-1)
+        logits = model.decode(step_in, memory, src_pad, cache)[:, -1]
+        broken |= logits.isnan().any()
+        nxt = _ban(logits, special).argmax(-1)
         nxt = nxt.masked_fill(done, special.pad)
         ys = torch.cat([ys, nxt[:, None]], dim=1)
         done |= (nxt == special.eos) | (t + 1 >= limit)
         if done.all():
             break
+    if broken:
+        raise ValueError(NOT_FINITE)
     return [_strip(row, special) for row in ys[:, 1:].tolist()]
 
 
@@ -88,7 +108,8 @@ def beam_search(
     scores[:, 0] = 0.0  # at the start only one prefix exists per sentence
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     for t in range(max(limit)):
-        logp = model.decode(tokens[:, -1:], memory, src_pad, cache)[:, -1].float().log_softmax(-1)
+        logits = model.decode(tokens[:, -1:], memory, src_pad, cache)[:, -1]
+        logp = _ban(logits.float().log_softmax(-1), special)
         vocab = logp.size(-1)
         cand = (scores.view(-1, 1) + logp).view(b, k * vocab)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (B, 2K): at most K of them end in </s>
@@ -104,6 +125,8 @@ def beam_search(
         if all(len(f) >= k for f in finished):
             break
     best = [max(f, key=lambda h: h[0]) for f in finished]
+    if any(math.isnan(score) for score, _ in best):
+        raise ValueError(NOT_FINITE)
     return [(tokens, score) for score, tokens in best]
 
 

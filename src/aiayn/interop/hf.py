@@ -8,16 +8,17 @@ and every aiayn tensor found, or loading fails naming the tensor.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 
+from aiayn.interop.hf_config import model_config, read_config
 from aiayn.models import ModelConfig, build_model
+from aiayn.train.checkpoint import load_plain, read_tensors
+from aiayn.train.rundir import inside
 
 
 @dataclass(frozen=True)
@@ -37,20 +38,6 @@ def take(*names: str, transpose: bool = False, row: bool = False) -> Take:
 Plan = dict[str, Take]
 # Buffers some checkpoints carry that hold no weights: causal masks and position ranges.
 IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "embeddings.position_ids")
-ACTIVATIONS = {
-    "gelu": "gelu",
-    "gelu_new": "gelu_tanh",
-    "gelu_pytorch_tanh": "gelu_tanh",
-    "relu": "relu",
-    "swish": "silu",
-    "silu": "silu",
-}
-
-
-def _activation(name: str) -> str:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation {name!r} has no aiayn equivalent; known: {list(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
 
 
 def _linear(ours: str, theirs: str, transpose: bool = False) -> Plan:
@@ -68,30 +55,6 @@ def _fused(ours: str, theirs: list[str]) -> Plan:
 
 
 # -- BERT ----------------------------------------------------------------------------------
-
-
-def bert_config(hf: dict) -> ModelConfig:
-    return ModelConfig(
-        arch="encoder_classifier",
-        vocab_size=hf["vocab_size"],
-        d_model=hf["hidden_size"],
-        n_heads=hf["num_attention_heads"],
-        d_ff=hf["intermediate_size"],
-        n_layers=hf["num_hidden_layers"],
-        dropout=hf.get("hidden_dropout_prob", 0.1),
-        attn_dropout=hf.get("attention_probs_dropout_prob", 0.1),
-        activation=_activation(hf.get("hidden_act", "gelu")),
-        positional="learned",
-        max_len=hf["max_position_embeddings"],
-        norm_first=False,
-        norm_eps=hf.get("layer_norm_eps", 1e-12),
-        scale_embeddings=False,
-        embed_norm=True,
-        n_segments=hf.get("type_vocab_size", 2),
-        pad_id=hf.get("pad_token_id") or 0,
-        n_classes=len(hf.get("id2label") or {0: 0, 1: 1}),
-        pooling="cls",
-    )
 
 
 def bert_plan(cfg: ModelConfig, prefix: str) -> Plan:
@@ -122,27 +85,6 @@ def bert_plan(cfg: ModelConfig, prefix: str) -> Plan:
 # -- GPT-2 ---------------------------------------------------------------------------------
 
 
-def gpt2_config(hf: dict) -> ModelConfig:
-    d = hf["n_embd"]
-    return ModelConfig(
-        arch="decoder_only",
-        vocab_size=hf["vocab_size"],
-        d_model=d,
-        n_heads=hf["n_head"],
-        d_ff=hf.get("n_inner") or 4 * d,
-        n_layers=hf["n_layer"],
-        dropout=hf.get("resid_pdrop", 0.1),
-        attn_dropout=hf.get("attn_pdrop", 0.1),
-        activation=_activation(hf.get("activation_function", "gelu_new")),
-        positional="learned",
-        max_len=hf["n_positions"],
-        norm_first=True,
-        norm_eps=hf.get("layer_norm_epsilon", 1e-5),
-        scale_embeddings=False,
-        tie_output=hf.get("tie_word_embeddings", True),
-    )
-
-
 def gpt2_plan(cfg: ModelConfig, prefix: str) -> Plan:
     plan = {
         "embed.weight": take(f"{prefix}wte.weight"),
@@ -162,35 +104,6 @@ def gpt2_plan(cfg: ModelConfig, prefix: str) -> Plan:
 
 
 # -- Marian --------------------------------------------------------------------------------
-
-
-def marian_config(hf: dict) -> ModelConfig:
-    for key in ("decoder_attention_heads", "decoder_ffn_dim"):
-        twin = key.replace("decoder", "encoder")
-        if hf.get(key, hf[twin]) != hf[twin]:
-            raise ValueError(f"marian {key}={hf[key]} differs from {twin}={hf[twin]}; unsupported")
-    if hf.get("decoder_vocab_size", hf["vocab_size"]) != hf["vocab_size"]:
-        raise ValueError("marian decoder_vocab_size differs from vocab_size; unsupported")
-    if not hf.get("share_encoder_decoder_embeddings", True):
-        raise ValueError("marian share_encoder_decoder_embeddings=false is unsupported")
-    return ModelConfig(
-        arch="encoder_decoder",
-        vocab_size=hf["vocab_size"],
-        d_model=hf["d_model"],
-        n_heads=hf["encoder_attention_heads"],
-        d_ff=hf["encoder_ffn_dim"],
-        n_layers=hf["encoder_layers"],
-        n_decoder_layers=hf["decoder_layers"],
-        dropout=hf.get("dropout", 0.1),
-        attn_dropout=hf.get("attention_dropout", 0.0),
-        activation=_activation(hf.get("activation_function", "swish")),
-        positional="sinusoidal_halves",
-        max_len=hf["max_position_embeddings"],
-        norm_first=False,
-        scale_embeddings=hf.get("scale_embedding", False),
-        pad_id=hf["pad_token_id"],
-        output_bias=True,
-    )
 
 
 def _marian_attention(ours: str, theirs: str, cross: bool) -> Plan:
@@ -230,7 +143,6 @@ def marian_plan(cfg: ModelConfig, prefix: str) -> Plan:
 
 @dataclass(frozen=True)
 class Format:
-    config: Callable[[dict], ModelConfig]
     plan: Callable[[ModelConfig, str], Plan]
     prefix: str  # the checkpoint's name prefix when saved with a task head
     optional: tuple[str, ...] = ()  # aiayn tensors that may be missing (new task heads)
@@ -239,14 +151,12 @@ class Format:
 
 FORMATS = {
     "bert": Format(
-        bert_config,
         bert_plan,
         "bert.",
         optional=("classifier.weight", "classifier.bias", "pooler.weight", "pooler.bias"),
     ),
-    "gpt2": Format(gpt2_config, gpt2_plan, "transformer.", aliases=("lm_head.weight",)),
+    "gpt2": Format(gpt2_plan, "transformer.", aliases=("lm_head.weight",)),
     "marian": Format(
-        marian_config,
         marian_plan,
         "model.",
         aliases=(
@@ -261,30 +171,18 @@ FORMATS = {
 
 
 def read_checkpoint(folder: Path) -> dict[str, Tensor]:
-    """The tensors of `model.safetensors`, or of `pytorch_model.bin` read without pickle code."""
-    if (folder / "model.safetensors").exists():
-        return load_file(str(folder / "model.safetensors"))
-    if (folder / "pytorch_model.bin").exists():
-        try:
-            return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        except Exception as e:  # the unpickler's own errors vary; name the file
-            raise ValueError(
-                f"{folder / 'pytorch_model.bin'}: refused or unreadable ({e})"
-            ) from None
+    """The tensors of `model.safetensors`, or of `pytorch_model.bin` read without pickle code;
+    neither may be a link out of `folder`."""
+    if (path := inside(folder, "model.safetensors")).exists():
+        return read_tensors(path)
+    if (path := inside(folder, "pytorch_model.bin")).exists():
+        tensors = load_plain(path, "checkpoint")
+        if not isinstance(tensors, dict) or not all(
+            isinstance(k, str) and isinstance(v, Tensor) for k, v in tensors.items()
+        ):
+            raise ValueError(f"{path}: not a table of named tensors")
+        return tensors
     raise ValueError(f"{folder}: no model.safetensors or pytorch_model.bin")
-
-
-def read_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not path.exists():
-        raise ValueError(f"{folder}: no config.json; not a Hugging Face model directory")
-    hf = json.loads(path.read_text(encoding="utf-8"))
-    if hf.get("model_type") not in FORMATS:
-        raise ValueError(
-            f"{path}: model_type {hf.get('model_type')!r} is not supported; "
-            f"expected one of {', '.join(FORMATS)}"
-        )
-    return hf
 
 
 def assemble(
@@ -311,6 +209,12 @@ def assemble(
                 f"checkpoint tensor {', '.join(plan[name].names)} has shape "
                 f"{tuple(value.shape)}; {name} needs {tuple(param.shape)}"
             )
+        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+            raise ValueError(
+                f"checkpoint tensor {', '.join(plan[name].names)} is {value.dtype} with "
+                f"{int((~torch.isfinite(value.double())).sum()):,} non-finite values; "
+                "expected finite floating-point weights"
+            )
         state[name] = value.to(param.dtype)
         used.update(plan[name].names)
     extra = [
@@ -327,8 +231,8 @@ def from_pretrained(path: str | Path) -> nn.Module:
     """The aiayn model of a Hugging Face directory (config.json and weights), in eval mode."""
     folder = Path(path)
     hf = read_config(folder)
-    fmt = FORMATS[hf["model_type"]]
-    cfg = fmt.config(hf)
+    fmt = FORMATS[hf.data["model_type"]]
+    cfg = model_config(hf)
     tensors = read_checkpoint(folder)
     prefix = fmt.prefix if any(n.startswith(fmt.prefix) for n in tensors) else ""
     model = build_model(cfg)

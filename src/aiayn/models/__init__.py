@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
@@ -17,9 +19,51 @@ MODELS: dict[str, type[nn.Module]] = {
 }
 
 
+# Bounds for a model built without memory ("meta", to count parameters): beyond them a config
+# is a mistake, and building millions of modules would take hours.
+META_MAX_PARAMETERS, META_MAX_LAYERS = 10**13, 10_000
+
+
+def estimate_parameters(cfg: ModelConfig) -> int:
+    """About how many parameters `cfg` has (within a few percent), without building it."""
+    d, ff = cfg.d_model, cfg.d_ff * (3 if cfg.activation in ("swiglu", "geglu") else 2)
+    layer = 4 * d * d + ff * d + 10 * d + cfg.d_ff
+    decoder = cfg.decoder_layers * (layer + 4 * d * d) if cfg.arch == "encoder_decoder" else 0
+    vocabs = cfg.vocab_size * (1 if cfg.tie_output else 2)
+    if cfg.arch == "encoder_decoder" and not cfg.share_embeddings:
+        vocabs += cfg.source_vocab
+    tables = (vocabs + cfg.max_len + cfg.n_segments) * d
+    return cfg.n_layers * layer + decoder + tables + cfg.n_classes * d + d * d
+
+
+def memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_size(cfg: ModelConfig, device: torch.device) -> None:
+    """Refuse a config too large to build here, naming its size, before anything is built."""
+    n = estimate_parameters(cfg)
+    layers = cfg.n_layers + (cfg.decoder_layers if cfg.arch == "encoder_decoder" else 0)
+    if device.type == "meta":
+        if n > META_MAX_PARAMETERS or layers > META_MAX_LAYERS:
+            raise ValueError(
+                f"the model would have about {n:.3g} parameters in {layers:,} layers, beyond "
+                f"{META_MAX_PARAMETERS:.0e} parameters or {META_MAX_LAYERS:,} layers"
+            )
+        return
+    memory = memory_bytes()
+    if 4 * n > memory:  # float32 weights alone, before gradients or activations
+        raise ValueError(
+            f"the model would have about {n:.3g} parameters ({4 * n / 2**30:,.1f} GiB in "
+            f"float32), more than this machine's {memory / 2**30:,.1f} GiB of memory"
+        )
+
+
 def build_model(cfg: ModelConfig, device: str | torch.device | None = None) -> nn.Module:
     """The model of `cfg.arch`; device "meta" builds it without allocating weights."""
-    with torch.device(device or "cpu"):
+    device = torch.device(device or "cpu")
+    check_size(cfg, device)
+    with device:
         return MODELS[cfg.arch](cfg)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.models import build_model
 from aiayn.train.checkpoint import CONFIG, TOKENIZER, load_config, load_weights, pick_weights
+from aiayn.train.rundir import RunLock, inside
 
 USES = {
     "encoder_decoder": "translation",
@@ -36,21 +38,26 @@ def task_class(arch: str) -> type:
 def train(
     cfg: RunConfig, run_dir: Path, resume: bool = False, log: Callable[[str], None] = print
 ) -> None:
-    """Train `cfg`'s model for its task into `run_dir`, or continue the run there."""
+    """Train `cfg`'s model for its task into `run_dir`, or continue the run there.
+
+    The main process locks `run_dir` first (the process group actually joined says which is
+    main, not an environment variable); a new run needs an empty or absent `run_dir`.
+    """
     from aiayn.train.distributed import join, leave
     from aiayn.train.trainer import Trainer, pick_device
 
     group = join(pick_device(cfg.train.device), cfg.train.fsdp)
-    torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
-    log = log if group.main else quiet
-    task = task_class(cfg.model.arch)(cfg, run_dir, resume=resume, log=log)
-    trainer = Trainer(task, run_dir, log, group)
-    if resume:
-        trainer.resume()
-    trainer.fit()
-    # DDP's gradient reducer holds the process group: were it freed after `leave`, it would end
-    # gloo's group while holding the GIL that gloo's threads may need (a hang at exit, seen).
-    del trainer
+    with RunLock(run_dir, fresh=not resume) if group.main else nullcontext():
+        torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
+        log = log if group.main else quiet
+        task = task_class(cfg.model.arch)(cfg, run_dir, resume=resume, log=log)
+        trainer = Trainer(task, run_dir, log, group)
+        if resume:
+            trainer.resume()
+        trainer.fit()
+        # DDP's gradient reducer holds the process group: were it freed after `leave`, it
+        # would end gloo's group holding the GIL that gloo's threads may need (a hang, seen).
+        del trainer
     leave()  # only on success: after an error, torchrun stops the other ranks
 
 
@@ -66,13 +73,29 @@ def fit_data_tokenizer(d: DataConfig, texts: list[str]) -> TextTokenizer:
 def run_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, texts: list[str]) -> TextTokenizer:
     """The run's saved tokenizer when resuming, else a new one learnt from `texts`."""
     if resume:
-        return TextTokenizer.load(run_dir / TOKENIZER)
+        return TextTokenizer.load(inside(run_dir, TOKENIZER))
     return fit_data_tokenizer(cfg.data, texts)
+
+
+def check_vocabulary(tok: TextTokenizer, vocab_size: int, path: Path) -> TextTokenizer:
+    """`tok`, refused if it makes ids that the model's embedding has no row for."""
+    if tok.vocab_size > vocab_size:
+        raise ValueError(
+            f"{path}: the tokenizer has {tok.vocab_size:,} tokens; the model's vocabulary "
+            f"holds {vocab_size:,}"
+        )
+    return tok
+
+
+def load_tokenizer(run_dir: Path, name: str, vocab_size: int) -> TextTokenizer:
+    """The tokenizer file `name` of a run whose model has `vocab_size` embeddings."""
+    path = inside(run_dir, name)
+    return check_vocabulary(TextTokenizer.load(path), vocab_size, path)
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:
     """The config a run directory was trained with."""
-    path = Path(run_dir) / CONFIG
+    path = inside(run_dir, CONFIG)
     if not path.exists():
         raise ValueError(f"{run_dir}: not a run directory (no {CONFIG})")
     return load_config(path)

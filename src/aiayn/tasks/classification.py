@@ -16,9 +16,10 @@ from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import read_labelled, read_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.encoder_only import EncoderClassifier
-from aiayn.tasks import load_run, run_tokenizer
+from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import rdrop_kl
+from aiayn.train.rundir import inside
 
 LABELS = "labels.txt"
 
@@ -28,8 +29,16 @@ def save_labels(run_dir: Path, names: list[str]) -> None:
     atomic_write_text(run_dir / LABELS, "".join(f"{n}\n" for n in names))
 
 
-def load_labels(run_dir: Path) -> list[str]:
-    return read_lines(run_dir / LABELS)
+def load_labels(run_dir: Path, n_classes: int) -> list[str]:
+    """The run's class names, refused unless there is one per class of its model."""
+    path = inside(run_dir, LABELS)
+    names = read_lines(path)
+    if len(names) != n_classes or len(set(names)) != len(names):
+        raise ValueError(
+            f"{path}: {len(names)} lines ({len(set(names))} distinct); the model has "
+            f"{n_classes} classes, one distinct name a line expected"
+        )
+    return names
 
 
 class LabelPredictor:
@@ -51,17 +60,27 @@ class Classifier(LabelPredictor):
     """A trained classifier with its tokenizer and label names."""
 
     def __init__(
-        self, model: EncoderClassifier, tok: TextTokenizer, labels: list[str], max_len: int
+        self,
+        model: EncoderClassifier,
+        tok: TextTokenizer,
+        labels: list[str],
+        max_len: int,
+        end_token: bool = False,
     ) -> None:
         self.model, self.tok, self.labels, self.max_len = model, tok, labels, max_len
+        self.end_token = end_token
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def ids(self, texts: list[str]) -> list[list[int]]:
-        """<s> (the pooled position) then the tokens, cut to max_len."""
-        return [[self.tok.bos_id, *ids][: self.max_len] for ids in self.tok.encode(texts)]
+        """<s> (the pooled position) then the tokens, cut to max_len; with `end_token`, </s>
+        closes each text (BERT's [CLS] text [SEP])."""
+        if not self.end_token:
+            return [[self.tok.bos_id, *ids][: self.max_len] for ids in self.tok.encode(texts)]
+        room = self.max_len - 2
+        return [[self.tok.bos_id, *ids[:room], self.tok.eos_id] for ids in self.tok.encode(texts)]
 
     def logits(self, rows: list[list[int]]) -> Tensor:
         # rows: B lists of ids -> (B, n_classes)
@@ -75,6 +94,8 @@ class Classifier(LabelPredictor):
         out = torch.zeros(len(texts), len(self.labels))
         for batch in token_budget_batches([len(r) for r in rows], batch_tokens, 0, False):
             out[batch] = self.logits([rows[i] for i in batch]).float().softmax(-1).cpu()
+        if not bool(torch.isfinite(out).all()):
+            raise ValueError("the model gave non-finite probabilities (NaN or inf)")
         return out
 
 
@@ -109,7 +130,7 @@ class ClassificationTask:
         texts, labels = read_labelled(d.train)
         self.valid_texts, valid_labels = read_labelled(d.valid)
         tok = run_tokenizer(cfg, run_dir, resume, texts)
-        names = load_labels(run_dir) if resume else sorted(set(labels))
+        names = load_labels(run_dir, cfg.model.n_classes) if resume else sorted(set(labels))
         unknown = sorted(set(valid_labels) - set(names))
         if unknown:
             raise ValueError(f"{d.valid}: label {unknown[0]!r} is not among {names}")
@@ -117,7 +138,7 @@ class ClassificationTask:
             "model", vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=len(names)
         )
         self.model = EncoderClassifier(self.cfg.model)
-        self.classifier = Classifier(self.model, tok, names, d.max_len)
+        self.classifier = Classifier(self.model, tok, names, d.max_len, d.end_token)
         index = {name: i for i, name in enumerate(names)}
         rows = self.classifier.ids(texts)
         self.train = [(r, index[y]) for r, y in zip(rows, labels, strict=True)]
@@ -163,9 +184,10 @@ def load_classifier(
     run_dir: str | Path, weights: str | None = None, log: Callable[[str], None] = print
 ) -> Classifier:
     cfg, model = load_run(run_dir, "encoder_classifier", weights, log)
-    run_dir = Path(run_dir)
-    tok = TextTokenizer.load(run_dir / TOKENIZER)
-    return Classifier(model, tok, load_labels(run_dir), cfg.data.max_len)
+    run_dir, m, d = Path(run_dir), cfg.model, cfg.data
+    tok = load_tokenizer(run_dir, TOKENIZER, m.vocab_size)
+    labels = load_labels(run_dir, m.n_classes)
+    return Classifier(model, tok, labels, min(d.max_len, m.max_len), d.end_token)
 
 
 def load_classifiers(

@@ -12,7 +12,7 @@ from aiayn.config import RunConfig
 from aiayn.data.text import read_text
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
-from aiayn.tasks import load_run, run_tokenizer
+from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 
@@ -123,5 +123,5 @@ class LanguageModelTask:
 def load_language_model(
     run_dir: str | Path, weights: str | None = None, log: Callable[[str], None] = print
 ) -> tuple[DecoderOnlyLM, TextTokenizer]:
-    _, model = load_run(run_dir, "decoder_only", weights, log)
-    return model, TextTokenizer.load(Path(run_dir) / TOKENIZER)
+    cfg, model = load_run(run_dir, "decoder_only", weights, log)
+    return model, load_tokenizer(Path(run_dir), TOKENIZER, cfg.model.vocab_size)

@@ -18,23 +18,26 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.translate import Translator
 from aiayn.evaluate import score_translations
 from aiayn.models.encoder_decoder import EncoderDecoder
-from aiayn.tasks import fit_data_tokenizer, load_run
+from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
+from aiayn.train.rundir import inside
 
 SRC_TOKENIZER = "src_tokenizer.json"
 RECASER = "recaser.json"  # only in runs trained on lowercased text
 
 
-def load_tokenizers(run_dir: Path) -> tuple[TextTokenizer, TextTokenizer]:
+def load_tokenizers(run_dir: Path, cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:
     """(source, target) tokenizers of a run; one file when the vocabulary is joint."""
-    tgt = TextTokenizer.load(run_dir / TOKENIZER)
-    src_path = run_dir / SRC_TOKENIZER
-    return (TextTokenizer.load(src_path) if src_path.exists() else tgt), tgt
+    m = cfg.model
+    tgt = load_tokenizer(run_dir, TOKENIZER, m.vocab_size)
+    if not inside(run_dir, SRC_TOKENIZER).exists():
+        return check_vocabulary(tgt, m.source_vocab, run_dir / TOKENIZER), tgt
+    return load_tokenizer(run_dir, SRC_TOKENIZER, m.source_vocab), tgt
 
 
 def load_recaser(run_dir: Path) -> Recaser | None:
-    path = run_dir / RECASER
+    path = inside(run_dir, RECASER)
     return Recaser.load(path) if path.exists() else None
 
 
@@ -56,10 +59,13 @@ class TranslationTask:
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
     ) -> None:
         d = cfg.data
+        for name in ("train_src", "train_tgt", *(("valid_tgt",) if d.valid_src else ())):
+            if not getattr(d, name):
+                raise ValueError(f"data.{name} is unset; translation needs line-aligned files")
         src, tgt = read_parallel(d.train_src, d.train_tgt)
         self.valid_text = read_parallel(d.valid_src, d.valid_tgt) if d.valid_src else None
         if resume:
-            self.src_tok, self.tgt_tok = load_tokenizers(run_dir)
+            self.src_tok, self.tgt_tok = load_tokenizers(run_dir, cfg)
             self.recaser = load_recaser(run_dir)
         else:
             self.src_tok, self.tgt_tok = fit_tokenizers(cfg, src, tgt)
@@ -161,6 +167,6 @@ def load_translator(
     """The translator saved in a run directory, with its chosen weights file."""
     cfg, model = load_run(run_dir, "encoder_decoder", weights, log)
     run_dir = Path(run_dir)
-    src_tok, tgt_tok = load_tokenizers(run_dir)
+    src_tok, tgt_tok = load_tokenizers(run_dir, cfg)
     recaser = load_recaser(run_dir)
     return Translator(model.to(device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len, recaser)

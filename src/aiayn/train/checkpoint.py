@@ -6,9 +6,6 @@ then renamed over the old one, so a crash mid-write leaves the previous version 
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from aiayn.atomic import atomic_write, atomic_write_text, first_line
 from aiayn.config import RunConfig
 from aiayn.configfile import load_toml
+from aiayn.train.rundir import inside
 
 CONFIG, TOKENIZER, STATE = "config.toml", "tokenizer.json", "trainer_state.pt"
 METRICS, LOSS_PNG = "metrics.jsonl", "loss.png"
@@ -34,40 +33,14 @@ def pick_weights(run_dir: Path, name: str | None = None) -> Path:
     if name is not None:
         if name not in WEIGHTS:
             raise ValueError(f"--weights {name!r} is unknown; expected one of {', '.join(WEIGHTS)}")
-        path = run_dir / WEIGHTS[name]
+        path = inside(run_dir, WEIGHTS[name])
         if not path.exists():
             raise ValueError(f"{path}: no such weights file in the run directory")
         return path
     for file in (AVERAGE, BEST, MODEL):
-        if (run_dir / file).exists():
-            return run_dir / file
+        if (path := inside(run_dir, file)).exists():
+            return path
     raise ValueError(f"{run_dir}: no weights file ({MODEL}) in this directory")
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` for a temporary path beside `path`, then rename it to `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; keep the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def unique_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -91,30 +64,47 @@ def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load safetensors weights into `model`; missing, extra or mis-shaped tensors are errors."""
+    load_checked(model, read_tensors(path), path)
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing or damaged file is a ValueError."""
     try:
-        state = load_file(str(path))
+        return load_file(str(path))
     except FileNotFoundError:
         raise ValueError(f"{path}: no such weights file") from None
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-    load_checked(model, state, path)
 
 
 def load_checked(model: nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Load `state` into `model` after checking that names and shapes match exactly."""
-    expected = unique_state(model)
-    for name in expected:
+    """Load `state` into `model` after checking names, shapes and values (see check_tensors)."""
+    check_tensors(state, {n: t.shape for n, t in unique_state(model).items()}, path)
+    model.load_state_dict(state, strict=False)
+
+
+def check_tensors(state: object, shapes: dict[str, torch.Size], path: str | Path) -> None:
+    """Refuse `state` unless it holds exactly the tensors named in `shapes`, of those shapes,
+    floating-point (a cast from integers would be silent nonsense) and finite."""
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ValueError(f"{path}: the weights are not a table of tensors")
+    for name, shape in shapes.items():
         if name not in state:
             raise ValueError(f"{path}: tensor {name!r} is missing")
-        if state[name].shape != expected[name].shape:
+        t = state[name]
+        if t.shape != shape:
             raise ValueError(
-                f"{path}: tensor {name!r} has shape {tuple(state[name].shape)}, "
-                f"the model expects {tuple(expected[name].shape)}"
+                f"{path}: tensor {name!r} has shape {tuple(t.shape)}, "
+                f"the model expects {tuple(shape)}"
             )
-    extra = sorted(set(state) - set(expected))
+        if not t.is_floating_point():
+            raise ValueError(f"{path}: tensor {name!r} is {t.dtype}; expected floating point")
+        if not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"{path}: tensor {name!r} has {bad:,} non-finite values (NaN or inf)")
+    extra = sorted(set(state) - set(shapes))
     if extra:
         raise ValueError(f"{path}: unexpected tensor {extra[0]!r}")
-    model.load_state_dict(state, strict=False)
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
@@ -131,19 +121,33 @@ def save_state(state: dict[str, Any], path: str | Path) -> None:
 
 def load_state(path: str | Path) -> dict[str, Any]:
     """Trainer state, unpickled with `weights_only=True`: tensors and plain containers only."""
+    return load_plain(path, "trainer state")
+
+
+def load_plain(path: str | Path, what: str) -> Any:
+    """A torch file unpickled with `weights_only=True`; refused content is a one-line error."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such trainer state") from None
+        raise ValueError(f"{path}: no such {what}") from None
     except Exception as e:  # torch raises UnpicklingError and others for refused content
-        raise ValueError(f"{path}: refused or unreadable trainer state ({e})") from None
+        lines = [line.strip() for line in str(e).splitlines()]
+        # torch's message is a paragraph that ends in advice to unpickle with code: keep the
+        # line that says what was refused
+        reason = next((line for line in lines if "WeightsUnpickler error" in line), None)
+        raise ValueError(
+            f"{path}: refused or unreadable {what} ({reason or first_line(e)})"
+        ) from None
 
 
 def average_weights(paths: list[Path]) -> dict[str, torch.Tensor]:
     """The element-wise mean of several checkpoints' tensors (paper §6.1)."""
-    first = load_file(str(paths[0]))
+    first = read_tensors(paths[0])
+    shapes = {k: v.shape for k, v in first.items()}
     total = {k: v.double() for k, v in first.items()}
     for p in paths[1:]:
-        for k, v in load_file(str(p)).items():
+        state = read_tensors(p)
+        check_tensors(state, shapes, p)
+        for k, v in state.items():
             total[k] += v.double()
     return {k: (v / len(paths)).to(first[k].dtype) for k, v in total.items()}

@@ -131,6 +131,10 @@ class ShardedDataParallel(DataParallel):
         return {name: state[name].contiguous() for name in self.names} if self.main else {}
 
     def load_model_state(self, model: nn.Module, state: dict[str, Tensor], path: Any) -> None:
+        # Sharded tensors report the whole tensor's shape. Tied tensors are saved under one
+        # name, so torch's own check (strict) would miss the other: the check is ours.
+        shapes = {n: t.shape for n, t in model.state_dict().items() if n in self.names}
+        ckpt.check_tensors(state, shapes, path)
         opts = StateDictOptions(full_state_dict=True, strict=False)
         set_model_state_dict(model, state, options=opts)
 

@@ -5,6 +5,8 @@ loss = (1 - eps) * NLL + eps * mean over the vocabulary of -log p. Its gradient 
 minus the smoothed target. Written as one autograd function that walks the (N, V) logits in
 blocks of rows small enough to stay in cache, keeping only each row's log-sum-exp: the loss
 of a small translation model is a quarter of its step when computed over the whole tensor.
+A column whose logit is -inf (masked) lies outside the vocabulary: smoothing spreads over
+the other columns, and the loss equals F.cross_entropy's over the unmasked columns alone.
 """
 
 from __future__ import annotations
@@ -35,32 +37,44 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
     def forward(
         ctx, logits: Tensor, target: Tensor, keep: Tensor, eps: float
     ) -> tuple[Tensor, Tensor]:
-        n = len(logits)
+        n, vocab = logits.shape
         dtype = torch.promote_types(logits.dtype, torch.float32)
         lse, nll, uniform = (torch.empty(n, dtype=dtype, device=logits.device) for _ in range(3))
+        # tokens each row smooths over: the vocabulary less its -inf (masked) columns
+        support = torch.full((n,), float(vocab), dtype=dtype, device=logits.device)
         for b in _blocks(logits):
             z = logits[b].to(dtype)  # (rows, V)
             logp = z.log_softmax(-1)  # faster than logsumexp on CPU
-            lse[b] = z[:, 0] - logp[:, 0]
+            # read at the largest logit, which is finite whatever columns are masked
+            lse[b] = z.amax(-1) - logp.amax(-1)
             nll[b] = -logp.gather(-1, target[b, None]).squeeze(-1)
             uniform[b] = -logp.mean(-1)  # mean over the vocabulary of -log p
-        nll, uniform = nll * keep, uniform * keep
-        ctx.save_for_backward(logits, target, keep, lse)
+            masked = uniform[b].isinf()
+            if masked.any():  # rare: only rows with masked columns take this path
+                finite = logp[masked].isfinite()
+                support[b][masked] = finite.sum(-1).to(dtype)
+                uniform[b][masked] = -logp[masked].where(finite, 0).sum(-1) / support[b][masked]
+        nll, uniform = nll.where(keep, 0), uniform.where(keep, 0)
+        ctx.save_for_backward(logits, target, keep, lse, support)
         ctx.eps = eps
         return ((1.0 - eps) * nll + eps * uniform).sum(), nll.sum()
 
     @staticmethod
     def backward(ctx, g_loss: Tensor, g_nll: Tensor) -> tuple[Tensor, None, None, None]:
-        logits, target, keep, lse = ctx.saved_tensors
+        logits, target, keep, lse, support = ctx.saved_tensors
         eps, vocab = ctx.eps, logits.size(-1)
         keep = keep.to(lse.dtype)[:, None]  # (N, 1)
-        scale, shift = keep * (g_loss + g_nll), keep * (g_loss * eps / vocab)
+        scale, shift = keep * (g_loss + g_nll), keep * (g_loss * eps) / support[:, None]
         hit = -keep * (g_loss * (1.0 - eps) + g_nll)
         grad = torch.empty_like(logits)
         for b in _blocks(logits):
             # d loss / dz = softmax - (1 - eps) onehot - eps / V;  d nll / dz = softmax - onehot.
-            p = (logits[b].to(lse.dtype) - lse[b, None]).clamp_(min=LOG_PROB_FLOOR).exp_()
+            z = logits[b].to(lse.dtype)
+            p = (z - lse[b, None]).clamp_(min=LOG_PROB_FLOOR).exp_()
             p.mul_(scale[b]).sub_(shift[b]).scatter_add_(-1, target[b, None], hit[b])
+            masked = support[b] < vocab
+            if masked.any():  # a masked column has no gradient
+                p[masked] = p[masked].where(z[masked].isfinite(), 0)
             grad[b] = p
         return grad, None, None, None
 
@@ -73,11 +87,6 @@ def label_smoothed_loss(
     flat = logits.reshape(-1, logits.size(-1))
     target = target.reshape(-1)
     return _SmoothedCrossEntropy.apply(flat, target, target != pad_id, epsilon)
-
-
-def _probabilities(logp: Tensor) -> Tensor:
-    """exp(logp), with logp raised to LOG_PROB_FLOOR first."""
-    return logp.clamp(min=LOG_PROB_FLOOR).exp()
 
 
 class _RDropKL(torch.autograd.Function):
@@ -94,9 +103,11 @@ class _RDropKL(torch.autograd.Function):
         for b in _blocks(p_logits):
             zp, zq = p_logits[b].to(dtype), q_logits[b].to(dtype)  # (rows, V)
             logp, logq = zp.log_softmax(-1), zq.log_softmax(-1)
-            lse_p[b], lse_q[b] = zp[:, 0] - logp[:, 0], zq[:, 0] - logq[:, 0]
+            lse_p[b], lse_q[b] = zp.amax(-1) - logp.amax(-1), zq.amax(-1) - logq.amax(-1)
+            # floored before the difference, so that a column masked in both (-inf) adds 0
+            logp, logq = logp.clamp_(min=LOG_PROB_FLOOR), logq.clamp_(min=LOG_PROB_FLOOR)
             d = logp - logq
-            p, q = _probabilities(logp), _probabilities(logq)
+            p, q = logp.exp(), logq.exp()
             kl_pq[b], kl_qp[b] = (p * d).sum(-1), -(q * d).sum(-1)
         ctx.save_for_backward(logits, keep, lse_p, lse_q, kl_pq, kl_qp)
         return 0.5 * ((kl_pq + kl_qp) * keep).sum()
@@ -109,9 +120,9 @@ class _RDropKL(torch.autograd.Function):
         grad = torch.empty_like(logits)
         grad_p, grad_q = grad.chunk(2)
         for b in _blocks(p_logits):
-            logp = p_logits[b].to(lse_p.dtype) - lse_p[b, None]
-            logq = q_logits[b].to(lse_p.dtype) - lse_q[b, None]
-            p, q, d = _probabilities(logp), _probabilities(logq), logp - logq
+            logp = (p_logits[b].to(lse_p.dtype) - lse_p[b, None]).clamp_(min=LOG_PROB_FLOOR)
+            logq = (q_logits[b].to(lse_p.dtype) - lse_q[b, None]).clamp_(min=LOG_PROB_FLOOR)
+            p, q, d = logp.exp(), logq.exp(), logp - logq
             # through log-softmax: d S / d z_p = (p (log p - log q - KL(p||q)) + p - q) / 2
             grad_p[b] = w[b] * (p * (d - kl_pq[b, None]) + p - q)
             grad_q[b] = w[b] * (q * (-d - kl_qp[b, None]) + q - p)

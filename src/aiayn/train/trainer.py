@@ -3,7 +3,6 @@ early stopping, checkpoints that resume exactly, and metrics in JSON lines."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -20,8 +19,11 @@ from aiayn.train import checkpoint as ckpt
 from aiayn.train.allocator import keep_freed_memory
 from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
+from aiayn.train.metrics import append_metric, read_metrics, to_line
 from aiayn.train.recompute import recompute_layers
+from aiayn.train.rundir import inside
 from aiayn.train.schedule import noam, warmup_cosine
+from aiayn.train.state import check_state, new_state
 
 SNAPSHOTS = "checkpoints"
 
@@ -40,9 +42,21 @@ class Task(Protocol):
 
 
 def pick_device(name: str) -> torch.device:
+    """The device `train.device` names, refused if this machine does not have it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is not None:
+        present = torch.cuda.device_count()
+        missing = device.index >= present
+    else:
+        present = None
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        missing = device.type in available and not available[device.type]()
+    if missing:
+        count = f" (it has {present})" if present else ""
+        raise ValueError(f"train.device={name!r}: this machine has no such device{count}")
+    return device
 
 
 def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
@@ -94,16 +108,7 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, make_schedule(self.t, self.cfg.model.d_model)
         )
-        self.state = {
-            "step": 0,
-            "epoch": 0,
-            "batch": 0,
-            "elapsed": 0.0,
-            "best": None,
-            "bad_evals": 0,
-            "bad_steps": 0,
-            "snapshots": [],
-        }
+        self.state = new_state()
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -130,46 +135,89 @@ class Trainer:
             ckpt.save_tensors(weights, self.run_dir / ckpt.MODEL)
 
     def resume(self) -> None:
-        path = self.run_dir / ckpt.STATE
-        state = ckpt.load_state(path)
+        path = inside(self.run_dir, ckpt.STATE)
+        state = check_state(ckpt.load_state(path), path)
         self.group.load_model_state(self.model, state.pop("model"), path)
-        self.group.load_optimizer_state(self.model, self.opt, state.pop("optimizer"))
-        self.sched.load_state_dict(state.pop("scheduler"))
-        cpu_rng, cuda_rng = state.pop("rng_torch"), state.pop("rng_cuda")
+        try:
+            self.group.load_optimizer_state(self.model, self.opt, state.pop("optimizer"))
+            self.sched.load_state_dict(state.pop("scheduler"))
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            message = ckpt.first_line(e)
+            raise ValueError(
+                f"{path}: the optimizer or schedule state does not fit ({message})"
+            ) from e
+        self.restore_rng(state.pop("rng_torch"), state.pop("rng_cuda"), path)
+        self.state.update(state)
+        if reason := self.finished():
+            raise ValueError(
+                f"{self.run_dir} finished at step {self.state['step']}: {reason}. Nothing to "
+                f"resume; to train on, raise that limit with --set"
+            )
+        self.apply_hyperparameters()
+        self.forget_metrics_after(self.state["step"])
+        self.log(f"resumed {self.run_dir} at step {self.state['step']}")
+
+    def restore_rng(self, cpu_rng: Any, cuda_rng: list, path: Path) -> None:
         if isinstance(cpu_rng, torch.Tensor):  # saved before runs kept one state per process
             cpu_rng, cuda_rng = [cpu_rng], cuda_rng[:1]
-        if len(cpu_rng) == self.group.world:
-            torch.set_rng_state(cpu_rng[self.group.rank])
-            if cuda_rng and self.device.type == "cuda":
-                torch.cuda.set_rng_state(cuda_rng[self.group.rank], self.device)
-        else:
+        if len(cpu_rng) != self.group.world:
             self.log(
                 f"saved by {len(cpu_rng)} processes, resumed by {self.group.world}: each rank's "
                 "dropout starts a new random stream"
             )
-        self.state.update(state)
-        self.forget_metrics_after(self.state["step"])
-        self.log(f"resumed {self.run_dir} at step {self.state['step']}")
+            return
+        try:
+            torch.set_rng_state(cpu_rng[self.group.rank])
+            if cuda_rng and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda_rng[self.group.rank], self.device)
+        except RuntimeError as e:
+            raise ValueError(f"{path}: a random generator state is invalid ({e})") from None
+
+    def finished(self) -> str | None:
+        """Why the run has ended (a limit of its config reached), if it has."""
+        s, t = self.state, self.t
+        if s["step"] >= t.max_steps:
+            return f"it took all train.max_steps={t.max_steps} steps"
+        if t.patience and s["bad_evals"] >= t.patience:
+            return f"{s['bad_evals']} validations without improvement (train.patience)"
+        if t.max_minutes and s["elapsed"] >= 60 * t.max_minutes:
+            return f"it trained for train.max_minutes={t.max_minutes:g}"
+        return None
+
+    def apply_hyperparameters(self) -> None:
+        """The config's optimizer settings over those saved with the optimizer state: a resume
+        with `--set train.lr=...` (betas, eps, weight decay) trains with what it says."""
+        t, groups = self.t, self.opt.param_groups
+        for group in groups:
+            group.update(betas=(t.beta1, t.beta2), eps=t.eps, weight_decay=t.weight_decay)
+            group["initial_lr"] = t.lr
+        self.sched.base_lrs = [t.lr] * len(groups)
+        factor = self.sched.lr_lambdas[0](self.sched.last_epoch)
+        for group in groups:
+            group["lr"] = t.lr * factor
+        self.sched._last_lr = [g["lr"] for g in groups]
 
     def forget_metrics_after(self, step: int) -> None:
-        """Drop metrics of steps that the resumed run will take again."""
-        path = self.run_dir / ckpt.METRICS
+        """Drop metrics of steps that the resumed run will take again, and a torn last line."""
+        path = inside(self.run_dir, ckpt.METRICS)
         if path.exists():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            kept = [line for line in lines if json.loads(line)["step"] <= step]
-            ckpt.atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+            records, torn = read_metrics(path)
+            if torn:
+                self.log(f"{path}: dropped its last line, cut short by an interrupted write")
+            kept = [r for r in records if r["step"] <= step]
+            ckpt.atomic_write_text(path, "".join(to_line(r) for r in kept))
 
     def snapshot(self) -> None:
         """Keep the last `average_last` weights for checkpoint averaging."""
         if self.t.average_last <= 1:
             return
-        folder = self.run_dir / SNAPSHOTS
+        folder = inside(self.run_dir, SNAPSHOTS)
         name = f"step_{self.state['step']:08d}.safetensors"
-        self.write_weights(folder / name)
+        self.write_weights(inside(folder, name))
         kept = [*self.state["snapshots"], name][-self.t.average_last :]
         if self.group.main:
             for old in set(self.state["snapshots"]) - set(kept):
-                (folder / old).unlink(missing_ok=True)
+                inside(folder, old).unlink(missing_ok=True)
         self.state["snapshots"] = kept
 
     def write_weights(self, path: Path) -> None:
@@ -200,11 +248,14 @@ class Trainer:
             while stop is None:
                 batches = self.task.epoch_batches(self.state["epoch"])
                 rank, world = self.group.rank, self.group.world
-                # Every rank needs a batch in every step: an epoch's last few batches, too
-                # few to go round, are left out.
-                while len(batches) - self.state["batch"] >= world and stop is None:
+                per_step = self.check_epoch(len(batches))
+                # Every rank runs the same number of batches in every step (FSDP's collectives
+                # must pair up), so an epoch's last batches, too few for a whole step, are
+                # left out; N processes then take exactly one process's steps over N times
+                # the batches.
+                while len(batches) - self.state["batch"] >= per_step and stop is None:
                     first = self.state["batch"]
-                    group = batches[first : first + self.t.accumulate * world]
+                    group = batches[first : first + per_step]
                     loss, tokens = self.step(group[rank::world])
                     self.state["batch"] += len(group)
                     requested, self.state["elapsed"] = self.group.agree(
@@ -224,6 +275,17 @@ class Trainer:
             bar.close()
             self.finish(stop)
         return {"stop": stop, **self.state}
+
+    def check_epoch(self, n_batches: int) -> int:
+        """The batches of one step, refused if an epoch has fewer."""
+        per_step = self.t.accumulate * self.group.world
+        if n_batches < per_step:
+            raise ValueError(
+                f"an epoch has {n_batches} batches, fewer than one step takes: "
+                f"train.accumulate={self.t.accumulate} x {self.group.world} processes; "
+                "lower train.batch_tokens or train.accumulate"
+            )
+        return per_step
 
     def step(self, share: list[Any]) -> tuple[float, int]:
         """One optimizer step over this rank's `share` of the step's batches; returns the mean
@@ -267,10 +329,15 @@ class Trainer:
         n, step = self.state["bad_steps"], self.state["step"] + 1
         self.log(f"step {step}: loss {loss:.4g}, gradient norm {norm:.4g}; skipped ({n} in a row)")
         if n >= self.t.max_bad_steps:
+            kept = (
+                f"the last good checkpoint in {self.run_dir} is kept"
+                if (self.run_dir / ckpt.STATE).exists()
+                else "no checkpoint had been saved yet"
+            )
             raise ValueError(
                 f"stopped at step {step}: {n} steps in a row with a non-finite loss or gradient "
-                f"(train.max_bad_steps={self.t.max_bad_steps}); the last good checkpoint in "
-                f"{self.run_dir} is kept. Try a lower train.lr or train.clip, or fp32 precision"
+                f"(train.max_bad_steps={self.t.max_bad_steps}); {kept}. "
+                "Try a lower train.lr or train.clip, or fp32 precision"
             )
 
     def after_step(self, window: dict[str, float], bar: tqdm) -> str | None:
@@ -320,14 +387,8 @@ class Trainer:
         return bool(self.t.patience) and self.state["bad_evals"] >= self.t.patience
 
     def write_metrics(self, record: dict[str, Any]) -> None:
-        if not self.group.main:
-            return
-        clean = {
-            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in record.items()
-        }
-        with open(self.run_dir / ckpt.METRICS, "a", encoding="utf-8") as f:
-            f.write(json.dumps(clean) + "\n")
+        if self.group.main:
+            append_metric(self.run_dir / ckpt.METRICS, record)
 
     def finish(self, reason: str) -> None:
         if self.group.main:
@@ -335,7 +396,8 @@ class Trainer:
 
     def write_summary(self, reason: str) -> None:
         """The averaged checkpoint, the loss plot and how the run stopped."""
-        snapshots = [self.run_dir / SNAPSHOTS / n for n in self.state["snapshots"]]
+        folder = inside(self.run_dir, SNAPSHOTS)
+        snapshots = [inside(folder, n) for n in self.state["snapshots"]]
         if len(snapshots) > 1:
             averaged = ckpt.average_weights(snapshots)
             ckpt.atomic_write(

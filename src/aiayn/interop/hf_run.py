@@ -1,0 +1,66 @@
+"""`aiayn import-hf`: a Hugging Face model directory made into an aiayn run directory.
+
+Nothing is copied as it is: the weights are checked and saved in aiayn's format, the
+tokenizer is parsed, checked against the model's vocabulary and written anew, and no file is
+read through a link that leads out of the source directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from aiayn.config import DataConfig, RunConfig
+from aiayn.data.tokenizer import TextTokenizer
+from aiayn.interop.hf import from_pretrained
+from aiayn.interop.hf_config import read_config
+from aiayn.tasks import check_vocabulary
+from aiayn.tasks.classification import LABELS, save_labels
+from aiayn.train.checkpoint import CONFIG, MODEL, TOKENIZER, save_config, save_weights
+from aiayn.train.rundir import RunLock, inside
+
+
+def source_tokenizer(src: Path, given: Path | None) -> TextTokenizer:
+    """The tokenizer to import: `given`, else the directory's tokenizer.json."""
+    if given is not None:
+        return TextTokenizer.load(given)
+    path = inside(src, TOKENIZER)
+    if not path.exists():
+        shipped = sorted(p.name for p in src.glob("*.spm")) or sorted(
+            p.name for p in src.glob("*.model")
+        )
+        raise ValueError(
+            f"{src}: no tokenizer.json, so the run could neither read nor write text"
+            + (f" ({', '.join(shipped)} are SentencePiece files, which aiayn does not read)")
+            * bool(shipped)
+            + "; pass --tokenizer FILE, a tokenizer.json of the `tokenizers` library"
+        )
+    return TextTokenizer.load(path)
+
+
+def import_run(
+    src: str | Path, out: str | Path, tokenizer: str | Path | None = None, log: Callable = print
+) -> None:
+    """Write the run directory `out` (new or empty) of the Hugging Face directory `src`."""
+    src, out = Path(src), Path(out)
+    with RunLock(out, fresh=True, option="--out"):
+        hf = read_config(src)
+        model = from_pretrained(src)
+        m = model.cfg
+        tok = source_tokenizer(src, Path(tokenizer) if tokenizer else None)
+        check_vocabulary(tok, m.vocab_size, Path(tokenizer or src / TOKENIZER))
+        # BERT reads [CLS] text [SEP], up to its position table's length
+        is_bert = m.arch == "encoder_classifier"
+        data = DataConfig(max_len=m.max_len, end_token=True) if is_bert else DataConfig()
+        labels = hf.labels() if is_bert else None
+        try:
+            save_weights(model, out / MODEL)
+            tok.save(out / TOKENIZER)
+            if labels:
+                save_labels(out, labels)
+            save_config(RunConfig(model=m, data=data), out / CONFIG)
+        except BaseException:  # a half-written run would block the next import into `out`
+            for name in (MODEL, TOKENIZER, LABELS, CONFIG):
+                (out / name).unlink(missing_ok=True)
+            raise
+    log(f"imported {src} ({m.arch}) into {out}")

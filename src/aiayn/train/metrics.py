@@ -1,0 +1,58 @@
+"""metrics.jsonl: one JSON object per line, each with the step it was measured at.
+
+Lines are appended, so a write cut short (a full disk, a kill) can leave half a last line:
+a reader drops it and says so; any other bad line is an error naming the file and line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], bool]:
+    """(records, whether a torn last line was dropped) of a metrics file."""
+    path = Path(path)
+    lines = path.read_bytes().split(b"\n")
+    records: list[dict[str, Any]] = []
+    torn = False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError) as e:
+            if number == len(lines):  # no newline after it: the last write was cut short
+                torn = True
+                continue
+            raise ValueError(f"{path}: line {number} is not valid JSON ({e})") from None
+        step = record.get("step") if isinstance(record, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise ValueError(f"{path}: line {number} is not an object with a step (an integer)")
+        records.append(record)
+    return records, torn
+
+
+def to_line(record: dict[str, Any]) -> str:
+    """One JSON line; non-finite floats become null (JSON has no NaN)."""
+    clean = {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()
+    }
+    return json.dumps(clean) + "\n"
+
+
+def append_metric(path: str | Path, record: dict[str, Any]) -> None:
+    """Append one record; a failed write is cut back off, so the file stays whole."""
+    data = to_line(record).encode("utf-8")
+    with open(path, "ab", buffering=0) as f:
+        start = f.tell()
+        try:
+            while data:
+                data = data[f.write(data) :]
+        except OSError as e:
+            with contextlib.suppress(OSError):  # else a reader drops the torn line
+                f.truncate(start)
+            raise ValueError(f"{path}: could not be written ({e.strerror or e})") from e

@@ -1,0 +1,121 @@
+"""A run directory as untrusted input and as the workplace of one process at a time.
+
+Names read from its files (snapshots in the trainer state, say) become paths only when they
+are plain file names, and no path, followed through links, leads out of the directory: a
+crafted run can make aiayn neither read nor delete a file elsewhere. Training holds an
+exclusive lock on the directory (`flock`, so a killed process never leaves it held), and the
+holder clears the temporary files that killed writes left behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from pathlib import Path
+from types import TracebackType
+
+LOCK = ".lock"
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# atomic_write's temporary files: ".NAME.RANDOM.tmp"
+LEFTOVER = re.compile(r"\..+\.tmp")
+
+
+def inside(run_dir: str | Path, name: object) -> Path:
+    """`run_dir / name`, refused unless `name` is a plain file name and the path, links
+    followed, stays inside `run_dir`."""
+    run_dir = Path(run_dir)
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
+        raise ValueError(f"{run_dir}: refused the file name {name!r}; expected a plain name")
+    path = run_dir / name
+    if path.is_symlink() or path.exists():
+        target = path.resolve()
+        if not target.is_relative_to(run_dir.resolve()):
+            raise ValueError(f"{path}: a link out of its directory (to {target}); refused")
+    return path
+
+
+def holds_files(folder: Path) -> bool:
+    return folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
+
+
+def clear_leftovers(folder: Path) -> list[Path]:
+    """Remove the temporary files of writes that were killed before their rename."""
+    removed = []
+    for sub in (folder, folder / "checkpoints"):
+        if sub.is_dir() and not sub.is_symlink():
+            for p in sub.iterdir():
+                if LEFTOVER.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                    p.unlink(missing_ok=True)
+                    removed.append(p)
+    return removed
+
+
+class RunLock:
+    """Exclusive use of a run directory for as long as the `with` block lasts.
+
+    `fresh`: the directory must hold no files (a new run never overwrites another). A
+    directory this lock created is removed again if it is still empty at the end.
+    """
+
+    def __init__(self, run_dir: str | Path, fresh: bool, option: str = "--out") -> None:
+        self.dir, self.fresh, self.option = Path(run_dir), fresh, option
+        self.fd: int | None = None
+        self.created = False
+
+    def __enter__(self) -> RunLock:
+        if self.fresh and holds_files(self.dir):
+            raise ValueError(
+                f"{self.option} {self.dir} already holds files; pass --resume to continue "
+                f"that run or choose another {self.option}"
+            )
+        self.created = not self.dir.exists()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._acquire()
+        try:
+            if self.fresh and holds_files(self.dir):  # filled while we waited for the lock
+                raise ValueError(f"{self.option} {self.dir} already holds files")
+            clear_leftovers(self.dir)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _acquire(self) -> None:
+        path = self.dir / LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise ValueError(
+                    f"{self.option} {self.dir} is in use by another aiayn process "
+                    f"(pid {holder}); wait for it to end or choose another {self.option}"
+                ) from None
+            # The holder before us may have removed the file after we opened it: retry on
+            # the file that is there now, or two processes would each lock their own.
+            try:
+                same = os.stat(path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{os.getpid()}\n".encode())
+                self.fd = fd
+                return
+            os.close(fd)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self.fd is not None:
+            (self.dir / LOCK).unlink(missing_ok=True)
+            os.close(self.fd)
+            self.fd = None
+        if self.created and self.dir.is_dir() and not any(self.dir.iterdir()):
+            self.dir.rmdir()
