@@ -82,3 +82,11 @@ def test_next_token_samples_by_probability() -> None:
     logits = torch.tensor([[0.0, math.log(3.0)]]).expand(4000, 2)
     picks = next_token(logits, generator=torch.Generator().manual_seed(0))
     assert abs(picks.float().mean().item() - 0.75) < 0.03
+
+
+@pytest.mark.parametrize("top_k, top_p", [(0, 0.0), (0, 1e-9), (1, 0.0)])
+def test_the_filters_always_keep_the_most_likely_token(top_k, top_p) -> None:
+    logits = torch.tensor([[0.5, 3.0, -1.0, 2.9]])
+    kept = filter_logits(logits, top_k, top_p)
+    assert kept.isfinite().tolist() == [[False, True, False, False]]
+    assert next_token(logits, 1.0, top_k, top_p).tolist() == [1]

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from aiayn.decode.search import beam_search, greedy, sequence_score
-from tests.decode.conftest import SPECIAL, tiny_model
+from aiayn.decode.search import Special, beam_search, greedy, sequence_score
+from tests.decode.conftest import SPECIAL, VOCAB, tiny_model
 
 
 @pytest.fixture(params=["trained", "random-rope", "random-alibi"])
@@ -58,3 +58,20 @@ def test_outputs_stop_at_source_length_plus_max_extra(sources):
     for hyps in (greedy(model, sources, SPECIAL, max_extra=3), beam):
         assert [len(h) for h in hyps] == [n + 3 for n in src_len]
     assert all(len(h) == 4 for h in greedy(model, sources, SPECIAL, max_extra=3, cap=4))
+
+
+@pytest.mark.parametrize("special", [SPECIAL, Special(bos=0, eos=2, pad=0)], ids=["own", "marian"])
+def test_searches_never_emit_bos_or_pad_and_return_what_they_scored(sources, special):
+    torch.manual_seed(4)
+    model = tiny_model().eval()
+    bias = torch.zeros(VOCAB)
+    bias[[special.bos, special.pad]] = 5.0
+    model.generator.register_forward_hook(lambda _m, _i, out: out + bias)  # <s>, <pad> likeliest
+    rows = sources[:8].clone()
+    for hyp in greedy(model, rows, special, max_extra=6):
+        assert special.bos not in hyp and special.pad not in hyp and len(hyp) > 0
+    for (hyp, score), src in zip(beam_search(model, rows, special, 3, 0.6, 6), rows, strict=True):
+        assert special.bos not in hyp and special.pad not in hyp
+        ends = len(hyp) < (src != special.pad).sum() + 6
+        rescored = sequence_score(model, src[None], hyp, special, 0.6, ends=ends)
+        assert rescored == pytest.approx(score, abs=1e-4)

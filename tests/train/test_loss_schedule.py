@@ -96,3 +96,42 @@ def test_rdrop_kl_matches_torch_kl_div_both_ways_and_gradcheck(rows_per_block, m
     assert torch.autograd.gradcheck(lambda z: rdrop_kl(z, keep), (logits,))
     same = logits.detach()[:3].repeat(2, 1, 1)
     assert rdrop_kl(same, keep) == 0
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_masked_columns_give_the_loss_of_the_unmasked_vocabulary(eps):
+    """-inf logits (column 0 among them) are outside the vocabulary: the loss and gradient are
+    F.cross_entropy's over the other columns, finite, where reading column 0 gave NaN."""
+    z = torch.randn(2, 3, 7, dtype=torch.float64, requires_grad=True)
+    masked = torch.tensor([True, False, False, False, True, False, False])
+    target = torch.tensor([[1, 2, 3], [5, 6, 0]])  # 0: padding (a masked column)
+    loss, nll = label_smoothed_loss(z.masked_fill(masked, float("-inf")), target, eps, 0)
+    (loss + nll).backward()
+    keep = target.reshape(-1) != 0
+    kept_z = z[..., ~masked].reshape(-1, 5)[keep]
+    kept_target = (torch.cumsum(~masked, 0) - 1)[target.reshape(-1)[keep]]
+    ref = F.cross_entropy(kept_z, kept_target, label_smoothing=eps, reduction="sum")
+    ref_nll = F.cross_entropy(kept_z, kept_target, reduction="sum")
+    ours = z.grad.clone()
+    z.grad = None
+    (ref + ref_nll).backward()
+    assert torch.allclose(loss, ref) and torch.allclose(nll, ref_nll)
+    assert torch.allclose(ours, z.grad) and torch.isfinite(ours).all()
+    assert (ours[..., masked] == 0).all()
+    if eps == 0:  # without smoothing F.cross_entropy takes the masked logits as they are
+        direct = F.cross_entropy(
+            z.masked_fill(masked, float("-inf")).reshape(-1, 7)[keep],
+            target.reshape(-1)[keep],
+            reduction="sum",
+        )
+        assert torch.allclose(loss, direct)
+
+
+def test_rdrop_kl_is_finite_with_columns_masked_in_both_passes():
+    z = torch.randn(4, 6).masked_fill(
+        torch.tensor([True, False, False, True, False, False]), -torch.inf
+    )
+    z.requires_grad_(True)
+    kl = rdrop_kl(z, torch.ones(2))
+    kl.backward()
+    assert torch.isfinite(kl) and torch.isfinite(z.grad).all()
