@@ -52,7 +52,8 @@ def import_run(
         # BERT reads [CLS] text [SEP], up to its position table's length
         is_bert = m.arch == "encoder_classifier"
         data = DataConfig(max_len=m.max_len, end_token=True) if is_bert else DataConfig()
-        labels = hf.labels() if is_bert else None
+        # Hugging Face's own names for classes that a config leaves unnamed
+        labels = (hf.labels() or [f"LABEL_{i}" for i in range(m.n_classes)]) if is_bert else None
         try:
             save_weights(model, out / MODEL)
             tok.save(out / TOKENIZER)
