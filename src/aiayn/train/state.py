@@ -53,7 +53,7 @@ def check_state(state: object, path: str | Path) -> dict[str, Any]:
     naming the file and the field."""
 
     def refuse(field: str, expected: str) -> None:
-        value = state.get(field, "missing") if isinstance(state, dict) else state
+        value = state[field]
         shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
         raise ValueError(f"{path}: field {field!r} is {shown[:60]}; expected {expected}")
 
@@ -61,7 +61,7 @@ def check_state(state: object, path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: not a trainer state (a table of fields)")
     expected = {*new_state(), *TABLES, "rng_torch", "rng_cuda"}
     for field in sorted(expected - set(state)):
-        refuse(field, "a value")
+        raise ValueError(f"{path}: field {field!r} is missing")
     for field in sorted(set(state) - expected):
         raise ValueError(f"{path}: unexpected field {field!r}")
     for field in COUNTERS:
