@@ -99,3 +99,115 @@ def test_the_cli_answers_any_config_file_with_a_count_or_one_line(data: bytes) -
     if code == 2:
         lines = err.getvalue().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("aiayn params: error:")
+
+
+# -- run-directory files and Hugging Face configs -------------------------------------------
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@FUZZ
+@given(NASTY)
+def test_recaser_labels_and_metrics_files_load_or_refuse(data: bytes) -> None:
+    from aiayn.data.recase import Recaser
+    from aiayn.tasks.classification import load_labels
+    from aiayn.train.metrics import read_metrics
+
+    for read in (
+        lambda: Recaser.load(written(data, "recaser.json")),
+        lambda: load_labels(written(data, "labels.txt").parent, 2),
+        lambda: read_metrics(written(data, "metrics.jsonl")),
+    ):
+        try:
+            read()
+        except ValueError as e:
+            assert str(e)
+
+
+@FUZZ
+@given(
+    st.dictionaries(
+        st.sampled_from(["words", "pairs", "capital_first", "capital_unseen", "x"]), JSONISH
+    )
+)
+def test_recaser_fields_of_any_type_load_or_refuse(fields: dict) -> None:
+    import json
+
+    from aiayn.data.recase import Recaser
+
+    try:
+        recaser = Recaser.load(written(json.dumps(fields).encode(), "recaser.json"))
+    except ValueError as e:
+        assert "recaser.json" in str(e)
+        return
+    assert isinstance(recaser("a dog runs"), str)
+
+
+STATE_FIELDS = ["step", "epoch", "batch", "elapsed", "best", "bad_evals", "bad_steps", "snapshots"]
+
+
+@FUZZ
+@given(st.dictionaries(st.sampled_from(STATE_FIELDS), JSONISH))
+def test_trainer_states_of_any_content_are_checked(fields: dict) -> None:
+    import torch
+
+    from aiayn.train.state import check_state, new_state
+
+    state = {
+        **new_state(),
+        "model": {},
+        "optimizer": {},
+        "scheduler": {},
+        "rng_torch": [torch.get_rng_state()],
+        "rng_cuda": [],
+        **fields,
+    }
+    try:
+        check_state(state, "trainer_state.pt")
+    except ValueError as e:
+        assert "trainer_state.pt" in str(e)
+        return
+    for name in state["snapshots"]:
+        assert "/" not in name and name.startswith("step_")
+
+
+def hf_keys() -> list[str]:
+    from aiayn.interop.hf_config import TRANSLATIONS
+
+    return sorted(
+        {k for rules, _ in TRANSLATIONS.values() for k in rules.mapped | set(rules.fixed)}
+    )
+
+
+@FUZZ
+@given(
+    st.dictionaries(st.sampled_from(hf_keys()) | st.text(max_size=8), JSONISH | st.integers(1, 64)),
+    st.sampled_from(["bert", "gpt2", "marian"]),
+)
+def test_hf_configs_of_any_content_translate_or_refuse(fields: dict, kind: str) -> None:
+    import json
+
+    from aiayn.interop.hf_config import model_config, read_config
+
+    path = written(json.dumps({**fields, "model_type": kind}).encode(), "config.json")
+    try:
+        model_config(read_config(path.parent))
+    except ValueError as e:
+        assert str(e)
+
+
+@FUZZ
+@given(NASTY)
+def test_hf_config_bytes_load_or_refuse(data: bytes) -> None:
+    from aiayn.interop.hf_config import read_config
+
+    try:
+        read_config(written(data, "config.json").parent)
+    except ValueError as e:
+        assert "config.json" in str(e)

@@ -23,6 +23,10 @@ from tests.cli_helpers import write_config
 # shared by all keys), and a tiny eps turns that noise into steps of +-lr, which differ as soon
 # as two ranks sum in another order than one process.
 EXACT = {"max_steps": 6, "eval_every": 3, "average_last": 1, "precision": "fp32", "eps": 1e-4}
+# 168-token batches cut an epoch of the toy corpus into 19 = 4 * 4 + 3: two ranks accumulating
+# two batches each take four steps, then the epoch's last three batches would split 2 and 1
+# (FSDP's collectives would not pair up). Six steps cross into the next epoch.
+EPOCH_OF_4K_PLUS_3 = {"batch_tokens": 168}
 
 
 def torchrun(*args: str, **popen: object) -> subprocess.Popen:
@@ -69,11 +73,12 @@ def assert_same_weights(a: Path, b: Path, tol: float) -> None:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> tuple[Path, Path]:
-    """(config, run) of one process taking each step over two batches, as two ranks do."""
+    """(config, run) of one process taking each step over four batches, as two ranks
+    accumulating two each do."""
     folder = tmp_path_factory.mktemp("single")
-    config = write_config(folder, **EXACT)
+    config = write_config(folder, **EXACT, **EPOCH_OF_4K_PLUS_3)
     run = folder / "run"
-    overrides = ["--set", "model.dropout=0.0", "--set", "train.accumulate=2"]
+    overrides = ["--set", "model.dropout=0.0", "--set", "train.accumulate=4"]
     assert main(["train", str(config), "--out", str(run), *overrides]) == 0
     return config, run
 
@@ -84,6 +89,7 @@ def test_two_processes_train_like_one_on_the_same_batches(single, tmp_path, fsdp
     run = tmp_path / "run"
     before = set(tmp_path.iterdir())
     sets = ["--set", "model.dropout=0.0", "--set", f"train.fsdp={str(fsdp).lower()}"]
+    sets += ["--set", "train.accumulate=2"]
     log = finish(torchrun("train", str(config), "--out", str(run), *sets))
     assert_same_weights(one, run, 1e-5)
     assert set(tmp_path.iterdir()) - before == {run}  # one run directory, written once
@@ -91,6 +97,7 @@ def test_two_processes_train_like_one_on_the_same_batches(single, tmp_path, fsdp
     assert log.count("stopped (max_steps) at step 6") == 1  # only the main rank logs
     rates = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rates if "val_loss" in r] == [3, 6]
+    assert max(r.get("epoch", 0) for r in rates) == 1  # past the epoch's uneven end
     # a sharded run's checkpoint is whole too: one process loads it and translates alike
     sources = ["a man sees the dog", "the small cat eats"]
     ours, reference = (load_translator(r, log=lambda _: None) for r in (run, one))
