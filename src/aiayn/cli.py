@@ -173,13 +173,14 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 def cmd_plot_metrics(args: argparse.Namespace) -> None:
     from aiayn.train.checkpoint import METRICS
+    from aiayn.train.rundir import inside
     from aiayn.viz import plot_metrics
 
     run = Path(args.run_dir)
-    if not (run / METRICS).exists():
+    if not (metrics := inside(run, METRICS)).exists():
         raise ValueError(f"{run}: no {METRICS} to plot")
     out = Path(args.out or run / "metrics.png")
-    plot_metrics(run / METRICS, out)
+    plot_metrics(metrics, out)
     print(out)
 
 

@@ -127,3 +127,21 @@ def test_a_killed_distributed_run_resumes_to_the_uninterrupted_weights(tmp_path)
     log = finish(torchrun("train", "--out", str(cut), "--resume"))
     assert "resumed" in log
     assert_same_weights(whole, cut, 1e-6)
+
+
+def test_a_sharded_resume_refuses_a_state_with_a_tensor_missing(single, tmp_path):
+    import shutil
+
+    import torch
+
+    from aiayn.train.checkpoint import save_state
+
+    run = Path(shutil.copytree(single[1], tmp_path / "run"))
+    state = torch.load(run / "trainer_state.pt", weights_only=True)
+    state["model"].pop("transformer.encoder.layers.0.ffn.w_in.weight")
+    save_state(state, run / "trainer_state.pt")
+    sets = ["--set", "train.fsdp=true", "--set", "train.accumulate=2", "--set", "train.max_steps=8"]
+    proc = torchrun("train", "--out", str(run), "--resume", *sets)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "'transformer.encoder.layers.0.ffn.w_in.weight' is missing" in err

@@ -76,3 +76,19 @@ def test_a_second_ctrl_c_stops_at_once_and_the_checkpoint_stays_valid(tmp_path):
     resumed = start(config, out, "--resume", "--set", f"train.max_steps={step + 1}")
     _, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 0 and "resumed" in err, err[-500:]
+
+
+def test_two_trainings_into_one_directory_the_second_is_refused_naming_the_first(tmp_path):
+    config = write_config(tmp_path, max_steps=100_000, eval_every=20)
+    out = tmp_path / "run"
+    first = start(config, out)
+    try:
+        wait_for_metrics(out, first)
+        second = start(config, out, "--resume")
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 2, err
+        assert f"in use by another aiayn process (pid {first.pid})" in err.strip().splitlines()[-1]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    assert first.returncode == 0
