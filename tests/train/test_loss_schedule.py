@@ -5,8 +5,8 @@ import torch.nn.functional as F
 from aiayn.config import TrainConfig
 from aiayn.train import loss as loss_module
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
+from aiayn.train.optim import make_schedule
 from aiayn.train.schedule import noam, warmup_cosine
-from aiayn.train.trainer import make_schedule
 
 
 def test_label_smoothed_loss_matches_torch_cross_entropy():

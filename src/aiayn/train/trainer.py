@@ -14,15 +14,15 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from aiayn.config import RunConfig, TrainConfig
+from aiayn.config import RunConfig
 from aiayn.train import checkpoint as ckpt
 from aiayn.train.allocator import keep_freed_memory
 from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
 from aiayn.train.metrics import append_metric, read_metrics, to_line
+from aiayn.train.optim import apply_hyperparameters, make_optimizer, make_schedule
 from aiayn.train.recompute import recompute_layers
 from aiayn.train.rundir import inside
-from aiayn.train.schedule import noam, warmup_cosine
 from aiayn.train.state import check_state, new_state
 
 SNAPSHOTS = "checkpoints"
@@ -57,19 +57,6 @@ def pick_device(name: str) -> torch.device:
         count = f" (it has {present})" if present else ""
         raise ValueError(f"train.device={name!r}: this machine has no such device{count}")
     return device
-
-
-def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    kw = {"lr": t.lr, "betas": (t.beta1, t.beta2), "eps": t.eps, "weight_decay": t.weight_decay}
-    return (torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam)(
-        model.parameters(), **kw
-    )
-
-
-def make_schedule(t: TrainConfig, d_model: int) -> Callable[[int], float]:
-    if t.schedule == "noam":
-        return noam(d_model, t.warmup)
-    return warmup_cosine(t.warmup, t.max_steps, t.lr_floor)
 
 
 def better(monitor: str, new: float, best: float | None) -> bool:
@@ -153,7 +140,7 @@ class Trainer:
                 f"{self.run_dir} finished at step {self.state['step']}: {reason}. Nothing to "
                 f"resume; to train on, raise that limit with --set"
             )
-        self.apply_hyperparameters()
+        apply_hyperparameters(self.opt, self.sched, self.t)
         self.forget_metrics_after(self.state["step"])
         self.log(f"resumed {self.run_dir} at step {self.state['step']}")
 
@@ -183,19 +170,6 @@ class Trainer:
         if t.max_minutes and s["elapsed"] >= 60 * t.max_minutes:
             return f"it trained for train.max_minutes={t.max_minutes:g}"
         return None
-
-    def apply_hyperparameters(self) -> None:
-        """The config's optimizer settings over those saved with the optimizer state: a resume
-        with `--set train.lr=...` (betas, eps, weight decay) trains with what it says."""
-        t, groups = self.t, self.opt.param_groups
-        for group in groups:
-            group.update(betas=(t.beta1, t.beta2), eps=t.eps, weight_decay=t.weight_decay)
-            group["initial_lr"] = t.lr
-        self.sched.base_lrs = [t.lr] * len(groups)
-        factor = self.sched.lr_lambdas[0](self.sched.last_epoch)
-        for group in groups:
-            group["lr"] = t.lr * factor
-        self.sched._last_lr = [g["lr"] for g in groups]
 
     def forget_metrics_after(self, step: int) -> None:
         """Drop metrics of steps that the resumed run will take again, and a torn last line."""
