@@ -84,6 +84,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     train(run_config(args, out), out, resume=args.resume, log=log)
 
 
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from aiayn.prepare.build import prepare
+
+    prepare(RunConfig.load(args.config, args.set), Path(args.out), log=log)
+    print(args.out)
+
+
 def prompt(text: str) -> str:
     """Show `text` on stderr, then read a line from stdin ('' at end of input)."""
     print(text, end="", file=sys.stderr, flush=True)
@@ -283,6 +290,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
     train.set_defaults(run=cmd_train)
+
+    prep = sub.add_parser("prepare", help="tokenize a translation config's data once, to disk")
+    prep.add_argument("config", help="TOML config whose [data] names the files")
+    prep.add_argument("--out", required=True, help="folder of the prepared dataset")
+    prep.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    prep.set_defaults(run=cmd_prepare)
 
     for name, text in (
         ("translate", "translate lines (stdin or --input) to stdout"),

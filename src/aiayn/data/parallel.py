@@ -55,11 +55,16 @@ class ParallelData:
         return token_budget_batches(self.lengths(), batch_tokens, seed, shuffle)
 
     def collate(self, indices: list[int]) -> TranslationBatch:
-        tgt = pad_to_tensor([self.tgt[i] for i in indices], self.pad)
-        # A shorter row keeps its </s> in tgt_in; it only precedes padding targets, which the
-        # loss ignores, and the causal mask keeps it from every earlier position.
-        tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
-        n_tokens = int((tgt_out != self.pad).sum())
-        return TranslationBatch(
-            pad_to_tensor([self.src[i] for i in indices], self.pad), tgt_in, tgt_out, n_tokens
+        return collate_rows(
+            [self.src[i] for i in indices], [self.tgt[i] for i in indices], self.pad
         )
+
+
+def collate_rows(src: list[list[int]], tgt: list[list[int]], pad: int) -> TranslationBatch:
+    """The batch of source rows (ids, </s>) and target rows (<s>, ids, </s>)."""
+    padded = pad_to_tensor(tgt, pad)
+    # A shorter row keeps its </s> in tgt_in; it only precedes padding targets, which the
+    # loss ignores, and the causal mask keeps it from every earlier position.
+    tgt_in, tgt_out = padded[:, :-1], padded[:, 1:]
+    n_tokens = int((tgt_out != pad).sum())
+    return TranslationBatch(pad_to_tensor(src, pad), tgt_in, tgt_out, n_tokens)

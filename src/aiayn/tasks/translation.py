@@ -18,6 +18,7 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.translate import Translator
 from aiayn.evaluate import score_translations
 from aiayn.models.encoder_decoder import EncoderDecoder
+from aiayn.prepare.dataset import PreparedParallel, check_dataset, read_manifest
 from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
@@ -34,6 +35,17 @@ def load_tokenizers(run_dir: Path, cfg: RunConfig) -> tuple[TextTokenizer, TextT
     if not inside(run_dir, SRC_TOKENIZER).exists():
         return check_vocabulary(tgt, m.source_vocab, run_dir / TOKENIZER), tgt
     return load_tokenizer(run_dir, SRC_TOKENIZER, m.source_vocab), tgt
+
+
+def dataset_tokenizers(folder: Path) -> tuple[TextTokenizer, TextTokenizer]:
+    """(source, target) tokenizers of a prepared dataset."""
+    tgt = TextTokenizer.load(inside(folder, TOKENIZER))
+    src_path = inside(folder, SRC_TOKENIZER)
+    return (TextTokenizer.load(src_path) if src_path.exists() else tgt), tgt
+
+
+def same_tokenizers(a: tuple[TextTokenizer, ...], b: tuple[TextTokenizer, ...]) -> bool:
+    return all(x.tok.to_str() == y.tok.to_str() for x, y in zip(a, b, strict=True))
 
 
 def load_recaser(run_dir: Path) -> Recaser | None:
@@ -59,17 +71,28 @@ class TranslationTask:
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
     ) -> None:
         d = cfg.data
-        for name in ("train_src", "train_tgt", *(("valid_tgt",) if d.valid_src else ())):
+        prepared = Path(d.prepared) if d.prepared else None
+        needed = () if prepared else ("train_src", "train_tgt")
+        for name in (*needed, *(("valid_tgt",) if d.valid_src else ())):
             if not getattr(d, name):
                 raise ValueError(f"data.{name} is unset; translation needs line-aligned files")
-        src, tgt = read_parallel(d.train_src, d.train_tgt)
+        text = None if prepared else read_parallel(d.train_src, d.train_tgt)
         self.valid_text = read_parallel(d.valid_src, d.valid_tgt) if d.valid_src else None
+        if prepared:
+            check_dataset(prepared, read_manifest(prepared), d)
+            self.src_tok, self.tgt_tok = dataset_tokenizers(prepared)
+            self.recaser = load_recaser(prepared)
         if resume:
-            self.src_tok, self.tgt_tok = load_tokenizers(run_dir, cfg)
+            run_toks = load_tokenizers(run_dir, cfg)
+            if prepared and not same_tokenizers(run_toks, (self.src_tok, self.tgt_tok)):
+                raise ValueError(
+                    f"{prepared}: its tokenizer differs from the one {run_dir} was trained with"
+                )
+            self.src_tok, self.tgt_tok = run_toks
             self.recaser = load_recaser(run_dir)
-        else:
-            self.src_tok, self.tgt_tok = fit_tokenizers(cfg, src, tgt)
-            self.recaser = Recaser.fit(tgt) if d.lowercase else None
+        elif not prepared:
+            self.src_tok, self.tgt_tok = fit_tokenizers(cfg, *text)
+            self.recaser = Recaser.fit(text[1]) if d.lowercase else None
         joint = self.src_tok is self.tgt_tok
         self.cfg = cfg.replace(
             "model",
@@ -77,7 +100,7 @@ class TranslationTask:
             pad_id=self.tgt_tok.pad_id,
             src_vocab_size=None if joint else self.src_tok.vocab_size,
         )
-        full = self._encode(src, tgt)
+        full = self._encode(*text) if text else self._open(prepared)
         self.train, dropped = full.without_long(d.max_len)
         log(
             f"training pairs: {len(self.train):,} kept, {dropped:,} longer than "
@@ -95,6 +118,10 @@ class TranslationTask:
         return ParallelData.from_ids(
             self.src_tok.encode(src), t.encode(tgt), t.bos_id, t.eos_id, t.pad_id
         )
+
+    def _open(self, folder: Path) -> PreparedParallel:
+        t, vocab = self.tgt_tok, (self.src_tok.vocab_size, self.tgt_tok.vocab_size)
+        return PreparedParallel.open(folder, "train", vocab, t.bos_id, t.eos_id, t.pad_id)
 
     def save_assets(self, run_dir: Path) -> None:
         self.tgt_tok.save(run_dir / TOKENIZER)

@@ -1,0 +1,1 @@
+"""Data prepared once for training: tokenized, binarized and memory-mapped (aiayn prepare)."""

@@ -1,0 +1,145 @@
+"""`aiayn prepare`: a translation config's text, tokenized once into a prepared dataset.
+
+The files are read as streams (plain or `.gz`), the tokenizer learns from an iterator (its
+memory grows with the vocabulary, not the corpus), and lines are tokenized in large batches,
+which `tokenizers` spreads over all cores. The manifest is written last and removed first,
+so a prepare that is killed leaves nothing that training takes for a finished dataset, and
+running it again writes the same files.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from aiayn.atomic import atomic_write, atomic_write_text
+from aiayn.config import RunConfig
+from aiayn.data.recase import Recaser
+from aiayn.data.text import chunked, stream_lines
+from aiayn.data.tokenizer import TextTokenizer
+from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
+from aiayn.tasks import fit_data_tokenizer
+from aiayn.tasks.translation import RECASER, SRC_TOKENIZER
+from aiayn.train.checkpoint import TOKENIZER
+from aiayn.train.rundir import RunLock, inside
+
+LINES_PER_BATCH = 20_000
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name
+            np.save(f, array, allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def pairs(src: str, tgt: str) -> Iterator[tuple[str, str]]:
+    """Line-aligned pairs of two files; differing line counts are an error."""
+    for a, b in itertools.zip_longest(stream_lines(src), stream_lines(tgt)):
+        if a is None or b is None:
+            raise ValueError(f"parallel files differ in length: {src} and {tgt}")
+        yield a, b
+
+
+def write_split(
+    out: Path, split: str, files: tuple[str, str], toks: tuple[TextTokenizer, ...], cfg: RunConfig
+) -> dict[str, int]:
+    """Tokenize one split's pairs into its arrays; returns its counts."""
+    dtype = np.uint16 if max(t.vocab_size for t in toks) <= 1 << 16 else np.uint32
+    ids: dict[str, list[np.ndarray]] = {s: [] for s in SIDES}
+    lengths: dict[str, list[np.ndarray]] = {s: [] for s in SIDES}
+    bar = tqdm(desc=f"tokenizing {split}", unit=" pairs", unit_scale=True, dynamic_ncols=True)
+    with bar:  # closed on errors too, so that an error starts a line of its own
+        for batch in chunked(pairs(*files), LINES_PER_BATCH):
+            for side, tok, lines in zip(SIDES, toks, zip(*batch, strict=True), strict=True):
+                rows = tok.encode(list(lines))
+                n = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+                lengths[side].append(n)
+                ids[side].append(np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype))
+            bar.update(len(batch))
+    counts = {}
+    for side in SIDES:
+        n = np.concatenate(lengths[side]) if lengths[side] else np.zeros(0, dtype=np.int64)
+        flat = np.concatenate(ids[side]) if ids[side] else np.zeros(0, dtype=dtype)
+        save_array(out / f"{split}.{side}.npy", flat)
+        save_array(out / f"{split}.{side}.idx.npy", np.concatenate([[0], np.cumsum(n)]))
+        counts[f"{side}_tokens"], lengths[side] = len(flat), n
+    counts["pairs"] = len(lengths["src"])
+    # as training counts them: the longer side, with </s> (or <s>)
+    longest = np.maximum(lengths["src"], lengths["tgt"]) + 1
+    counts["longer_than_max_len"] = int((longest > cfg.data.max_len).sum())
+    if not counts["pairs"]:
+        raise ValueError(f"{files[0]}: no sentence pairs")
+    return counts
+
+
+def fit_tokenizers(cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:
+    """(source, target) tokenizers learnt from the training files as streams, exactly as the
+    in-memory path learns them from the same lines."""
+    d = cfg.data
+    if d.joint_vocab:
+        joint = fit_data_tokenizer(
+            d, itertools.chain(stream_lines(d.train_src), stream_lines(d.train_tgt))
+        )
+        return joint, joint
+    return (
+        fit_data_tokenizer(d, stream_lines(d.train_src)),
+        fit_data_tokenizer(d, stream_lines(d.train_tgt)),
+    )
+
+
+def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write the prepared dataset of `cfg`'s translation files into `out`; the manifest."""
+    d = cfg.data
+    if cfg.model.arch != "encoder_decoder":
+        raise ValueError(
+            f"model.arch={cfg.model.arch!r}: aiayn prepare makes translation datasets "
+            "(encoder_decoder) so far"
+        )
+    for name in ("train_src", "train_tgt", *(("valid_tgt",) if d.valid_src else ())):
+        if not getattr(d, name):
+            raise ValueError(f"data.{name} is unset; translation needs line-aligned files")
+    with RunLock(out, fresh=False, option="--out"):
+        inside(out, MANIFEST).unlink(missing_ok=True)  # from here on, not a finished dataset
+        sources = {
+            name: file_digest(Path(getattr(d, name)))
+            for names in SOURCES.values()
+            for name in names
+            if getattr(d, name)
+        }
+        log("learning the tokenizer")
+        toks = fit_tokenizers(cfg)
+        toks[1].save(out / TOKENIZER)
+        if not d.joint_vocab:
+            toks[0].save(out / SRC_TOKENIZER)
+        if d.lowercase:
+            atomic_write_text(out / RECASER, Recaser.fit(stream_lines(d.train_tgt)).to_json())
+        splits = {
+            split: write_split(out, split, (getattr(d, s), getattr(d, t)), toks, cfg)
+            for split, (s, t) in SOURCES.items()
+            if getattr(d, s)
+        }
+        manifest = {
+            "format": FORMAT,
+            "task": "translation",
+            "data": {name: getattr(d, name) for name in TOKEN_FIELDS},
+            "max_len": d.max_len,
+            "vocab_size": {"src": toks[0].vocab_size, "tgt": toks[1].vocab_size},
+            "sources": sources,
+            "splits": splits,
+        }
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    train = splits["train"]
+    log(
+        f"prepared {out}: {train['pairs']:,} training pairs ({train['src_tokens']:,} + "
+        f"{train['tgt_tokens']:,} tokens; {train['longer_than_max_len']:,} longer than "
+        f"data.max_len={d.max_len})"
+    )
+    return manifest

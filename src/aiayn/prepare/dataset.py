@@ -1,0 +1,162 @@
+"""A prepared (binarized) translation dataset: token ids written once, memory-mapped by every
+training process.
+
+DATA_DIR holds, per split (train, valid) and side (src, tgt), one flat array of token ids
+(`SPLIT.SIDE.npy`, uint16 where the vocabulary fits, else uint32) and the offsets where each
+sentence starts (`SPLIT.SIDE.idx.npy`, int64, one more than the sentences), beside
+`tokenizer.json` (and `src_tokenizer.json` without a joint vocabulary), `recaser.json` for
+lowercased data, and `manifest.json`, written last: a directory without it is not a finished
+dataset. Arrays load with `numpy.load(mmap_mode="r")`, so the page cache holds one copy
+however many processes read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiayn.data.batching import drop_long, token_budget_batches
+from aiayn.data.parallel import TranslationBatch, collate_rows
+from aiayn.train.rundir import inside
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+SIDES = ("src", "tgt")
+# what the tokenizer and its ids depend on: a config must agree with the dataset on each
+TOKEN_FIELDS = ("tokenizer", "vocab_size", "joint_vocab", "lowercase")
+SOURCES = {"train": ("train_src", "train_tgt"), "valid": ("valid_src", "valid_tgt")}
+
+
+def file_digest(path: Path) -> dict[str, Any]:
+    """A file's path, size and sha256, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return {"path": str(path), "size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of a finished dataset, refused if absent, unreadable or of another format."""
+    path = inside(folder, MANIFEST)
+    if not path.is_file():
+        raise ValueError(
+            f"{folder}: not a finished prepared dataset (no {MANIFEST}); run aiayn prepare"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise ValueError(f"{path}: format {found!r}, expected {FORMAT}; prepare the data again")
+    for key, kind in (("task", str), ("data", dict), ("sources", dict), ("splits", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise ValueError(f"{path}: field {key!r} is missing or not {kind.__name__}")
+    return manifest
+
+
+def check_dataset(folder: Path, manifest: dict[str, Any], data: Any) -> None:
+    """Refuse a dataset whose token settings differ from the config's `data`, or whose source
+    files changed (size or sha256) since it was prepared."""
+    path = folder / MANIFEST
+    for name in TOKEN_FIELDS:
+        if manifest["data"].get(name) != getattr(data, name):
+            raise ValueError(
+                f"{path}: prepared with data.{name}={manifest['data'].get(name)!r}, but the "
+                f"config has {getattr(data, name)!r}"
+            )
+    for name, source in manifest["sources"].items():
+        if not isinstance(source, dict) or not isinstance(source.get("path"), str):
+            raise ValueError(f"{path}: source {name!r} is not described by a path")
+        file = Path(source["path"])
+        if file.exists() and (
+            file.stat().st_size != source.get("size")
+            or file_digest(file)["sha256"] != source.get("sha256")
+        ):
+            raise ValueError(
+                f"{file}: changed since {folder} was prepared from it (size or sha256); "
+                "prepare the data again"
+            )
+
+
+def load_array(folder: Path, name: str, dtypes: tuple[str, ...]) -> np.ndarray:
+    """A memory-mapped 1-D array, refused unless whole and of one of `dtypes`."""
+    path = inside(folder, name)
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing from the prepared dataset") from None
+    except (ValueError, OSError, EOFError) as e:  # a truncated file or a bad header
+        raise ValueError(f"{path}: not a readable .npy array ({e})") from None
+    if array.ndim != 1 or array.dtype.name not in dtypes:
+        raise ValueError(f"{path}: a {array.ndim}-D {array.dtype} array; expected 1-D {dtypes}")
+    return array
+
+
+class Side:
+    """One side of a split: sentence i is ids[offsets[i]:offsets[i + 1]]."""
+
+    def __init__(self, folder: Path, split: str, side: str, vocab_size: int) -> None:
+        self.ids = load_array(folder, f"{split}.{side}.npy", ("uint16", "uint32"))
+        self.offsets = load_array(folder, f"{split}.{side}.idx.npy", ("int64",))
+        off, name = self.offsets, folder / f"{split}.{side}.idx.npy"
+        if len(off) < 1 or off[0] != 0 or off[-1] != len(self.ids) or np.any(np.diff(off) < 0):
+            raise ValueError(f"{name}: offsets do not cut {split}.{side}.npy into sentences")
+        if len(self.ids) and int(self.ids.max()) >= vocab_size:
+            raise ValueError(f"{folder / f'{split}.{side}.npy'}: ids beyond the vocabulary")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, i: int) -> list[int]:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]].tolist()
+
+
+class PreparedParallel:
+    """Sentence pairs read from a prepared split, as `ParallelData` reads them from lists:
+    the same lengths, batches and collated tensors, so both train alike."""
+
+    def __init__(
+        self, src: Side, tgt: Side, keep: np.ndarray, bos: int, eos: int, pad: int
+    ) -> None:
+        self.src, self.tgt, self.keep = src, tgt, keep
+        self.bos, self.eos, self.pad = bos, eos, pad
+
+    @classmethod
+    def open(
+        cls, folder: Path, split: str, vocab: tuple[int, int], bos: int, eos: int, pad: int
+    ) -> PreparedParallel:
+        src, tgt = (Side(folder, split, s, v) for s, v in zip(SIDES, vocab, strict=True))
+        if len(src) != len(tgt):
+            raise ValueError(f"{folder}: {split} has {len(src)} sources, {len(tgt)} targets")
+        return cls(src, tgt, np.arange(len(src)), bos, eos, pad)
+
+    def __len__(self) -> int:
+        return len(self.keep)
+
+    def lengths(self) -> list[int]:
+        """Each pair's padded cost, as ParallelData's: its longer side with </s> (or <s>)."""
+        both = np.maximum(self.src.lengths(), self.tgt.lengths())[self.keep] + 1
+        return both.tolist()
+
+    def without_long(self, max_len: int) -> tuple[PreparedParallel, int]:
+        keep, dropped = drop_long(self.lengths(), max_len)
+        kept = PreparedParallel(self.src, self.tgt, self.keep[keep], self.bos, self.eos, self.pad)
+        return kept, dropped
+
+    def batches(self, batch_tokens: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+        return token_budget_batches(self.lengths(), batch_tokens, seed, shuffle)
+
+    def collate(self, indices: list[int]) -> TranslationBatch:
+        pairs = [int(self.keep[i]) for i in indices]
+        src = [[*self.src.row(i), self.eos] for i in pairs]
+        tgt = [[self.bos, *self.tgt.row(i), self.eos] for i in pairs]
+        return collate_rows(src, tgt, self.pad)

@@ -1,0 +1,171 @@
+"""`aiayn prepare` and `data.prepared`: the same training as from text, and every stale or
+damaged dataset refused in one line."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from aiayn.cli import main
+from aiayn.prepare import build
+from tests.cli_helpers import write_config
+
+TRAIN = ["--set", "train.max_steps=12", "--set", "train.eval_every=6"]
+
+
+def losses(run: Path) -> list[tuple[int, float]]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [(r["step"], r.get("loss"), r.get("val_loss")) for r in map(json.loads, lines)]
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> tuple[Path, Path]:
+    """(config, dataset) of the toy corpus."""
+    folder = tmp_path_factory.mktemp("prepared")
+    config = write_config(folder)
+    assert main(["prepare", str(config), "--out", str(folder / "data")]) == 0
+    return config, folder / "data"
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("aiayn "), err
+    return err[-1]
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_prepared_and_in_memory_training_are_bit_identical(tmp_path, lowercase):
+    config = write_config(tmp_path)
+    sets = [*TRAIN, "--set", f"data.lowercase={str(lowercase).lower()}"]
+    assert main(["prepare", str(config), "--out", str(tmp_path / "data"), *sets]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "text"), *sets]) == 0
+    data = ["--set", f"data.prepared={tmp_path / 'data'}", "--set", "data.train_src="]
+    assert main(["train", str(config), "--out", str(tmp_path / "mapped"), *sets, *data]) == 0
+    assert losses(tmp_path / "text") == losses(tmp_path / "mapped")
+    a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("text", "mapped"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "text" / "tokenizer.json").read_text() == (
+        tmp_path / "mapped" / "tokenizer.json"
+    ).read_text()
+    assert (tmp_path / "mapped" / "recaser.json").exists() == lowercase
+
+
+def test_the_arrays_memory_map_and_the_manifest_counts_them(prepared):
+    _, data = prepared
+    manifest = json.loads((data / "manifest.json").read_text())
+    ids = np.load(data / "train.src.npy", mmap_mode="r")
+    offsets = np.load(data / "train.src.idx.npy", mmap_mode="r")
+    assert isinstance(ids, np.memmap) and ids.dtype == np.uint16
+    assert manifest["splits"]["train"]["pairs"] == len(offsets) - 1 == 240
+    assert manifest["splits"]["train"]["src_tokens"] == len(ids) == offsets[-1]
+    assert set(manifest["sources"]) == {"train_src", "train_tgt", "valid_src", "valid_tgt"}
+
+
+def copy_dataset(data: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(data, tmp_path / "data"))
+
+
+def train_on(config: Path, data: Path, out: Path, *extra: str) -> int:
+    sets = ["--set", f"data.prepared={data}", *TRAIN, *extra]
+    return main(["train", str(config), "--out", str(out), *sets])
+
+
+def test_a_source_changed_since_prepare_is_refused(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert main(["prepare", str(config), "--out", str(tmp_path / "data")]) == 0
+    with open(tmp_path / "train.tgt", "a") as f:
+        f.write("ein hund\n")
+    assert train_on(config, tmp_path / "data", tmp_path / "run") == 2
+    assert "train.tgt: changed since" in error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "manifest.json").unlink(), "not a finished prepared dataset"),
+        (
+            lambda d: (d / "manifest.json").write_text('{"format": 99}'),
+            "format 99, expected 1",
+        ),
+        (
+            lambda d: (d / "train.tgt.npy").write_bytes((d / "train.tgt.npy").read_bytes()[:-9]),
+            "train.tgt.npy: not a readable .npy array",
+        ),
+        (lambda d: (d / "train.src.idx.npy").unlink(), "train.src.idx.npy: missing"),
+    ],
+)
+def test_a_damaged_dataset_is_one_line(prepared, tmp_path, capsys, damage, message):
+    config, data = prepared
+    data = copy_dataset(data, tmp_path)
+    damage(data)
+    assert train_on(config, data, tmp_path / "run") == 2
+    assert message in error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_other_token_settings_or_another_tokenizer_are_refused(prepared, tmp_path, capsys):
+    config, data = prepared
+    assert train_on(config, data, tmp_path / "a", "--set", "data.vocab_size=90") == 2
+    assert "prepared with data.vocab_size=80" in error_line(capsys)
+    assert train_on(config, data, tmp_path / "run") == 0
+    other = copy_dataset(data, tmp_path)
+    tok = json.loads((other / "tokenizer.json").read_text())
+    tok["model"]["vocab"]["zzz"] = tok["model"]["vocab"].pop(next(iter(tok["model"]["vocab"])))
+    (other / "tokenizer.json").write_text(json.dumps(tok))
+    resume = ["train", "--out", str(tmp_path / "run"), "--resume"]
+    sets = ["--set", f"data.prepared={other}", "--set", "train.max_steps=14"]
+    assert main([*resume, *sets]) == 2
+    assert "its tokenizer differs from the one" in error_line(capsys)
+
+
+def test_an_interrupted_prepare_then_a_new_one_gives_the_same_files(tmp_path, monkeypatch):
+    config = write_config(tmp_path)
+    assert main(["prepare", str(config), "--out", str(tmp_path / "whole")]) == 0
+    real = build.write_split
+
+    def dies_in_valid(out, split, *args):
+        if split == "valid":
+            raise KeyboardInterrupt  # killed half-way: train written, valid and manifest not
+        return real(out, split, *args)
+
+    monkeypatch.setattr(build, "write_split", dies_in_valid)
+    assert main(["prepare", str(config), "--out", str(tmp_path / "cut")]) == 130
+    assert not (tmp_path / "cut" / "manifest.json").exists()
+    monkeypatch.setattr(build, "write_split", real)
+    assert main(["prepare", str(config), "--out", str(tmp_path / "cut")]) == 0
+    names = sorted(p.name for p in (tmp_path / "whole").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "cut").iterdir())
+    for name in names:
+        if name != "manifest.json":  # it names its own folder's sources: the same here
+            assert (tmp_path / "whole" / name).read_bytes() == (
+                tmp_path / "cut" / name
+            ).read_bytes()
+    assert json.loads((tmp_path / "whole" / "manifest.json").read_text()) == json.loads(
+        (tmp_path / "cut" / "manifest.json").read_text()
+    )
+
+
+def test_prepare_refuses_what_it_cannot_make(tmp_path, capsys):
+    config = write_config(tmp_path)
+    assert (
+        main(
+            [
+                "prepare",
+                str(config),
+                "--out",
+                str(tmp_path / "d"),
+                "--set",
+                "model.arch=decoder_only",
+            ]
+        )
+        == 2
+    )
+    assert "translation datasets (encoder_decoder) so far" in error_line(capsys)
+    (tmp_path / "train.src").write_text("one line\n")
+    assert main(["prepare", str(config), "--out", str(tmp_path / "d")]) == 2
+    assert "parallel files differ in length" in error_line(capsys)
