@@ -50,3 +50,28 @@ def test_non_finite_values_are_written_as_null(tmp_path):
     path = tmp_path / "metrics.jsonl"
     append_metric(path, {"step": 3, "loss": float("nan")})
     assert read_metrics(path)[0] == [{"step": 3, "loss": None}]
+
+
+def test_a_log_that_is_no_terminal_gets_a_progress_line_every_log_every_steps(tmp_path, capsys):
+    from aiayn.cli import main
+    from tests.cli_helpers import write_config
+
+    assert main(["train", str(write_config(tmp_path)), "--out", str(tmp_path / "run")]) == 0
+    lines = [
+        x for x in capsys.readouterr().err.splitlines() if x.startswith("step ") and "/30" in x
+    ]
+    assert [x.split()[1] for x in lines] == [f"{s}/30" for s in range(5, 31, 5)]
+    assert all(" tok/s  ETA " in x and " loss " in x for x in lines)
+    assert lines[-1].endswith("ETA 0:00:00")
+
+
+def test_the_eta_follows_the_time_budget_when_it_binds():
+    from aiayn.config import TrainConfig
+    from aiayn.train.metrics import progress_line
+
+    t = TrainConfig(max_steps=1000, log_every=10, max_minutes=2.0)
+    record = {"step": 10, "loss": 1.0, "lr": 1e-3, "tokens_per_s": 100.0, "elapsed_s": 60.0}
+    assert progress_line(record, t, seconds=10.0).endswith("ETA 0:01:00")  # not 0:16:30
+    assert progress_line(record, TrainConfig(max_steps=1000, log_every=10), 10.0).endswith(
+        "ETA 0:16:30"
+    )

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from aiayn.config import TrainConfig
+
 
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], bool]:
     """(records, whether a torn last line was dropped) of a metrics file."""
@@ -56,3 +58,17 @@ def append_metric(path: str | Path, record: dict[str, Any]) -> None:
             with contextlib.suppress(OSError):  # else a reader drops the torn line
                 f.truncate(start)
             raise ValueError(f"{path}: could not be written ({e.strerror or e})") from e
+
+
+def progress_line(record: dict[str, Any], t: TrainConfig, seconds: float) -> str:
+    """The bar's figures as one line, for logs that are not a terminal: the ETA from the
+    pace of the last `t.log_every` steps."""
+    step, max_steps = record["step"], t.max_steps
+    left = (max_steps - step) * seconds / t.log_every
+    if t.max_minutes:
+        left = min(left, max(60 * t.max_minutes - record["elapsed_s"], 0.0))
+    eta = f"{int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}"
+    return (
+        f"step {step:,}/{max_steps:,}  loss {record['loss']:.4f}  lr {record['lr']:.3g}  "
+        f"{record['tokens_per_s']:,.0f} tok/s  ETA {eta}"
+    )

@@ -19,7 +19,7 @@ from aiayn.train import checkpoint as ckpt
 from aiayn.train.allocator import keep_freed_memory
 from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
-from aiayn.train.metrics import append_metric, read_metrics, to_line
+from aiayn.train.metrics import append_metric, progress_line, read_metrics, to_line
 from aiayn.train.optim import apply_hyperparameters, make_optimizer, make_schedule
 from aiayn.train.recompute import recompute_layers
 from aiayn.train.rundir import inside
@@ -331,6 +331,8 @@ class Trainer:
             bar.set_postfix(
                 loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", tok_s=f"{rate:,.0f}"
             )
+            if bar.disable and self.group.main:  # no bar (a log file): a line instead
+                self.log(progress_line(record, self.t, now - window["since"]))
             window.update(loss=0.0, tokens=0, since=now)
         out_of_time = self.t.max_minutes and self.state["elapsed"] >= 60 * self.t.max_minutes
         last = step >= self.t.max_steps or out_of_time
