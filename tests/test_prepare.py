@@ -160,12 +160,44 @@ def test_prepare_refuses_what_it_cannot_make(tmp_path, capsys):
                 "--out",
                 str(tmp_path / "d"),
                 "--set",
-                "model.arch=decoder_only",
+                "model.arch=encoder_classifier",
             ]
         )
         == 2
     )
-    assert "translation datasets (encoder_decoder) so far" in error_line(capsys)
+    assert "so far" in error_line(capsys)
     (tmp_path / "train.src").write_text("one line\n")
     assert main(["prepare", str(config), "--out", str(tmp_path / "d")]) == 2
     assert "parallel files differ in length" in error_line(capsys)
+
+
+@pytest.mark.parametrize("tokenizer, valid", [("char", False), ("bpe", False), ("bpe", True)])
+def test_a_language_model_trains_alike_from_its_prepared_token_stream(tmp_path, tokenizer, valid):
+    from tests.tasks.test_language_model import lm_config
+
+    config = lm_config(tmp_path, tokenizer, max_steps=20, eval_every=10)
+    sets = ["--set", "data.vocab_size=60", "--set", "data.valid_fraction=0.17"]
+    if valid:  # a text with \r and other line breaks str.splitlines would also cut at
+        (tmp_path / "valid.txt").write_text("Hark,\r who goes\u2028there?\nNone.\n")
+        sets += ["--set", f"data.valid={tmp_path / 'valid.txt'}"]
+    assert main(["prepare", str(config), "--out", str(tmp_path / "data"), *sets]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "text"), *sets]) == 0
+    data = ["--set", f"data.prepared={tmp_path / 'data'}"]
+    assert main(["train", str(config), "--out", str(tmp_path / "mapped"), *sets, *data]) == 0
+    assert losses(tmp_path / "text") == losses(tmp_path / "mapped")
+    a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("text", "mapped"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ids = np.load(tmp_path / "data" / "train.ids.npy", mmap_mode="r")
+    assert isinstance(ids, np.memmap) and ids.dtype == np.uint16
+
+
+def test_a_translation_dataset_is_no_language_model_dataset(prepared, tmp_path, capsys):
+    from tests.tasks.test_language_model import lm_config
+
+    _, data = prepared
+    config = lm_config(tmp_path)
+    assert (
+        main(["train", str(config), "--out", str(tmp_path / "r"), "--set", f"data.prepared={data}"])
+        == 2
+    )
+    assert "a translation dataset; this run needs language_model" in error_line(capsys)

@@ -85,26 +85,34 @@ def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str
     return src_lines, tgt_lines
 
 
-def stream_lines(path: str | Path | None) -> Iterator[str]:
+def stream_lines(path: str | Path | None, keep_ends: bool = False) -> Iterator[str]:
     """The lines of a UTF-8 file (`.gz` is decompressed) or of stdin (None), without line
-    endings; a line that is not UTF-8 is an error naming the file and line. The file is
-    opened at once (a missing one is an error before anything else runs), read lazily."""
+    endings unless `keep_ends` (then cut after each "\n" only, as `text_lines` cuts); a line
+    that is not UTF-8 is an error naming the file and line. The file is opened at once (a
+    missing one is an error before anything else runs), read lazily."""
     if path is None:
         binary = getattr(sys.stdin, "buffer", None)
         if binary is None:  # stdin replaced by text (tests): it is decoded already
             return (line.rstrip("\n").rstrip("\r") for line in sys.stdin)
-        return _decoded(nullcontext(binary), "stdin")
+        return _decoded(nullcontext(binary), "stdin", keep_ends)
     gz = str(path).endswith(".gz")
-    return _decoded(gzip.open(path, "rb") if gz else open(path, "rb"), str(path))
+    return _decoded(gzip.open(path, "rb") if gz else open(path, "rb"), str(path), keep_ends)
 
 
-def _decoded(opened: BinaryIO, name: str) -> Iterator[str]:
+def _decoded(opened: BinaryIO, name: str, keep_ends: bool) -> Iterator[str]:
     number = 0
     try:
         with opened as f:
             for number, raw in enumerate(f, start=1):  # noqa: B007 (read in the handler)
-                yield raw.decode("utf-8").rstrip("\n").rstrip("\r")
+                line = raw.decode("utf-8")
+                yield line if keep_ends else line.rstrip("\n").rstrip("\r")
     except UnicodeDecodeError as e:
         raise ValueError(f"{name}: line {number} is not valid UTF-8 ({e.reason})") from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise ValueError(f"{name}: not a valid gzip file ({e})") from None
+
+
+def text_lines(text: str) -> list[str]:
+    """`text` cut after each "\n" (there only, as a file read line by line), ends kept."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
+from aiayn.prepare.stream import write_streams
 from aiayn.tasks import fit_data_tokenizer
 from aiayn.tasks.translation import RECASER, SRC_TOKENIZER
 from aiayn.train.checkpoint import TOKENIZER
@@ -96,50 +98,58 @@ def fit_tokenizers(cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:
 
 
 def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write the prepared dataset of `cfg`'s translation files into `out`; the manifest."""
-    d = cfg.data
-    if cfg.model.arch != "encoder_decoder":
+    """Write the prepared dataset of `cfg`'s files (a translation's pairs or a language
+    model's text) into `out`; the manifest."""
+    arch, d = cfg.model.arch, cfg.data
+    if arch not in ("encoder_decoder", "decoder_only"):
         raise ValueError(
-            f"model.arch={cfg.model.arch!r}: aiayn prepare makes translation datasets "
-            "(encoder_decoder) so far"
+            f"model.arch={arch!r}: aiayn prepare makes translation (encoder_decoder) and "
+            "language-model (decoder_only) datasets so far"
         )
-    for name in ("train_src", "train_tgt", *(("valid_tgt",) if d.valid_src else ())):
+    text = arch == "decoder_only"
+    needed = ("train",) if text else ("train_src", "train_tgt")
+    for name in (*needed, *(("valid_tgt",) if d.valid_src and not text else ())):
         if not getattr(d, name):
-            raise ValueError(f"data.{name} is unset; translation needs line-aligned files")
+            raise ValueError(f"data.{name} is unset; nothing to prepare")
+    names = ("train", "valid") if text else [n for pair in SOURCES.values() for n in pair]
     with RunLock(out, fresh=False, option="--out"):
         inside(out, MANIFEST).unlink(missing_ok=True)  # from here on, not a finished dataset
-        sources = {
-            name: file_digest(Path(getattr(d, name)))
-            for names in SOURCES.values()
-            for name in names
-            if getattr(d, name)
-        }
+        sources = {n: file_digest(Path(getattr(d, n))) for n in names if getattr(d, n)}
         log("learning the tokenizer")
-        toks = fit_tokenizers(cfg)
-        toks[1].save(out / TOKENIZER)
-        if not d.joint_vocab:
-            toks[0].save(out / SRC_TOKENIZER)
-        if d.lowercase:
-            atomic_write_text(out / RECASER, Recaser.fit(stream_lines(d.train_tgt)).to_json())
-        splits = {
-            split: write_split(out, split, (getattr(d, s), getattr(d, t)), toks, cfg)
-            for split, (s, t) in SOURCES.items()
-            if getattr(d, s)
-        }
+        if text:
+            tok, splits = write_streams(out, d, partial(fit_data_tokenizer, d), save_array)
+            tok.save(out / TOKENIZER)
+            fields = (*TOKEN_FIELDS, *(() if d.valid else ("valid_fraction",)))
+            vocab: Any = tok.vocab_size
+        else:
+            splits, vocab = write_translation(out, cfg)
+            fields = TOKEN_FIELDS
         manifest = {
             "format": FORMAT,
-            "task": "translation",
-            "data": {name: getattr(d, name) for name in TOKEN_FIELDS},
+            "task": "language_model" if text else "translation",
+            "data": {name: getattr(d, name) for name in fields},
             "max_len": d.max_len,
-            "vocab_size": {"src": toks[0].vocab_size, "tgt": toks[1].vocab_size},
+            "vocab_size": vocab,
             "sources": sources,
             "splits": splits,
         }
         atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    train = splits["train"]
-    log(
-        f"prepared {out}: {train['pairs']:,} training pairs ({train['src_tokens']:,} + "
-        f"{train['tgt_tokens']:,} tokens; {train['longer_than_max_len']:,} longer than "
-        f"data.max_len={d.max_len})"
-    )
+    log(f"prepared {out}: " + ", ".join(f"{k} {v}" for k, v in splits["train"].items()))
     return manifest
+
+
+def write_translation(out: Path, cfg: RunConfig) -> tuple[dict[str, Any], dict[str, int]]:
+    """Tokenizers, recaser and each split's arrays of a translation; (counts, vocabularies)."""
+    d = cfg.data
+    toks = fit_tokenizers(cfg)
+    toks[1].save(out / TOKENIZER)
+    if not d.joint_vocab:
+        toks[0].save(out / SRC_TOKENIZER)
+    if d.lowercase:
+        atomic_write_text(out / RECASER, Recaser.fit(stream_lines(d.train_tgt)).to_json())
+    splits = {
+        split: write_split(out, split, (getattr(d, s), getattr(d, t)), toks, cfg)
+        for split, (s, t) in SOURCES.items()
+        if getattr(d, s)
+    }
+    return splits, {"src": toks[0].vocab_size, "tgt": toks[1].vocab_size}

@@ -40,8 +40,9 @@ def file_digest(path: Path) -> dict[str, Any]:
     return {"path": str(path), "size": path.stat().st_size, "sha256": h.hexdigest()}
 
 
-def read_manifest(folder: Path) -> dict[str, Any]:
-    """The manifest of a finished dataset, refused if absent, unreadable or of another format."""
+def read_manifest(folder: Path, task: str = "translation") -> dict[str, Any]:
+    """The manifest of a finished dataset for `task`, refused if absent, unreadable, of
+    another format or of another task."""
     path = inside(folder, MANIFEST)
     if not path.is_file():
         raise ValueError(
@@ -57,6 +58,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     for key, kind in (("task", str), ("data", dict), ("sources", dict), ("splits", dict)):
         if not isinstance(manifest.get(key), kind):
             raise ValueError(f"{path}: field {key!r} is missing or not {kind.__name__}")
+    if manifest["task"] != task:
+        raise ValueError(f"{path}: a {manifest['task']} dataset; this run needs {task}")
     return manifest
 
 
@@ -64,7 +67,9 @@ def check_dataset(folder: Path, manifest: dict[str, Any], data: Any) -> None:
     """Refuse a dataset whose token settings differ from the config's `data`, or whose source
     files changed (size or sha256) since it was prepared."""
     path = folder / MANIFEST
-    for name in TOKEN_FIELDS:
+    for name in manifest["data"]:
+        if not hasattr(data, name):
+            raise ValueError(f"{path}: data field {name!r} is unknown")
         if manifest["data"].get(name) != getattr(data, name):
             raise ValueError(
                 f"{path}: prepared with data.{name}={manifest['data'].get(name)!r}, but the "

@@ -5,22 +5,54 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from aiayn.config import RunConfig
-from aiayn.data.text import read_text
+from aiayn.data.text import read_text, text_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
+from aiayn.prepare.dataset import check_dataset, load_array, read_manifest
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
+from aiayn.train.rundir import inside
 
 
 def encode_text(tok: TextTokenizer, text: str) -> Tensor:
-    """A whole text as one id sequence, encoded line by line (newlines kept) for speed."""
-    lines = text.splitlines(keepends=True)
-    return torch.tensor([i for ids in tok.encode(lines) for i in ids], dtype=torch.long)
+    """A whole text as one id sequence, encoded line by line (newlines kept) for speed, as
+    `aiayn prepare` encodes a file."""
+    ids = [i for row in tok.encode(text_lines(text)) for i in row]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def take(ids: Tensor | np.ndarray, offsets: Tensor) -> Tensor:
+    """ids[offsets] as int64, from a tensor or a memory-mapped array of a prepared dataset."""
+    if isinstance(ids, Tensor):
+        return ids[offsets]
+    return torch.from_numpy(ids[offsets.numpy()].astype(np.int64))
+
+
+def open_stream(
+    folder: Path, cfg: RunConfig, run_dir: Path, resume: bool
+) -> tuple[TextTokenizer, np.ndarray, np.ndarray]:
+    """The tokenizer and the memory-mapped training and validation ids of a prepared text."""
+    check_dataset(folder, read_manifest(folder, "language_model"), cfg.data)
+    tok = TextTokenizer.load(inside(folder, TOKENIZER))
+    if resume:
+        run_tok = TextTokenizer.load(inside(run_dir, TOKENIZER))
+        if run_tok.tok.to_str() != tok.tok.to_str():
+            raise ValueError(
+                f"{folder}: its tokenizer differs from the one {run_dir} was trained with"
+            )
+        tok = run_tok
+    dtypes = ("uint16", "uint32")
+    arrays = [load_array(folder, f"{split}.ids.npy", dtypes) for split in ("train", "valid")]
+    for split, ids in zip(("train", "valid"), arrays, strict=True):
+        if len(ids) and int(ids.max()) >= tok.vocab_size:
+            raise ValueError(f"{folder / f'{split}.ids.npy'}: ids beyond the vocabulary")
+    return tok, arrays[0], arrays[1]
 
 
 def split_text(cfg: RunConfig) -> tuple[str, str]:
@@ -44,12 +76,15 @@ class LanguageModelTask:
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
     ) -> None:
         d = cfg.data
-        train_text, valid_text = split_text(cfg)
-        self.tok = run_tokenizer(cfg, run_dir, resume, [train_text])
-        self.train, self.valid = (
-            encode_text(self.tok, train_text),
-            encode_text(self.tok, valid_text),
-        )
+        if d.prepared:
+            self.tok, self.train, self.valid = open_stream(Path(d.prepared), cfg, run_dir, resume)
+        else:
+            train_text, valid_text = split_text(cfg)
+            self.tok = run_tokenizer(cfg, run_dir, resume, text_lines(train_text))
+            self.train, self.valid = (
+                encode_text(self.tok, train_text),
+                encode_text(self.tok, valid_text),
+            )
         self.block = d.max_len
         for name, ids in (("training", self.train), ("validation", self.valid)):
             if len(ids) <= self.block:
@@ -95,7 +130,9 @@ class LanguageModelTask:
         """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`, by `model`;
         `rdrop` is the weight of R-Drop's term (0: one pass)."""
         offsets = starts[:, None] + torch.arange(self.block + 1)
-        blocks = ids[offsets].repeat(2 if rdrop else 1, 1).to(device)  # (passes * rows, block + 1)
+        blocks = (
+            take(ids, offsets).repeat(2 if rdrop else 1, 1).to(device)
+        )  # (passes * rows, block + 1)
         logits = model(blocks[:, :-1])
         eps = self.cfg.train.label_smoothing
         loss, nll = label_smoothed_loss(logits, blocks[:, 1:], eps, self.tok.pad_id)

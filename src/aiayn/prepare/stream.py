@@ -1,0 +1,84 @@
+"""`aiayn prepare` for a language model: its text as one stream of token ids per split
+(`train.ids.npy`, `valid.ids.npy`, as nanoGPT's train.bin), so that training draws random
+blocks from a memory map and a text larger than memory trains.
+
+The text is read line by line (cut after each newline, ends kept) three times at most: to
+count its characters where the validation text is its tail (`data.valid_fraction`), to learn
+the tokenizer, and to tokenize; the lines and the cut are exactly those of the in-memory path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from aiayn.config import DataConfig
+from aiayn.data.text import chunked, stream_lines
+from aiayn.data.tokenizer import TextTokenizer
+
+LINES_PER_BATCH = 20_000
+
+
+def _part(path: str, cut: int, head: bool) -> Iterator[str]:
+    """The lines of the text's first `cut` characters (`head`), or of the rest."""
+    seen = 0
+    for line in stream_lines(path, keep_ends=True):
+        start, seen = seen, seen + len(line)
+        if head:
+            if start >= cut:
+                return
+            yield line[: cut - start] if seen > cut else line
+        elif seen > cut:
+            yield line[max(cut - start, 0) :]
+
+
+def text_splits(d: DataConfig) -> dict[str, Callable[[], Iterator[str]]]:
+    """A fresh stream of lines for each split: `data.valid`, or the tail of `data.train`."""
+    if d.valid:
+        return {
+            "train": partial(stream_lines, d.train, True),
+            "valid": partial(stream_lines, d.valid, True),
+        }
+    total = sum(len(line) for line in stream_lines(d.train, keep_ends=True))
+    cut = int(total * (1 - d.valid_fraction))
+    return {
+        "train": partial(_part, d.train, cut, True),
+        "valid": partial(_part, d.train, cut, False),
+    }
+
+
+def token_stream(lines: Iterator[str], tok: TextTokenizer, split: str) -> np.ndarray:
+    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    parts = []
+    bar = tqdm(desc=f"tokenizing {split}", unit=" lines", unit_scale=True, dynamic_ncols=True)
+    with bar:
+        for batch in chunked(lines, LINES_PER_BATCH):
+            rows = tok.encode(batch)
+            parts.append(np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype))
+            bar.update(len(batch))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+
+def write_streams(
+    out: Path, d: DataConfig, fit: Callable[[Iterator[str]], TextTokenizer], save: Callable
+) -> tuple[TextTokenizer, dict[str, Any]]:
+    """Learn the tokenizer from the training lines, then write each split's token stream
+    with `save(path, array)`; the tokenizer and each split's token count."""
+    splits = text_splits(d)
+    tok = fit(splits["train"]())
+    counts = {}
+    for split, lines in splits.items():
+        ids = token_stream(lines(), tok, split)
+        if not len(ids):
+            raise ValueError(
+                f"{d.valid if split == 'valid' and d.valid else d.train}: no {split} tokens"
+            )
+        save(out / f"{split}.ids.npy", ids)
+        counts[split] = {"tokens": len(ids)}
+    return tok, counts
