@@ -150,25 +150,12 @@ def test_an_interrupted_prepare_then_a_new_one_gives_the_same_files(tmp_path, mo
     )
 
 
-def test_prepare_refuses_what_it_cannot_make(tmp_path, capsys):
+def test_prepare_refuses_mismatched_files(tmp_path, capsys):
     config = write_config(tmp_path)
-    assert (
-        main(
-            [
-                "prepare",
-                str(config),
-                "--out",
-                str(tmp_path / "d"),
-                "--set",
-                "model.arch=encoder_classifier",
-            ]
-        )
-        == 2
-    )
-    assert "so far" in error_line(capsys)
     (tmp_path / "train.src").write_text("one line\n")
     assert main(["prepare", str(config), "--out", str(tmp_path / "d")]) == 2
     assert "parallel files differ in length" in error_line(capsys)
+    assert not (tmp_path / "d" / "manifest.json").exists()
 
 
 @pytest.mark.parametrize("tokenizer, valid", [("char", False), ("bpe", False), ("bpe", True)])
@@ -201,3 +188,20 @@ def test_a_translation_dataset_is_no_language_model_dataset(prepared, tmp_path, 
         == 2
     )
     assert "a translation dataset; this run needs language_model" in error_line(capsys)
+
+
+def test_a_classifier_trains_alike_from_its_prepared_texts(tmp_path):
+    from tests.tasks.test_classification import classifier_config
+
+    config = classifier_config(tmp_path)
+    sets = ["--set", "train.max_steps=20", "--set", "train.eval_every=10"]
+    assert main(["prepare", str(config), "--out", str(tmp_path / "data"), *sets]) == 0
+    assert main(["train", str(config), "--out", str(tmp_path / "text"), *sets]) == 0
+    data = ["--set", f"data.prepared={tmp_path / 'data'}", "--set", "data.train="]
+    assert main(["train", str(config), "--out", str(tmp_path / "mapped"), *sets, *data]) == 0
+    assert losses(tmp_path / "text") == losses(tmp_path / "mapped")
+    a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("text", "mapped"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "mapped" / "labels.txt").read_text() == "0\n1\n"
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
+    assert manifest["labels"] == ["0", "1"] and manifest["splits"]["train"]["texts"] == 400

@@ -54,17 +54,23 @@ def read_lines(path: str | Path) -> list[str]:
 
 def read_labelled(path: str | Path) -> tuple[list[str], list[str]]:
     """Texts and labels of a TSV file `text<TAB>label` whose first line is a header."""
-    lines = read_lines(path)
-    texts, labels = [], []
-    for number, line in enumerate(lines[1:], start=2):
+    pairs = list(parse_labelled(read_lines(path), path))
+    return [t for t, _ in pairs], [y for _, y in pairs]
+
+
+def parse_labelled(lines: Iterable[str], path: str | Path) -> Iterator[tuple[str, str]]:
+    """(text, label) of each line after the header of TSV lines `text<TAB>label`."""
+    count = 0
+    for number, line in enumerate(lines, start=1):
+        if number == 1:
+            continue
         text, tab, label = line.rpartition("\t")
         if not tab or not label.strip():
             raise ValueError(f"{path}: line {number} is not text<TAB>label: {line[:60]!r}")
-        texts.append(text)
-        labels.append(label.strip())
-    if not texts:
+        count += 1
+        yield text, label.strip()
+    if not count:
         raise ValueError(f"{path}: no examples after the header line")
-    return texts, labels
 
 
 def chunked(lines: Iterable[str], size: int) -> Iterator[list[str]]:

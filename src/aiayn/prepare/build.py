@@ -25,6 +25,7 @@ from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
+from aiayn.prepare.labelled import write_labelled
 from aiayn.prepare.stream import write_streams
 from aiayn.tasks import fit_data_tokenizer
 from aiayn.tasks.translation import RECASER, SRC_TOKENIZER
@@ -32,6 +33,11 @@ from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.rundir import RunLock, inside
 
 LINES_PER_BATCH = 20_000
+TASKS = {
+    "encoder_decoder": "translation",
+    "decoder_only": "language_model",
+    "encoder_classifier": "classification",
+}
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -101,23 +107,24 @@ def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> di
     """Write the prepared dataset of `cfg`'s files (a translation's pairs or a language
     model's text) into `out`; the manifest."""
     arch, d = cfg.model.arch, cfg.data
-    if arch not in ("encoder_decoder", "decoder_only"):
-        raise ValueError(
-            f"model.arch={arch!r}: aiayn prepare makes translation (encoder_decoder) and "
-            "language-model (decoder_only) datasets so far"
-        )
-    text = arch == "decoder_only"
+    text = arch != "encoder_decoder"
     needed = ("train",) if text else ("train_src", "train_tgt")
     for name in (*needed, *(("valid_tgt",) if d.valid_src and not text else ())):
         if not getattr(d, name):
             raise ValueError(f"data.{name} is unset; nothing to prepare")
     names = ("train", "valid") if text else [n for pair in SOURCES.values() for n in pair]
+    extra: dict[str, Any] = {}
     with RunLock(out, fresh=False, option="--out"):
         inside(out, MANIFEST).unlink(missing_ok=True)  # from here on, not a finished dataset
         sources = {n: file_digest(Path(getattr(d, n))) for n in names if getattr(d, n)}
         log("learning the tokenizer")
-        if text:
-            tok, splits = write_streams(out, d, partial(fit_data_tokenizer, d), save_array)
+        fit = partial(fit_data_tokenizer, d)
+        if arch == "encoder_classifier":
+            tok, extra["labels"], splits = write_labelled(out, d, fit, save_array)
+            tok.save(out / TOKENIZER)
+            fields, vocab = TOKEN_FIELDS, tok.vocab_size
+        elif text:
+            tok, splits = write_streams(out, d, fit, save_array)
             tok.save(out / TOKENIZER)
             fields = (*TOKEN_FIELDS, *(() if d.valid else ("valid_fraction",)))
             vocab: Any = tok.vocab_size
@@ -126,7 +133,8 @@ def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> di
             fields = TOKEN_FIELDS
         manifest = {
             "format": FORMAT,
-            "task": "language_model" if text else "translation",
+            "task": TASKS[arch],
+            **extra,
             "data": {name: getattr(d, name) for name in fields},
             "max_len": d.max_len,
             "vocab_size": vocab,

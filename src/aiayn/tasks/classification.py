@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,6 +17,7 @@ from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import read_labelled, read_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.encoder_only import EncoderClassifier
+from aiayn.prepare.dataset import MANIFEST, Side, check_dataset, load_array, read_manifest
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import rdrop_kl
@@ -75,12 +77,21 @@ class Classifier(LabelPredictor):
         return next(self.model.parameters()).device
 
     def ids(self, texts: list[str]) -> list[list[int]]:
+        return self.frame(self.tok.encode(texts))
+
+    def frame(self, rows: list[list[int]]) -> list[list[int]]:
         """<s> (the pooled position) then the tokens, cut to max_len; with `end_token`, </s>
         closes each text (BERT's [CLS] text [SEP])."""
         if not self.end_token:
-            return [[self.tok.bos_id, *ids][: self.max_len] for ids in self.tok.encode(texts)]
+            return [[self.tok.bos_id, *ids][: self.max_len] for ids in rows]
         room = self.max_len - 2
-        return [[self.tok.bos_id, *ids[:room], self.tok.eos_id] for ids in self.tok.encode(texts)]
+        return [[self.tok.bos_id, *ids[:room], self.tok.eos_id] for ids in rows]
+
+    def framed_lengths(self, lengths: np.ndarray) -> np.ndarray:
+        """The lengths `frame` gives rows of `lengths` tokens."""
+        if not self.end_token:
+            return np.minimum(lengths + 1, self.max_len)
+        return np.minimum(lengths, self.max_len - 2) + 2
 
     def logits(self, rows: list[list[int]]) -> Tensor:
         # rows: B lists of ids -> (B, n_classes)
@@ -125,12 +136,15 @@ class ClassificationTask:
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
     ) -> None:
         d = cfg.data
-        if not d.train or not d.valid:
+        if not d.valid or not (d.train or d.prepared):
             raise ValueError("a classifier needs data.train and data.valid (TSV files)")
-        texts, labels = read_labelled(d.train)
         self.valid_texts, valid_labels = read_labelled(d.valid)
-        tok = run_tokenizer(cfg, run_dir, resume, texts)
-        names = load_labels(run_dir, cfg.model.n_classes) if resume else sorted(set(labels))
+        if d.prepared:
+            tok, names, side, labels = open_labelled(Path(d.prepared), cfg, run_dir, resume)
+        else:
+            texts, labels = read_labelled(d.train)
+            tok = run_tokenizer(cfg, run_dir, resume, texts)
+            names = load_labels(run_dir, cfg.model.n_classes) if resume else sorted(set(labels))
         unknown = sorted(set(valid_labels) - set(names))
         if unknown:
             raise ValueError(f"{d.valid}: label {unknown[0]!r} is not among {names}")
@@ -140,11 +154,18 @@ class ClassificationTask:
         self.model = EncoderClassifier(self.cfg.model)
         self.classifier = Classifier(self.model, tok, names, d.max_len, d.end_token)
         index = {name: i for i, name in enumerate(names)}
-        rows = self.classifier.ids(texts)
-        self.train = [(r, index[y]) for r, y in zip(rows, labels, strict=True)]
+        if d.prepared:  # token rows read from the memory map batch by batch
+            self.rows = lambda ids: self.classifier.frame([side.row(i) for i in ids])
+            self.lengths = self.classifier.framed_lengths(side.lengths()).tolist()
+            self.labels = labels.tolist()
+        else:
+            rows = self.classifier.ids(texts)
+            self.rows = lambda ids: [rows[i] for i in ids]
+            self.lengths, self.labels = [len(r) for r in rows], [index[y] for y in labels]
         self.valid = torch.tensor([index[y] for y in valid_labels])
         log(
-            f"{len(self.train):,} training and {len(self.valid):,} validation texts, labels {names}"
+            f"{len(self.labels):,} training and {len(self.valid):,} validation texts, "
+            f"labels {names}"
         )
 
     def save_assets(self, run_dir: Path) -> None:
@@ -153,21 +174,20 @@ class ClassificationTask:
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
         t = self.cfg.train
-        lengths = [len(r) for r, _ in self.train]
-        return token_budget_batches(lengths, t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
+        return token_budget_batches(self.lengths, t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
 
     def train_loss(
         self, indices: list[int], device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
         """(summed smoothed loss, summed NLL, examples) of one batch through `model`."""
         tok = self.classifier.tok
-        ids = pad_to_tensor([self.train[i][0] for i in indices], tok.pad_id)
+        ids = pad_to_tensor(self.rows(indices), tok.pad_id)
         keep = (ids == tok.pad_id) | (ids == tok.bos_id)
         t = self.cfg.train
         passes = 2 if t.rdrop else 1
         ids = word_dropout(ids, t.word_dropout, tok.unk_id, keep).repeat(passes, 1)
         logits = model(ids.to(device)).float()  # (passes * B, n_classes)
-        y = torch.tensor([self.train[i][1] for i in indices], device=device).repeat(passes)
+        y = torch.tensor([self.labels[i] for i in indices], device=device).repeat(passes)
         loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=t.label_smoothing)
         if t.rdrop:
             loss = loss + t.rdrop * rdrop_kl(logits, torch.ones(len(indices), device=device))
@@ -178,6 +198,33 @@ class ClassificationTask:
         probs = self.classifier.probabilities(self.valid_texts, self.cfg.train.batch_tokens)
         nll = F.nll_loss(probs.clamp(min=1e-12).log(), self.valid).item()
         return {"val_loss": nll, "val_acc": (probs.argmax(-1) == self.valid).float().mean().item()}
+
+
+def open_labelled(
+    folder: Path, cfg: RunConfig, run_dir: Path, resume: bool
+) -> tuple[TextTokenizer, list[str], Side, np.ndarray]:
+    """The tokenizer, class names, token rows and class indices of a prepared training TSV."""
+    manifest = read_manifest(folder, "classification")
+    check_dataset(folder, manifest, cfg.data)
+    names = manifest.get("labels")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{folder / MANIFEST}: field 'labels' is not a list of class names")
+    tok = TextTokenizer.load(inside(folder, TOKENIZER))
+    if resume:
+        run_tok = TextTokenizer.load(inside(run_dir, TOKENIZER))
+        if run_tok.tok.to_str() != tok.tok.to_str():
+            raise ValueError(
+                f"{folder}: its tokenizer differs from the one {run_dir} was trained with"
+            )
+        if load_labels(run_dir, cfg.model.n_classes) != names:
+            raise ValueError(f"{folder}: its labels differ from those {run_dir} was trained with")
+    side = Side(folder, "train", "text", tok.vocab_size)
+    labels = load_array(folder, "train.labels.npy", ("int64",))
+    if len(labels) != len(side) or (
+        len(labels) and not 0 <= labels.min() <= labels.max() < len(names)
+    ):
+        raise ValueError(f"{folder / 'train.labels.npy'}: not one class index per text")
+    return tok, names, side, labels
 
 
 def load_classifier(
