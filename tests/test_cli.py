@@ -43,3 +43,10 @@ def test_module_entry_point_reports_a_missing_file_without_traceback(tmp_path):
     )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and "does not exist" in run.stderr
+
+
+def test_every_shipped_config_loads() -> None:
+    from aiayn.config import RunConfig
+
+    for path in sorted((ROOT / "configs").glob("*.toml")):
+        RunConfig.load(path)
