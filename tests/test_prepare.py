@@ -64,6 +64,12 @@ def test_the_arrays_memory_map_and_the_manifest_counts_them(prepared):
     assert set(manifest["sources"]) == {"train_src", "train_tgt", "valid_src", "valid_tgt"}
 
 
+def edit_manifest(data: Path, change) -> None:
+    manifest = json.loads((data / "manifest.json").read_text())
+    change(manifest)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+
+
 def copy_dataset(data: Path, tmp_path: Path) -> Path:
     import shutil
 
@@ -97,6 +103,15 @@ def test_a_source_changed_since_prepare_is_refused(tmp_path, capsys):
             "train.tgt.npy: not a readable .npy array",
         ),
         (lambda d: (d / "train.src.idx.npy").unlink(), "train.src.idx.npy: missing"),
+        (
+            lambda d: edit_manifest(d, lambda m: m["sources"]["train_src"].update(size="big")),
+            "source 'train_src' is not a data file's path, size and sha256",
+        ),
+        (
+            lambda d: edit_manifest(d, lambda m: m["sources"].update(secret={"path": "/etc"})),
+            "source 'secret' is not a data file's path, size and sha256",
+        ),
+        (lambda d: (d / "manifest.json").write_text(" " * (2 << 20)), "not a manifest"),
     ],
 )
 def test_a_damaged_dataset_is_one_line(prepared, tmp_path, capsys, damage, message):
@@ -205,3 +220,11 @@ def test_a_classifier_trains_alike_from_its_prepared_texts(tmp_path):
     assert (tmp_path / "mapped" / "labels.txt").read_text() == "0\n1\n"
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
     assert manifest["labels"] == ["0", "1"] and manifest["splits"]["train"]["texts"] == 400
+
+
+def test_a_manifest_naming_a_device_as_its_source_is_not_read(prepared, tmp_path):
+    config, data = prepared
+    data = copy_dataset(data, tmp_path)
+    endless = {"path": "/dev/zero", "size": 0, "sha256": "0" * 64}
+    edit_manifest(data, lambda m: m["sources"].update(train_src=endless))
+    assert train_on(config, data, tmp_path / "run") == 0  # /dev/zero is not hashed (forever)

@@ -59,3 +59,18 @@ def test_unreadable_file_is_a_clear_error(tmp_path) -> None:
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(ValueError, match="not a readable recaser file"):
         Recaser.load(path)
+
+
+def test_a_recaser_file_too_large_to_be_one_is_refused_before_reading(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    from aiayn.data import recase
+
+    path = tmp_path / "recaser.json"
+    path.write_text("{}")
+    monkeypatch.setattr(recase, "MAX_FILE_BYTES", 1)
+    with pytest.raises(ValueError, match="larger than a recaser file can be"):
+        recase.Recaser.load(path)
+    assert os.path.getsize(path) == 2

@@ -18,6 +18,7 @@ from itertools import pairwise
 from pathlib import Path
 
 WORD = re.compile(r"\w+")
+MAX_FILE_BYTES = 256 << 20  # a word list and its pairs; Multi30k's is under 1 MB
 MIN_PAIR_COUNT = 2  # a pair seen once says too little against the word's usual form
 
 
@@ -88,6 +89,9 @@ class Recaser:
     @classmethod
     def load(cls, path: str | Path) -> Recaser:
         """A recaser saved by `to_json`; any other content is a ValueError naming the file."""
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"{path}: {size:,} bytes, larger than a recaser file can be; refused")
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (ValueError, RecursionError) as e:

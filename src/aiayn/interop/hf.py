@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from aiayn.interop.hf_config import model_config, read_config
+from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
 from aiayn.train.checkpoint import load_plain, read_tensors
 from aiayn.train.rundir import inside
@@ -230,7 +230,11 @@ def assemble(
 def from_pretrained(path: str | Path) -> nn.Module:
     """The aiayn model of a Hugging Face directory (config.json and weights), in eval mode."""
     folder = Path(path)
-    hf = read_config(folder)
+    return load_pretrained(folder, read_config(folder))
+
+
+def load_pretrained(folder: Path, hf: HFConfig) -> nn.Module:
+    """The aiayn model of `folder`'s weights, whose config.json `hf` has been read."""
     fmt = FORMATS[hf.data["model_type"]]
     cfg = model_config(hf)
     tensors = read_checkpoint(folder)

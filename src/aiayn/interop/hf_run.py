@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.interop.hf import from_pretrained
+from aiayn.interop.hf import load_pretrained
 from aiayn.interop.hf_config import read_config
 from aiayn.tasks import check_vocabulary
 from aiayn.tasks.classification import LABELS, save_labels
@@ -45,7 +45,7 @@ def import_run(
     src, out = Path(src), Path(out)
     with RunLock(out, fresh=True, option="--out"):
         hf = read_config(src)
-        model = from_pretrained(src)
+        model = load_pretrained(src, hf)
         m = model.cfg
         tok = source_tokenizer(src, Path(tokenizer) if tokenizer else None)
         check_vocabulary(tok, m.vocab_size, Path(tokenizer or src / TOKENIZER))

@@ -21,10 +21,13 @@ import numpy as np
 
 from aiayn.data.batching import drop_long, token_budget_batches
 from aiayn.data.parallel import TranslationBatch, collate_rows
+from aiayn.data.tokenizer import TextTokenizer
+from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.rundir import inside
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 1 << 20
 SIDES = ("src", "tgt")
 # what the tokenizer and its ids depend on: a config must agree with the dataset on each
 TOKEN_FIELDS = ("tokenizer", "vocab_size", "joint_vocab", "lowercase")
@@ -48,6 +51,8 @@ def read_manifest(folder: Path, task: str = "translation") -> dict[str, Any]:
         raise ValueError(
             f"{folder}: not a finished prepared dataset (no {MANIFEST}); run aiayn prepare"
         )
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ValueError(f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes; not a manifest")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, RecursionError) as e:
@@ -63,6 +68,25 @@ def read_manifest(folder: Path, task: str = "translation") -> dict[str, Any]:
     return manifest
 
 
+def refuse_other_tokenizers(
+    dataset: tuple[TextTokenizer, ...], run: tuple[TextTokenizer, ...], folder: Path, run_dir: Path
+) -> None:
+    """A resumed run trains on with its own tokenizers only: the dataset's must equal them."""
+    if any(a.tok.to_str() != b.tok.to_str() for a, b in zip(dataset, run, strict=True)):
+        raise ValueError(f"{folder}: its tokenizer differs from the one {run_dir} was trained with")
+
+
+def prepared_tokenizer(folder: Path, run_dir: Path, resume: bool) -> TextTokenizer:
+    """The tokenizer of a one-tokenizer dataset (language model, classifier), or of the run
+    being resumed, which must equal it."""
+    tok = TextTokenizer.load(inside(folder, TOKENIZER))
+    if not resume:
+        return tok
+    run_tok = TextTokenizer.load(inside(run_dir, TOKENIZER))
+    refuse_other_tokenizers((tok,), (run_tok,), folder, run_dir)
+    return run_tok
+
+
 def check_dataset(folder: Path, manifest: dict[str, Any], data: Any) -> None:
     """Refuse a dataset whose token settings differ from the config's `data`, or whose source
     files changed (size or sha256) since it was prepared."""
@@ -76,10 +100,18 @@ def check_dataset(folder: Path, manifest: dict[str, Any], data: Any) -> None:
                 f"config has {getattr(data, name)!r}"
             )
     for name, source in manifest["sources"].items():
-        if not isinstance(source, dict) or not isinstance(source.get("path"), str):
-            raise ValueError(f"{path}: source {name!r} is not described by a path")
+        if not (
+            hasattr(data, name)
+            and isinstance(source, dict)
+            and isinstance(source.get("path"), str)
+            and isinstance(source.get("size"), int)
+            and isinstance(source.get("sha256"), str)
+        ):
+            raise ValueError(f"{path}: source {name!r} is not a data file's path, size and sha256")
         file = Path(source["path"])
-        if file.exists() and (
+        # only a regular file is read: a crafted manifest naming /dev/zero or a pipe would
+        # otherwise be hashed forever
+        if file.is_file() and (
             file.stat().st_size != source.get("size")
             or file_digest(file)["sha256"] != source.get("sha256")
         ):
@@ -103,17 +135,23 @@ def load_array(folder: Path, name: str, dtypes: tuple[str, ...]) -> np.ndarray:
     return array
 
 
+def load_ids(folder: Path, name: str, vocab_size: int) -> np.ndarray:
+    """A memory-mapped array of token ids, refused if one lies beyond the vocabulary."""
+    ids = load_array(folder, name, ("uint16", "uint32"))
+    if len(ids) and int(ids.max()) >= vocab_size:
+        raise ValueError(f"{folder / name}: ids beyond the vocabulary of {vocab_size:,}")
+    return ids
+
+
 class Side:
     """One side of a split: sentence i is ids[offsets[i]:offsets[i + 1]]."""
 
     def __init__(self, folder: Path, split: str, side: str, vocab_size: int) -> None:
-        self.ids = load_array(folder, f"{split}.{side}.npy", ("uint16", "uint32"))
+        self.ids = load_ids(folder, f"{split}.{side}.npy", vocab_size)
         self.offsets = load_array(folder, f"{split}.{side}.idx.npy", ("int64",))
         off, name = self.offsets, folder / f"{split}.{side}.idx.npy"
         if len(off) < 1 or off[0] != 0 or off[-1] != len(self.ids) or np.any(np.diff(off) < 0):
             raise ValueError(f"{name}: offsets do not cut {split}.{side}.npy into sentences")
-        if len(self.ids) and int(self.ids.max()) >= vocab_size:
-            raise ValueError(f"{folder / f'{split}.{side}.npy'}: ids beyond the vocabulary")
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -17,7 +17,14 @@ from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import read_labelled, read_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.encoder_only import EncoderClassifier
-from aiayn.prepare.dataset import MANIFEST, Side, check_dataset, load_array, read_manifest
+from aiayn.prepare.dataset import (
+    MANIFEST,
+    Side,
+    check_dataset,
+    load_array,
+    prepared_tokenizer,
+    read_manifest,
+)
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import rdrop_kl
@@ -209,15 +216,9 @@ def open_labelled(
     names = manifest.get("labels")
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise ValueError(f"{folder / MANIFEST}: field 'labels' is not a list of class names")
-    tok = TextTokenizer.load(inside(folder, TOKENIZER))
-    if resume:
-        run_tok = TextTokenizer.load(inside(run_dir, TOKENIZER))
-        if run_tok.tok.to_str() != tok.tok.to_str():
-            raise ValueError(
-                f"{folder}: its tokenizer differs from the one {run_dir} was trained with"
-            )
-        if load_labels(run_dir, cfg.model.n_classes) != names:
-            raise ValueError(f"{folder}: its labels differ from those {run_dir} was trained with")
+    tok = prepared_tokenizer(folder, run_dir, resume)
+    if resume and load_labels(run_dir, cfg.model.n_classes) != names:
+        raise ValueError(f"{folder}: its labels differ from those {run_dir} was trained with")
     side = Side(folder, "train", "text", tok.vocab_size)
     labels = load_array(folder, "train.labels.npy", ("int64",))
     if len(labels) != len(side) or (

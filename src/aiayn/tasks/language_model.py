@@ -13,11 +13,10 @@ from aiayn.config import RunConfig
 from aiayn.data.text import read_text, text_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
-from aiayn.prepare.dataset import check_dataset, load_array, read_manifest
+from aiayn.prepare.dataset import check_dataset, load_ids, prepared_tokenizer, read_manifest
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
-from aiayn.train.rundir import inside
 
 
 def encode_text(tok: TextTokenizer, text: str) -> Tensor:
@@ -39,19 +38,8 @@ def open_stream(
 ) -> tuple[TextTokenizer, np.ndarray, np.ndarray]:
     """The tokenizer and the memory-mapped training and validation ids of a prepared text."""
     check_dataset(folder, read_manifest(folder, "language_model"), cfg.data)
-    tok = TextTokenizer.load(inside(folder, TOKENIZER))
-    if resume:
-        run_tok = TextTokenizer.load(inside(run_dir, TOKENIZER))
-        if run_tok.tok.to_str() != tok.tok.to_str():
-            raise ValueError(
-                f"{folder}: its tokenizer differs from the one {run_dir} was trained with"
-            )
-        tok = run_tok
-    dtypes = ("uint16", "uint32")
-    arrays = [load_array(folder, f"{split}.ids.npy", dtypes) for split in ("train", "valid")]
-    for split, ids in zip(("train", "valid"), arrays, strict=True):
-        if len(ids) and int(ids.max()) >= tok.vocab_size:
-            raise ValueError(f"{folder / f'{split}.ids.npy'}: ids beyond the vocabulary")
+    tok = prepared_tokenizer(folder, run_dir, resume)
+    arrays = [load_ids(folder, f"{split}.ids.npy", tok.vocab_size) for split in ("train", "valid")]
     return tok, arrays[0], arrays[1]
 
 

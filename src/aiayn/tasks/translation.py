@@ -18,7 +18,12 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.translate import Translator
 from aiayn.evaluate import score_translations
 from aiayn.models.encoder_decoder import EncoderDecoder
-from aiayn.prepare.dataset import PreparedParallel, check_dataset, read_manifest
+from aiayn.prepare.dataset import (
+    PreparedParallel,
+    check_dataset,
+    read_manifest,
+    refuse_other_tokenizers,
+)
 from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
@@ -42,10 +47,6 @@ def dataset_tokenizers(folder: Path) -> tuple[TextTokenizer, TextTokenizer]:
     tgt = TextTokenizer.load(inside(folder, TOKENIZER))
     src_path = inside(folder, SRC_TOKENIZER)
     return (TextTokenizer.load(src_path) if src_path.exists() else tgt), tgt
-
-
-def same_tokenizers(a: tuple[TextTokenizer, ...], b: tuple[TextTokenizer, ...]) -> bool:
-    return all(x.tok.to_str() == y.tok.to_str() for x, y in zip(a, b, strict=True))
 
 
 def load_recaser(run_dir: Path) -> Recaser | None:
@@ -84,10 +85,8 @@ class TranslationTask:
             self.recaser = load_recaser(prepared)
         if resume:
             run_toks = load_tokenizers(run_dir, cfg)
-            if prepared and not same_tokenizers(run_toks, (self.src_tok, self.tgt_tok)):
-                raise ValueError(
-                    f"{prepared}: its tokenizer differs from the one {run_dir} was trained with"
-                )
+            if prepared:
+                refuse_other_tokenizers((self.src_tok, self.tgt_tok), run_toks, prepared, run_dir)
             self.src_tok, self.tgt_tok = run_toks
             self.recaser = load_recaser(run_dir)
         elif not prepared:
