@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,9 +43,10 @@ class ParallelData:
     def __len__(self) -> int:
         return len(self.src)
 
-    def lengths(self) -> list[int]:
+    def lengths(self) -> np.ndarray:
         """Each pair's padded cost: its longer side (the decoder side counts <s> or </s> once)."""
-        return [max(len(s), len(t) - 1) for s, t in zip(self.src, self.tgt, strict=True)]
+        pairs = zip(self.src, self.tgt, strict=True)
+        return np.fromiter((max(len(s), len(t) - 1) for s, t in pairs), np.int64, len(self))
 
     def without_long(self, max_len: int) -> tuple[ParallelData, int]:
         """The pairs whose sides fit in `max_len` tokens, and the count of those dropped."""
@@ -51,20 +54,18 @@ class ParallelData:
         kept = ParallelData([self.src[i] for i in keep], [self.tgt[i] for i in keep], self.pad)
         return kept, dropped
 
-    def batches(self, batch_tokens: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+    def batches(self, batch_tokens: int, seed: int, shuffle: bool = True) -> list[np.ndarray]:
         return token_budget_batches(self.lengths(), batch_tokens, seed, shuffle)
 
-    def collate(self, indices: list[int]) -> TranslationBatch:
-        return collate_rows(
-            [self.src[i] for i in indices], [self.tgt[i] for i in indices], self.pad
-        )
+    def collate(self, indices: Sequence[int]) -> TranslationBatch:
+        src = pad_to_tensor([self.src[i] for i in indices], self.pad)
+        return shifted_batch(src, pad_to_tensor([self.tgt[i] for i in indices], self.pad), self.pad)
 
 
-def collate_rows(src: list[list[int]], tgt: list[list[int]], pad: int) -> TranslationBatch:
-    """The batch of source rows (ids, </s>) and target rows (<s>, ids, </s>)."""
-    padded = pad_to_tensor(tgt, pad)
+def shifted_batch(src: Tensor, tgt: Tensor, pad: int) -> TranslationBatch:
+    """The batch of padded source rows (ids, </s>) and padded target rows (<s>, ids, </s>)."""
     # A shorter row keeps its </s> in tgt_in; it only precedes padding targets, which the
     # loss ignores, and the causal mask keeps it from every earlier position.
-    tgt_in, tgt_out = padded[:, :-1], padded[:, 1:]
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
     n_tokens = int((tgt_out != pad).sum())
-    return TranslationBatch(pad_to_tensor(src, pad), tgt_in, tgt_out, n_tokens)
+    return TranslationBatch(src, tgt_in, tgt_out, n_tokens)

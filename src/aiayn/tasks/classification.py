@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -162,8 +162,8 @@ class ClassificationTask:
         self.classifier = Classifier(self.model, tok, names, d.max_len, d.end_token)
         index = {name: i for i, name in enumerate(names)}
         if d.prepared:  # token rows read from the memory map batch by batch
-            self.rows = lambda ids: self.classifier.frame([side.row(i) for i in ids])
-            self.lengths = self.classifier.framed_lengths(side.lengths()).tolist()
+            self.rows = lambda ids: self.classifier.frame(side.row_lists(ids))
+            self.lengths = self.classifier.framed_lengths(side.lengths())
             self.labels = labels.tolist()
         else:
             rows = self.classifier.ids(texts)
@@ -179,12 +179,12 @@ class ClassificationTask:
         self.classifier.tok.save(run_dir / TOKENIZER)
         save_labels(run_dir, self.classifier.labels)
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         t = self.cfg.train
         return token_budget_batches(self.lengths, t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
 
     def train_loss(
-        self, indices: list[int], device: torch.device, model: nn.Module
+        self, indices: Sequence[int], device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
         """(summed smoothed loss, summed NLL, examples) of one batch through `model`."""
         tok = self.classifier.tok

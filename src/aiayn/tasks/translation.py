@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -129,7 +130,7 @@ class TranslationTask:
         if self.recaser is not None:
             atomic_write_text(run_dir / RECASER, self.recaser.to_json())
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         t = self.cfg.train
         return self.train.batches(t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
 
@@ -137,7 +138,7 @@ class TranslationTask:
         self,
         model: nn.Module,
         data: ParallelData,
-        indices: list[int],
+        indices: Sequence[int],
         device: torch.device,
         noise: float = 0.0,
         rdrop: float = 0.0,
@@ -158,7 +159,7 @@ class TranslationTask:
         return loss, nll, passes * b.n_tokens
 
     def train_loss(
-        self, indices: list[int], device: torch.device, model: nn.Module
+        self, indices: Sequence[int], device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
         t = self.cfg.train
         return self.loss(model, self.train, indices, device, t.word_dropout, t.rdrop)
