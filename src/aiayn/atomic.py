@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` for a temporary path beside `path`, then rename it to `path`.
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write; renamed to `path` when the block ends.
 
     A write that fails (a full disk: OSError, or torch.save's RuntimeError) is a ValueError
     naming the file; the previous version stays, and no temporary file is left.
@@ -22,7 +24,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
         raise ValueError(f"{path}: could not be written ({e.strerror or e})") from e
     os.close(fd)
     try:
-        write(Path(tmp))
+        yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; keep the usual mode
@@ -35,6 +37,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` for a temporary path beside `path`, then rename it to `path`."""
+    with atomic_path(path) as tmp:
+        write(tmp)
 
 
 def first_line(e: BaseException) -> str:

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from aiayn.atomic import atomic_write, atomic_write_text
+from aiayn.atomic import atomic_write_text
 from aiayn.config import RunConfig
 from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
+from aiayn.prepare.arrays import array_streams, save_array
 from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
 from aiayn.prepare.labelled import write_labelled
 from aiayn.prepare.stream import write_streams
@@ -40,14 +41,6 @@ TASKS = {
 }
 
 
-def save_array(path: Path, array: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name
-            np.save(f, array, allow_pickle=False)
-
-    atomic_write(path, write)
-
-
 def pairs(src: str, tgt: str) -> Iterator[tuple[str, str]]:
     """Line-aligned pairs of two files; differing line counts are an error."""
     for a, b in itertools.zip_longest(stream_lines(src), stream_lines(tgt)):
@@ -61,24 +54,22 @@ def write_split(
 ) -> dict[str, int]:
     """Tokenize one split's pairs into its arrays; returns its counts."""
     dtype = np.uint16 if max(t.vocab_size for t in toks) <= 1 << 16 else np.uint32
-    ids: dict[str, list[np.ndarray]] = {s: [] for s in SIDES}
     lengths: dict[str, list[np.ndarray]] = {s: [] for s in SIDES}
+    paths = {side: out / f"{split}.{side}.npy" for side in SIDES}
     bar = tqdm(desc=f"tokenizing {split}", unit=" pairs", unit_scale=True, dynamic_ncols=True)
-    with bar:  # closed on errors too, so that an error starts a line of its own
+    # the bar is closed on errors too, so that an error starts a line of its own
+    with bar, array_streams(paths, dtype) as ids:
         for batch in chunked(pairs(*files), LINES_PER_BATCH):
             for side, tok, lines in zip(SIDES, toks, zip(*batch, strict=True), strict=True):
                 rows = tok.encode(list(lines))
-                n = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
-                lengths[side].append(n)
+                lengths[side].append(np.fromiter(map(len, rows), np.int64, len(rows)))
                 ids[side].append(np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype))
             bar.update(len(batch))
     counts = {}
     for side in SIDES:
         n = np.concatenate(lengths[side]) if lengths[side] else np.zeros(0, dtype=np.int64)
-        flat = np.concatenate(ids[side]) if ids[side] else np.zeros(0, dtype=dtype)
-        save_array(out / f"{split}.{side}.npy", flat)
         save_array(out / f"{split}.{side}.idx.npy", np.concatenate([[0], np.cumsum(n)]))
-        counts[f"{side}_tokens"], lengths[side] = len(flat), n
+        counts[f"{side}_tokens"], lengths[side] = int(n.sum()), n
     counts["pairs"] = len(lengths["src"])
     # as training counts them: the longer side, with </s> (or <s>)
     longest = np.maximum(lengths["src"], lengths["tgt"]) + 1
@@ -124,7 +115,7 @@ def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> di
             tok.save(out / TOKENIZER)
             fields, vocab = TOKEN_FIELDS, tok.vocab_size
         elif text:
-            tok, splits = write_streams(out, d, fit, save_array)
+            tok, splits = write_streams(out, d, fit)
             tok.save(out / TOKENIZER)
             fields = (*TOKEN_FIELDS, *(() if d.valid else ("valid_fraction",)))
             vocab: Any = tok.vocab_size

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from aiayn.config import DataConfig
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
+from aiayn.prepare.arrays import array_streams
 
 LINES_PER_BATCH = 20_000
 
@@ -53,32 +54,34 @@ def text_splits(d: DataConfig) -> dict[str, Callable[[], Iterator[str]]]:
     }
 
 
-def token_stream(lines: Iterator[str], tok: TextTokenizer, split: str) -> np.ndarray:
+def token_stream(
+    lines: Iterator[str], tok: TextTokenizer, split: str, path: Path, source: str
+) -> int:
+    """Tokenize `lines` (of the file `source`) into the `.npy` stream `path`, chunk by
+    chunk; its token count."""
     dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
-    parts = []
     bar = tqdm(desc=f"tokenizing {split}", unit=" lines", unit_scale=True, dynamic_ncols=True)
-    with bar:
+    with bar, array_streams({split: path}, dtype) as streams:
         for batch in chunked(lines, LINES_PER_BATCH):
             rows = tok.encode(batch)
-            parts.append(np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype))
+            streams[split].append(np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype))
             bar.update(len(batch))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        if not streams[split].length:  # raised inside: no empty file is left in place
+            raise ValueError(f"{source}: no {split} tokens")
+        return streams[split].length
 
 
 def write_streams(
-    out: Path, d: DataConfig, fit: Callable[[Iterator[str]], TextTokenizer], save: Callable
+    out: Path, d: DataConfig, fit: Callable[[Iterator[str]], TextTokenizer]
 ) -> tuple[TextTokenizer, dict[str, Any]]:
-    """Learn the tokenizer from the training lines, then write each split's token stream
-    with `save(path, array)`; the tokenizer and each split's token count."""
+    """Learn the tokenizer from the training lines, then write each split's token stream;
+    the tokenizer and each split's token count."""
     splits = text_splits(d)
     tok = fit(splits["train"]())
     counts = {}
     for split, lines in splits.items():
-        ids = token_stream(lines(), tok, split)
-        if not len(ids):
-            raise ValueError(
-                f"{d.valid if split == 'valid' and d.valid else d.train}: no {split} tokens"
-            )
-        save(out / f"{split}.ids.npy", ids)
-        counts[split] = {"tokens": len(ids)}
+        source = d.valid if split == "valid" and d.valid else d.train
+        counts[split] = {
+            "tokens": token_stream(lines(), tok, split, out / f"{split}.ids.npy", source)
+        }
     return tok, counts
