@@ -2,6 +2,10 @@
 damaged dataset refused in one line."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +15,7 @@ from safetensors.torch import load_file
 
 from aiayn.cli import main
 from aiayn.prepare import build
-from tests.cli_helpers import write_config
+from tests.cli_helpers import write_config, write_corpus
 
 TRAIN = ["--set", "train.max_steps=12", "--set", "train.eval_every=6"]
 
@@ -153,16 +157,7 @@ def test_an_interrupted_prepare_then_a_new_one_gives_the_same_files(tmp_path, mo
     assert not (tmp_path / "cut" / "manifest.json").exists()
     monkeypatch.setattr(build, "write_split", real)
     assert main(["prepare", str(config), "--out", str(tmp_path / "cut")]) == 0
-    names = sorted(p.name for p in (tmp_path / "whole").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "cut").iterdir())
-    for name in names:
-        if name != "manifest.json":  # it names its own folder's sources: the same here
-            assert (tmp_path / "whole" / name).read_bytes() == (
-                tmp_path / "cut" / name
-            ).read_bytes()
-    assert json.loads((tmp_path / "whole" / "manifest.json").read_text()) == json.loads(
-        (tmp_path / "cut" / "manifest.json").read_text()
-    )
+    same_files(tmp_path / "whole", tmp_path / "cut")
 
 
 def test_prepare_refuses_mismatched_files(tmp_path, capsys):
@@ -228,3 +223,43 @@ def test_a_manifest_naming_a_device_as_its_source_is_not_read(prepared, tmp_path
     endless = {"path": "/dev/zero", "size": 0, "sha256": "0" * 64}
     edit_manifest(data, lambda m: m["sources"].update(train_src=endless))
     assert train_on(config, data, tmp_path / "run") == 0  # /dev/zero is not hashed (forever)
+
+
+def same_files(a: Path, b: Path) -> None:
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        if name != "manifest.json":  # it names its own folder's sources: the same here
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    assert json.loads((a / "manifest.json").read_text()) == json.loads(
+        (b / "manifest.json").read_text()
+    )
+
+
+def test_a_sigkilled_prepare_then_a_new_one_gives_the_same_files(tmp_path):
+    config = write_config(tmp_path)
+    write_corpus(tmp_path, n=60_000)  # long enough to be killed while it writes the arrays
+    assert main(["prepare", str(config), "--out", str(tmp_path / "whole")]) == 0
+    cut = tmp_path / "cut"
+    command = [sys.executable, "-m", "aiayn", "prepare", str(config), "--out", str(cut)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (cut.is_dir() and any(p.name.endswith(".tmp") for p in cut.iterdir())):
+        assert proc.poll() is None and time.monotonic() < deadline, "prepare ended unkilled"
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "manifest.json").exists()
+    assert train_on(config, cut, tmp_path / "run") == 2  # not taken for a dataset
+    assert main(["prepare", str(config), "--out", str(cut)]) == 0
+    same_files(tmp_path / "whole", cut)
+
+
+def test_an_id_beyond_the_vocabulary_is_refused_when_read(prepared, tmp_path, capsys):
+    config, data = prepared
+    data = copy_dataset(data, tmp_path)
+    ids = np.load(data / "train.tgt.npy")
+    ids[:] = 65_000
+    np.save(data / "train.tgt.npy", ids)
+    assert train_on(config, data, tmp_path / "run") == 2
+    assert "train.tgt.npy: id 65,000 beyond the vocabulary of 80" in error_line(capsys)

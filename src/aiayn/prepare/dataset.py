@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from aiayn.data.batching import drop_long, token_budget_batches
-from aiayn.data.parallel import TranslationBatch, collate_rows
+from aiayn.data.parallel import TranslationBatch, shifted_batch
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.rundir import inside
@@ -135,19 +138,34 @@ def load_array(folder: Path, name: str, dtypes: tuple[str, ...]) -> np.ndarray:
     return array
 
 
-def load_ids(folder: Path, name: str, vocab_size: int) -> np.ndarray:
-    """A memory-mapped array of token ids, refused if one lies beyond the vocabulary."""
-    ids = load_array(folder, name, ("uint16", "uint32"))
-    if len(ids) and int(ids.max()) >= vocab_size:
-        raise ValueError(f"{folder / name}: ids beyond the vocabulary of {vocab_size:,}")
-    return ids
+class IdArray:
+    """A memory-mapped array of token ids, each read checked against the vocabulary: a start
+    reads nothing whole (a stream may be larger than memory), and a damaged id is refused,
+    naming the file, in the batch that reads it."""
+
+    def __init__(self, folder: Path, name: str, vocab_size: int) -> None:
+        self.array = load_array(folder, name, ("uint16", "uint32"))
+        self.path, self.vocab_size = folder / name, vocab_size
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def gather(self, index: np.ndarray) -> np.ndarray:
+        """ids[index] as int64."""
+        ids = self.array[index].astype(np.int64)
+        if ids.size and int(ids.max()) >= self.vocab_size:
+            raise ValueError(
+                f"{self.path}: id {int(ids.max()):,} beyond the vocabulary of "
+                f"{self.vocab_size:,}; prepare the data again"
+            )
+        return ids
 
 
 class Side:
     """One side of a split: sentence i is ids[offsets[i]:offsets[i + 1]]."""
 
     def __init__(self, folder: Path, split: str, side: str, vocab_size: int) -> None:
-        self.ids = load_ids(folder, f"{split}.{side}.npy", vocab_size)
+        self.ids = IdArray(folder, f"{split}.{side}.npy", vocab_size)
         self.offsets = load_array(folder, f"{split}.{side}.idx.npy", ("int64",))
         off, name = self.offsets, folder / f"{split}.{side}.idx.npy"
         if len(off) < 1 or off[0] != 0 or off[-1] != len(self.ids) or np.any(np.diff(off) < 0):
@@ -159,8 +177,28 @@ class Side:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
-    def row(self, i: int) -> list[int]:
-        return self.ids[self.offsets[i] : self.offsets[i + 1]].tolist()
+    def rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the ids of sentences `indices`, end to end; each one's length)."""
+        starts = self.offsets[indices]
+        n = self.offsets[indices + 1] - starts
+        within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        return self.ids.gather(np.repeat(starts, n) + within), n
+
+    def row_lists(self, indices: Sequence[int]) -> list[list[int]]:
+        flat, n = self.rows(np.asarray(indices, dtype=np.int64))
+        return [row.tolist() for row in np.split(flat, np.cumsum(n)[:-1])]
+
+    def padded(self, indices: np.ndarray, pad: int, eos: int, bos: int | None = None) -> Tensor:
+        """(B, longest) sentences `indices`, each [bos] + ids + [eos], right-padded."""
+        flat, n = self.rows(indices)
+        lead = 0 if bos is None else 1
+        out = np.full((len(n), int(n.max(initial=0)) + lead + 1), pad, dtype=np.int64)
+        rows = np.repeat(np.arange(len(n)), n)
+        out[rows, np.arange(len(flat)) - np.repeat(np.cumsum(n) - n, n) + lead] = flat
+        if bos is not None:
+            out[:, 0] = bos
+        out[np.arange(len(n)), n + lead] = eos
+        return torch.from_numpy(out)
 
 
 class PreparedParallel:
@@ -185,21 +223,20 @@ class PreparedParallel:
     def __len__(self) -> int:
         return len(self.keep)
 
-    def lengths(self) -> list[int]:
+    def lengths(self) -> np.ndarray:
         """Each pair's padded cost, as ParallelData's: its longer side with </s> (or <s>)."""
-        both = np.maximum(self.src.lengths(), self.tgt.lengths())[self.keep] + 1
-        return both.tolist()
+        return np.maximum(self.src.lengths(), self.tgt.lengths())[self.keep] + 1
 
     def without_long(self, max_len: int) -> tuple[PreparedParallel, int]:
         keep, dropped = drop_long(self.lengths(), max_len)
         kept = PreparedParallel(self.src, self.tgt, self.keep[keep], self.bos, self.eos, self.pad)
         return kept, dropped
 
-    def batches(self, batch_tokens: int, seed: int, shuffle: bool = True) -> list[list[int]]:
+    def batches(self, batch_tokens: int, seed: int, shuffle: bool = True) -> list[np.ndarray]:
         return token_budget_batches(self.lengths(), batch_tokens, seed, shuffle)
 
-    def collate(self, indices: list[int]) -> TranslationBatch:
-        pairs = [int(self.keep[i]) for i in indices]
-        src = [[*self.src.row(i), self.eos] for i in pairs]
-        tgt = [[self.bos, *self.tgt.row(i), self.eos] for i in pairs]
-        return collate_rows(src, tgt, self.pad)
+    def collate(self, indices: Sequence[int]) -> TranslationBatch:
+        pairs = self.keep[np.asarray(indices, dtype=np.int64)]
+        src = self.src.padded(pairs, self.pad, self.eos)
+        tgt = self.tgt.padded(pairs, self.pad, self.eos, self.bos)
+        return shifted_batch(src, tgt, self.pad)

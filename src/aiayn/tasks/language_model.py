@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -13,7 +12,7 @@ from aiayn.config import RunConfig
 from aiayn.data.text import read_text, text_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
-from aiayn.prepare.dataset import check_dataset, load_ids, prepared_tokenizer, read_manifest
+from aiayn.prepare.dataset import IdArray, check_dataset, prepared_tokenizer, read_manifest
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
@@ -26,20 +25,20 @@ def encode_text(tok: TextTokenizer, text: str) -> Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def take(ids: Tensor | np.ndarray, offsets: Tensor) -> Tensor:
+def take(ids: Tensor | IdArray, offsets: Tensor) -> Tensor:
     """ids[offsets] as int64, from a tensor or a memory-mapped array of a prepared dataset."""
     if isinstance(ids, Tensor):
         return ids[offsets]
-    return torch.from_numpy(ids[offsets.numpy()].astype(np.int64))
+    return torch.from_numpy(ids.gather(offsets.numpy()))
 
 
 def open_stream(
     folder: Path, cfg: RunConfig, run_dir: Path, resume: bool
-) -> tuple[TextTokenizer, np.ndarray, np.ndarray]:
+) -> tuple[TextTokenizer, IdArray, IdArray]:
     """The tokenizer and the memory-mapped training and validation ids of a prepared text."""
     check_dataset(folder, read_manifest(folder, "language_model"), cfg.data)
     tok = prepared_tokenizer(folder, run_dir, resume)
-    arrays = [load_ids(folder, f"{split}.ids.npy", tok.vocab_size) for split in ("train", "valid")]
+    arrays = [IdArray(folder, f"{split}.ids.npy", tok.vocab_size) for split in ("train", "valid")]
     return tok, arrays[0], arrays[1]
 
 
@@ -110,7 +109,7 @@ class LanguageModelTask:
     def loss(
         self,
         model: nn.Module,
-        ids: Tensor,
+        ids: Tensor | IdArray,
         starts: Tensor,
         device: torch.device,
         rdrop: float = 0.0,
