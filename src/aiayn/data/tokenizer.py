@@ -132,7 +132,10 @@ def train_words(texts: Iterable[str], vocab_size: int, lowercase: bool = False) 
 def train_chars(texts: Iterable[str], lowercase: bool = False) -> TextTokenizer:
     """One token per character seen in `texts` (newlines and spaces included)."""
     normalize = str.lower if lowercase else str
-    chars = sorted(set().union(*(set(normalize(t)) for t in texts)))
+    seen: set[str] = set()
+    for t in texts:  # a stream: one text's characters at a time, not every text's at once
+        seen.update(normalize(t))
+    chars = sorted(seen)
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(SPECIALS + chars)}, UNK))
     if lowercase:
         tok.normalizer = normalizers.Lowercase()
