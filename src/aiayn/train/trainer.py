@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from aiayn.config import RunConfig
 from aiayn.train import checkpoint as ckpt
-from aiayn.train.allocator import keep_freed_memory
+from aiayn.train.allocator import keep_freed_memory, no_kernel_cache
 from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
 from aiayn.train.metrics import append_metric, progress_line, read_metrics, to_line
@@ -85,6 +85,7 @@ class Trainer:
         self.device = self.group.device
         if self.device.type == "cpu":
             keep_freed_memory()
+            no_kernel_cache()
         self.model = task.model.to(self.device)
         if self.t.activation_checkpointing:
             recompute_layers(self.model)
