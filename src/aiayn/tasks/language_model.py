@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -25,11 +26,13 @@ def encode_text(tok: TextTokenizer, text: str) -> Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
-def take(ids: Tensor | IdArray, offsets: Tensor) -> Tensor:
-    """ids[offsets] as int64, from a tensor or a memory-mapped array of a prepared dataset."""
+def take(ids: Tensor | IdArray, starts: Tensor, length: int) -> Tensor:
+    """(len(starts), length): the ids from each start, as int64, from a tensor or the
+    token stream of a prepared dataset."""
     if isinstance(ids, Tensor):
-        return ids[offsets]
-    return torch.from_numpy(ids.gather(offsets.numpy()))
+        return ids[starts[:, None] + torch.arange(length)]
+    lengths = np.full(len(starts), length)
+    return torch.from_numpy(ids.runs(starts.numpy(), lengths).reshape(len(starts), length))
 
 
 def open_stream(
@@ -116,9 +119,8 @@ class LanguageModelTask:
     ) -> tuple[Tensor, Tensor, int]:
         """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`, by `model`;
         `rdrop` is the weight of R-Drop's term (0: one pass)."""
-        offsets = starts[:, None] + torch.arange(self.block + 1)
         blocks = (
-            take(ids, offsets).repeat(2 if rdrop else 1, 1).to(device)
+            take(ids, starts, self.block + 1).repeat(2 if rdrop else 1, 1).to(device)
         )  # (passes * rows, block + 1)
         logits = model(blocks[:, :-1])
         eps = self.cfg.train.label_smoothing
