@@ -106,6 +106,9 @@ class TrainConfig:
     # memory (the paper's base model: about half) for about a third more compute per step
     activation_checkpointing: bool = False
     log_every: int = 50
+    # also write the logged scalars as TensorBoard event files in RUN_DIR/tensorboard (the
+    # optional extra: pip install 'aiayn[tensorboard]')
+    tensorboard: bool = False
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -75,3 +75,22 @@ def test_the_eta_follows_the_time_budget_when_it_binds():
     assert progress_line(record, TrainConfig(max_steps=1000, log_every=10), 10.0).endswith(
         "ETA 0:16:30"
     )
+
+
+def test_tensorboard_event_files_hold_the_logged_scalars(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from aiayn.cli import main
+    from tests.cli_helpers import write_config
+
+    config, run = write_config(tmp_path), tmp_path / "run"
+    sets = ["--set", "train.tensorboard=true", "--set", "train.max_steps=10"]
+    assert main(["train", str(config), "--out", str(run), *sets]) == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    records, _ = read_metrics(run / "metrics.jsonl")
+    for name in ("loss", "lr", "tokens_per_s", "val_loss"):
+        logged = [r for r in records if name in r]
+        scalars = events.Scalars(name)
+        assert logged and [e.step for e in scalars] == [r["step"] for r in logged]
+        assert [e.value for e in scalars] == pytest.approx([r[name] for r in logged], rel=1e-6)

@@ -72,3 +72,24 @@ def progress_line(record: dict[str, Any], t: TrainConfig, seconds: float) -> str
         f"step {step:,}/{max_steps:,}  loss {record['loss']:.4f}  lr {record['lr']:.3g}  "
         f"{record['tokens_per_s']:,.0f} tok/s  ETA {eta}"
     )
+
+
+class TensorBoardLog:
+    """The logged scalars (loss, lr, tokens/s, validation figures) as TensorBoard event files
+    in `folder`, each flushed as it is written, so a crashed run keeps what it logged."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise ValueError(
+                "train.tensorboard = true needs the tensorboard package: "
+                "pip install 'aiayn[tensorboard]'"
+            ) from None
+        self.writer = SummaryWriter(str(folder))
+
+    def write(self, record: dict[str, Any]) -> None:
+        for name, value in record.items():
+            if name not in ("step", "epoch") and isinstance(value, int | float):
+                self.writer.add_scalar(name, value, record["step"])
+        self.writer.flush()
