@@ -6,7 +6,7 @@ from aiayn.config import TrainConfig
 from aiayn.train import loss as loss_module
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 from aiayn.train.optim import make_schedule
-from aiayn.train.schedule import noam, warmup_cosine
+from aiayn.train.schedule import Horizon, noam, warmup_cosine
 
 
 def test_label_smoothed_loss_matches_torch_cross_entropy():
@@ -72,6 +72,22 @@ def test_warmup_cosine_rises_then_decays_to_the_floor():
     assert rate(0) == pytest.approx(0.1) and rate(9) == pytest.approx(1.0)
     assert rate(60) == pytest.approx(0.55)
     assert rate(110) == pytest.approx(0.1) and rate(500) == pytest.approx(0.1)
+
+
+def test_a_binding_time_budget_ends_the_cosine_where_the_run_ends():
+    horizon = Horizon(max_steps=1000, max_minutes=1.0)
+    rate = warmup_cosine(10, horizon, floor=0.1)
+    free = warmup_cosine(10, 1000, floor=0.1)
+    horizon.update(step=100, elapsed=1.0)  # 100 steps a second: the budget does not bind
+    assert horizon.steps == 1000 and rate(500) == free(500)
+    horizon.update(step=100, elapsed=30.0)  # 200 steps in the minute
+    assert horizon.steps == 200
+    assert rate(200) == pytest.approx(0.1) and rate(105) == pytest.approx(free(505))
+    horizon.update(step=300, elapsed=61.0)  # past the prediction: never behind the run
+    assert horizon.steps == 300
+    untimed = Horizon(max_steps=1000)
+    untimed.update(step=100, elapsed=3600.0)
+    assert untimed.steps == 1000
 
 
 def test_the_cosine_floor_comes_from_train_lr_floor():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from aiayn.config import TrainConfig
-from aiayn.train.schedule import noam, warmup_cosine
+from aiayn.train.schedule import Horizon, noam, warmup_cosine
 
 
 def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
@@ -19,10 +19,13 @@ def make_optimizer(model: nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
     )
 
 
-def make_schedule(t: TrainConfig, d_model: int) -> Callable[[int], float]:
+def make_schedule(
+    t: TrainConfig, d_model: int, horizon: Horizon | None = None
+) -> Callable[[int], float]:
+    """The learning-rate multiplier per step; a cosine decays towards `horizon`'s step."""
     if t.schedule == "noam":
         return noam(d_model, t.warmup)
-    return warmup_cosine(t.warmup, t.max_steps, t.lr_floor)
+    return warmup_cosine(t.warmup, horizon or t.max_steps, t.lr_floor)
 
 
 def apply_hyperparameters(

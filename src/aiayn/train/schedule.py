@@ -16,13 +16,33 @@ def noam(d_model: int, warmup: int) -> Callable[[int], float]:
     return rate
 
 
-def warmup_cosine(warmup: int, total: int, floor: float = 0.1) -> Callable[[int], float]:
-    """Linear warm-up to 1, then a cosine decay to `floor` at step `total`."""
+class Horizon:
+    """The step at which training will stop: `max_steps`, or sooner where a time budget of
+    `max_minutes` will bind first, as the pace so far (validations included) predicts.
+
+    A schedule that decays towards it ends its decay when the run ends: on a machine too slow
+    for the budget, the cosine reaches its floor at the last step instead of being cut off
+    half-way. Where the budget does not bind, it is `max_steps` throughout.
+    """
+
+    def __init__(self, max_steps: int, max_minutes: float = 0.0) -> None:
+        self.max_steps, self.seconds, self.steps = max_steps, 60 * max_minutes, max_steps
+
+    def update(self, step: int, elapsed: float) -> None:
+        if self.seconds and step and elapsed > 0:
+            pace = step * self.seconds / elapsed
+            self.steps = min(self.max_steps, max(step, int(pace)))
+
+
+def warmup_cosine(warmup: int, total: int | Horizon, floor: float = 0.1) -> Callable[[int], float]:
+    """Linear warm-up to 1, then a cosine decay to `floor` at step `total` (or at the step
+    where a `Horizon` says training will stop)."""
 
     def rate(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        end = total.steps if isinstance(total, Horizon) else total
+        progress = min(1.0, (step - warmup) / max(1, end - warmup))
         return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return rate

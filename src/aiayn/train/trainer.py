@@ -19,13 +19,15 @@ from aiayn.train import checkpoint as ckpt
 from aiayn.train.allocator import keep_freed_memory, no_kernel_cache
 from aiayn.train.distributed import Single, join
 from aiayn.train.interrupt import StopRequests
-from aiayn.train.metrics import append_metric, progress_line, read_metrics, to_line
+from aiayn.train.metrics import TensorBoardLog, append_metric, progress_line, read_metrics, to_line
 from aiayn.train.optim import apply_hyperparameters, make_optimizer, make_schedule
 from aiayn.train.recompute import recompute_layers
 from aiayn.train.rundir import inside
+from aiayn.train.schedule import Horizon
 from aiayn.train.state import check_state, new_state
 
 SNAPSHOTS = "checkpoints"
+TENSORBOARD = "tensorboard"  # train.tensorboard's event files
 
 
 class Task(Protocol):
@@ -93,10 +95,13 @@ class Trainer:
         if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
             torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
         self.opt = make_optimizer(self.model, self.t)
+        self.horizon = Horizon(self.t.max_steps, self.t.max_minutes)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
-            self.opt, make_schedule(self.t, self.cfg.model.d_model)
+            self.opt, make_schedule(self.t, self.cfg.model.d_model, self.horizon)
         )
         self.state = new_state()
+        main = self.group.main and self.t.tensorboard
+        self.board = TensorBoardLog(inside(self.run_dir, TENSORBOARD)) if main else None
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -236,6 +241,7 @@ class Trainer:
                     requested, self.state["elapsed"] = self.group.agree(
                         bool(signals.requested), time.monotonic() - start
                     )
+                    self.horizon.update(self.state["step"], self.state["elapsed"])
                     if tokens:  # a skipped (non-finite) step is no step
                         window["loss"] += loss * tokens
                         window["tokens"] += tokens
@@ -366,10 +372,14 @@ class Trainer:
     def write_metrics(self, record: dict[str, Any]) -> None:
         if self.group.main:
             append_metric(self.run_dir / ckpt.METRICS, record)
+            if self.board:
+                self.board.write(record)
 
     def finish(self, reason: str) -> None:
         if self.group.main:
             self.write_summary(reason)
+        if self.board:
+            self.board.writer.close()
 
     def write_summary(self, reason: str) -> None:
         """The averaged checkpoint, the loss plot and how the run stopped."""
