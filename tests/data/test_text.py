@@ -68,3 +68,13 @@ def test_read_labelled_splits_at_the_last_tab_and_skips_the_header(tmp_path) -> 
     (tmp_path / "c.tsv").write_text("sentence\tlabel\n", encoding="utf-8")
     with pytest.raises(ValueError, match="no examples after the header"):
         read_labelled(tmp_path / "c.tsv")
+
+
+def test_chunked_text_bounds_characters_and_keeps_every_line_in_order():
+    from aiayn.data.text import chunked_text
+
+    lines = ["x" * n for n in (3, 9, 1, 1, 20, 2, 2, 2)]
+    chunks = list(chunked_text(iter(lines), 5))
+    assert [line for c in chunks for line in c] == lines
+    assert all(sum(map(len, c[:-1])) < 5 for c in chunks)  # cut at the line that reaches it
+    assert [len(c) for c in chunks] == [2, 3, 3]

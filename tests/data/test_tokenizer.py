@@ -75,3 +75,13 @@ def test_word_tokenizer_keeps_the_most_frequent_words_and_round_trips() -> None:
     [ids] = tok.encode(["GOOD film, dull."])
     assert tok.tokens(ids) == ["▁good", "▁film", "<unk>", "<unk>", "."]
     assert tok.decode(tok.encode(["bad film. good film."])) == ["bad film. good film."]
+
+
+@pytest.mark.parametrize("kind", ["bpe", "word", "char"])
+def test_encode_gives_the_ids_of_the_full_encoding(kind):
+    from aiayn.data.tokenizer import fit_tokenizer
+
+    texts = ["a man rides a bike.", "Ein Mann fährt Rad!", "", "  two  spaces\n"] * 5
+    tok = fit_tokenizer(kind, texts, vocab_size=60)
+    full = [e.ids for e in tok.tok.encode_batch(texts, add_special_tokens=False)]
+    assert tok.encode(texts) == full and any(full)

@@ -80,6 +80,21 @@ def chunked(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+def chunked_text(lines: Iterable[str], chars: int) -> Iterator[list[str]]:
+    """Consecutive lists of lines of about `chars` characters in all (at least one line),
+    read lazily: a tokenizer's batch stays bounded however long the lines are."""
+    chunk: list[str] = []
+    size = 0
+    for line in lines:
+        chunk.append(line)
+        size += len(line)
+        if size >= chars:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:
     """Line-aligned source and target sentences; differing line counts are an error."""
     src_lines, tgt_lines = read_lines(src), read_lines(tgt)

@@ -51,7 +51,8 @@ class TextTokenizer:
         return self.tok.get_vocab_size()
 
     def encode(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tok.encode_batch(texts, add_special_tokens=False)]
+        # the fast variant computes no character offsets: the same ids in less time and memory
+        return [e.ids for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
 
     def tokens(self, ids: list[int]) -> list[str]:
         """The subword strings of ids, for labelling plots."""

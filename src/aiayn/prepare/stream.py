@@ -19,11 +19,12 @@ import numpy as np
 from tqdm import tqdm
 
 from aiayn.config import DataConfig
-from aiayn.data.text import chunked, stream_lines
+from aiayn.data.text import chunked_text, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.prepare.arrays import array_streams
 
-LINES_PER_BATCH = 20_000
+# characters per tokenizer batch: its encodings take many times the memory of their text
+CHARS_PER_BATCH = 1 << 21
 
 
 def _part(path: str, cut: int, head: bool) -> Iterator[str]:
@@ -62,7 +63,7 @@ def token_stream(
     dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
     bar = tqdm(desc=f"tokenizing {split}", unit=" lines", unit_scale=True, dynamic_ncols=True)
     with bar, array_streams({split: path}, dtype) as streams:
-        for batch in chunked(lines, LINES_PER_BATCH):
+        for batch in chunked_text(lines, CHARS_PER_BATCH):
             rows = tok.encode(batch)
             streams[split].append(np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype))
             bar.update(len(batch))
