@@ -106,3 +106,15 @@ def test_a_run_of_another_family_is_refused_by_name(tmp_path: Path, capsys) -> N
         f"aiayn translate: error: {out} holds a decoder_only model; "
         "translation needs encoder_decoder"
     )
+
+
+def test_random_blocks_are_made_lazily_with_the_starts_of_one_randint(monkeypatch):
+    from aiayn.tasks.language_model import RandomBlocks
+
+    monkeypatch.setattr(RandomBlocks, "CHUNK", 7)
+    whole = torch.randint(0, 10_000, (30, 4), generator=torch.Generator().manual_seed(3))
+    blocks = RandomBlocks(30, 4, 10_000, seed=3)
+    assert len(blocks) == 30
+    assert torch.equal(torch.stack(blocks[12:20]), whole[12:20])  # a resume mid-epoch
+    assert torch.equal(torch.stack(blocks[0:30]), whole)  # back to the start, then on
+    assert torch.equal(blocks[29], whole[29]) and blocks[30:] == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,43 @@ def open_stream(
     tok = prepared_tokenizer(folder, run_dir, resume)
     arrays = [IdArray(folder, f"{split}.ids.npy", tok.vocab_size) for split in ("train", "valid")]
     return tok, arrays[0], arrays[1]
+
+
+# Validation reads at most this many tokens, in blocks spread evenly over the validation text:
+# a held-out tail of a corpus of billions of tokens would take hours at every validation.
+VALID_TOKENS = 1 << 20
+
+
+class RandomBlocks(Sequence[Tensor]):
+    """An epoch's batches of random block starts, each (rows,), made when asked for: a text of
+    billions of tokens has millions of batches, too many to hold (the list of them took 1.4
+    GB for 3 GB of text). The starts are those of one `torch.randint` over the whole epoch,
+    drawn from one generator in chunks of CHUNK batches."""
+
+    CHUNK = 4096
+
+    def __init__(self, count: int, rows: int, high: int, seed: int) -> None:
+        self.count, self.rows, self.high, self.seed = count, rows, high, seed
+        self.generator: torch.Generator | None = None
+        self.drawn, self.first, self.chunk = 0, 0, torch.empty(0, rows, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.count))]
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        if self.generator is None or index < self.first:  # from the epoch's start again
+            self.generator = torch.Generator().manual_seed(self.seed)
+            self.drawn, self.first, self.chunk = 0, 0, self.chunk[:0]
+        while index >= self.first + len(self.chunk):
+            n = min(self.CHUNK, self.count - self.drawn)
+            self.first = self.drawn
+            self.chunk = torch.randint(0, self.high, (n, self.rows), generator=self.generator)
+            self.drawn += n
+        return self.chunk[index - self.first]
 
 
 def split_text(cfg: RunConfig) -> tuple[str, str]:
@@ -102,12 +139,12 @@ class LanguageModelTask:
         """Blocks per batch: as many as fit in train.batch_tokens, at least one."""
         return max(self.cfg.train.batch_tokens // self.block, 1)
 
-    def epoch_batches(self, epoch: int) -> list[Tensor]:
+    def epoch_batches(self, epoch: int) -> RandomBlocks:
         """Random block starts, as many batches as it takes to see about every token once."""
         rows = self.rows
         count = max(len(self.train) // (rows * self.block), 1)
-        g = torch.Generator().manual_seed(self.cfg.train.seed * 1_000_003 + epoch)
-        return list(torch.randint(0, len(self.train) - self.block, (count, rows), generator=g))
+        seed = self.cfg.train.seed * 1_000_003 + epoch
+        return RandomBlocks(count, rows, len(self.train) - self.block, seed)
 
     def loss(
         self,
@@ -137,8 +174,12 @@ class LanguageModelTask:
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:
-        """Mean NLL per token over the validation text, cut into consecutive blocks."""
+        """Mean NLL per token over the validation text, cut into consecutive blocks (at most
+        VALID_TOKENS' worth, spread evenly over it)."""
         starts = torch.arange(0, len(self.valid) - self.block, self.block)
+        most = max(VALID_TOKENS // self.block, 1)
+        if len(starts) > most:
+            starts = starts[torch.linspace(0, len(starts) - 1, most).long()]
         nll_sum, n = 0.0, 0
         for chunk in starts.split(self.rows * 4):
             _, nll, tokens = self.loss(self.model, self.valid, chunk, device)
