@@ -1,4 +1,4 @@
-"""A prepared (binarized) translation dataset: token ids written once, memory-mapped by every
+"""A prepared (binarized) translation dataset: token ids written once, read from disk by every
 training process.
 
 DATA_DIR holds, per split (train, valid) and side (src, tgt), one flat array of token ids
@@ -6,8 +6,8 @@ DATA_DIR holds, per split (train, valid) and side (src, tgt), one flat array of 
 sentence starts (`SPLIT.SIDE.idx.npy`, int64, one more than the sentences), beside
 `tokenizer.json` (and `src_tokenizer.json` without a joint vocabulary), `recaser.json` for
 lowercased data, and `manifest.json`, written last: a directory without it is not a finished
-dataset. Arrays load with `numpy.load(mmap_mode="r")`, so the page cache holds one copy
-however many processes read them.
+dataset. Arrays load with `numpy.load(mmap_mode="r")`; training reads the ids run by run
+(`IdArray`), so the page cache holds one copy however many processes read them.
 """
 
 from __future__ import annotations
