@@ -1,5 +1,5 @@
 """The paper's scale on one machine: a WMT-sized synthetic corpus (4.5M pairs, as WMT 2014
-En-De) and a 3 GB text, each prepared once (`aiayn prepare`) and trained from its memory maps,
+En-De) and a 3 GB text, each prepared once (`aiayn prepare`) and trained from its arrays on disk,
 beside the in-memory path on the same files.
 
 Measured, each in a fresh process: prepare's time and peak RSS; training the demo's model for

@@ -49,7 +49,7 @@ class DataConfig:
     # in the log; a language model trains on blocks of exactly this many tokens.
     max_len: int = 100
     lowercase: bool = False  # translation restores case to the output (data/recase.py)
-    # translation: a dataset written by `aiayn prepare` (token ids, memory-mapped) to train
+    # translation: a dataset written by `aiayn prepare` (token ids read from disk) to train
     # from instead of tokenizing train_src and train_tgt at each start
     prepared: str = ""
     # classifiers: </s> closes each text, as BERT's [SEP] (imported BERT runs set it)

@@ -1,1 +1,1 @@
-"""Data prepared once for training: tokenized, binarized and memory-mapped (aiayn prepare)."""
+"""Data prepared once for training: tokenized and binarized, read from disk (aiayn prepare)."""

@@ -18,6 +18,11 @@ import numpy as np
 from aiayn.atomic import atomic_path, atomic_write
 
 
+def id_dtype(vocab_size: int) -> np.dtype:
+    """The narrowest dtype that holds every id of a vocabulary: uint16, else uint32."""
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
 def save_array(path: Path, array: np.ndarray) -> None:
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would add ".npy" to a name

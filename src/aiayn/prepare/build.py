@@ -24,7 +24,7 @@ from aiayn.config import RunConfig
 from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.prepare.arrays import array_streams, save_array
+from aiayn.prepare.arrays import array_streams, id_dtype, save_array
 from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
 from aiayn.prepare.labelled import write_labelled
 from aiayn.prepare.stream import write_streams
@@ -53,7 +53,7 @@ def write_split(
     out: Path, split: str, files: tuple[str, str], toks: tuple[TextTokenizer, ...], cfg: RunConfig
 ) -> dict[str, int]:
     """Tokenize one split's pairs into its arrays; returns its counts."""
-    dtype = np.uint16 if max(t.vocab_size for t in toks) <= 1 << 16 else np.uint32
+    dtype = id_dtype(max(t.vocab_size for t in toks))
     lengths: dict[str, list[np.ndarray]] = {s: [] for s in SIDES}
     paths = {side: out / f"{split}.{side}.npy" for side in SIDES}
     bar = tqdm(desc=f"tokenizing {split}", unit=" pairs", unit_scale=True, dynamic_ncols=True)

@@ -162,13 +162,10 @@ class IdArray:
     def runs(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """ids[starts[i] : starts[i] + lengths[i]] for each i, end to end, as int64."""
         out = np.empty(int(lengths.sum()), dtype=self.dtype)
-        view, size, at = memoryview(out).cast("B"), self.dtype.itemsize, 0
+        view, size, at, fd = memoryview(out).cast("B"), self.dtype.itemsize, 0, self.file.fileno()
         for start, n in zip(starts.tolist(), lengths.tolist(), strict=True):
             want = n * size
-            if (
-                os.preadv(self.file.fileno(), [view[at : at + want]], self.start + start * size)
-                < want
-            ):
+            if os.preadv(fd, [view[at : at + want]], self.start + start * size) < want:
                 raise ValueError(f"{self.path}: shorter than when opened; prepare the data again")
             at += want
         ids = out.astype(np.int64)

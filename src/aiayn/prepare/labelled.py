@@ -15,6 +15,7 @@ from tqdm import tqdm
 from aiayn.config import DataConfig
 from aiayn.data.text import chunked, parse_labelled, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
+from aiayn.prepare.arrays import id_dtype
 
 LINES_PER_BATCH = 20_000
 
@@ -31,7 +32,7 @@ def write_labelled(
     names = sorted({label for _, label in labelled(d.train)})
     index = {name: i for i, name in enumerate(names)}
     tok = fit(text for text, _ in labelled(d.train))
-    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    dtype = id_dtype(tok.vocab_size)
     ids, lengths, classes = [], [], []
     bar = tqdm(desc="tokenizing train", unit=" texts", unit_scale=True, dynamic_ncols=True)
     with bar:

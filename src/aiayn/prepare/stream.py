@@ -1,6 +1,6 @@
 """`aiayn prepare` for a language model: its text as one stream of token ids per split
 (`train.ids.npy`, `valid.ids.npy`, as nanoGPT's train.bin), so that training draws random
-blocks from a memory map and a text larger than memory trains.
+blocks read from disk and a text larger than memory trains.
 
 The text is read line by line (cut after each newline, ends kept) three times at most: to
 count its characters where the validation text is its tail (`data.valid_fraction`), to learn
@@ -21,7 +21,7 @@ from tqdm import tqdm
 from aiayn.config import DataConfig
 from aiayn.data.text import chunked_text, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.prepare.arrays import array_streams
+from aiayn.prepare.arrays import array_streams, id_dtype
 
 # characters per tokenizer batch: its encodings take many times the memory of their text
 CHARS_PER_BATCH = 1 << 21
@@ -60,7 +60,7 @@ def token_stream(
 ) -> int:
     """Tokenize `lines` (of the file `source`) into the `.npy` stream `path`, chunk by
     chunk; its token count."""
-    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    dtype = id_dtype(tok.vocab_size)
     bar = tqdm(desc=f"tokenizing {split}", unit=" lines", unit_scale=True, dynamic_ncols=True)
     with bar, array_streams({split: path}, dtype) as streams:
         for batch in chunked_text(lines, CHARS_PER_BATCH):

@@ -161,7 +161,7 @@ class ClassificationTask:
         self.model = EncoderClassifier(self.cfg.model)
         self.classifier = Classifier(self.model, tok, names, d.max_len, d.end_token)
         index = {name: i for i, name in enumerate(names)}
-        if d.prepared:  # token rows read from the memory map batch by batch
+        if d.prepared:  # token rows read from disk batch by batch
             self.rows = lambda ids: self.classifier.frame(side.row_lists(ids))
             self.lengths = self.classifier.framed_lengths(side.lengths())
             self.labels = labels.tolist()

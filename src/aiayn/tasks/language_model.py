@@ -38,7 +38,7 @@ def take(ids: Tensor | IdArray, starts: Tensor, length: int) -> Tensor:
 def open_stream(
     folder: Path, cfg: RunConfig, run_dir: Path, resume: bool
 ) -> tuple[TextTokenizer, IdArray, IdArray]:
-    """The tokenizer and the memory-mapped training and validation ids of a prepared text."""
+    """The tokenizer and the training and validation ids of a prepared text."""
     check_dataset(folder, read_manifest(folder, "language_model"), cfg.data)
     tok = prepared_tokenizer(folder, run_dir, resume)
     arrays = [IdArray(folder, f"{split}.ids.npy", tok.vocab_size) for split in ("train", "valid")]
@@ -61,7 +61,8 @@ class RandomBlocks(Sequence[Tensor]):
     def __init__(self, count: int, rows: int, high: int, seed: int) -> None:
         self.count, self.rows, self.high, self.seed = count, rows, high, seed
         self.generator: torch.Generator | None = None
-        self.drawn, self.first, self.chunk = 0, 0, torch.empty(0, rows, dtype=torch.long)
+        # the drawn batches first, first + 1, ...
+        self.first, self.chunk = 0, torch.empty(0, rows, dtype=torch.long)
 
     def __len__(self) -> int:
         return self.count
@@ -73,12 +74,11 @@ class RandomBlocks(Sequence[Tensor]):
             raise IndexError(index)
         if self.generator is None or index < self.first:  # from the epoch's start again
             self.generator = torch.Generator().manual_seed(self.seed)
-            self.drawn, self.first, self.chunk = 0, 0, self.chunk[:0]
+            self.first, self.chunk = 0, self.chunk[:0]
         while index >= self.first + len(self.chunk):
-            n = min(self.CHUNK, self.count - self.drawn)
-            self.first = self.drawn
+            self.first += len(self.chunk)
+            n = min(self.CHUNK, self.count - self.first)
             self.chunk = torch.randint(0, self.high, (n, self.rows), generator=self.generator)
-            self.drawn += n
         return self.chunk[index - self.first]
 
 
