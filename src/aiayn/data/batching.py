@@ -35,7 +35,9 @@ def token_budget_batches(
     With `shuffle`, equal lengths are ordered at random and the batches are shuffled, both
     from `seed` alone, so the same seed gives the same batches.
     """
-    lengths = np.asarray(lengths, dtype=np.int64)
+    lengths = np.asarray(lengths)
+    if lengths.dtype.kind not in "iu":  # a list of ints arrives as int64 already
+        lengths = lengths.astype(np.int64)
     rng = random.Random(seed)
     if shuffle:
         order = np.lexsort((_uniforms(rng, len(lengths)), lengths))

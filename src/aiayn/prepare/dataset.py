@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,27 @@ SOURCES = {"train": ("train_src", "train_tgt"), "valid": ("valid_src", "valid_tg
 
 
 def file_digest(path: Path) -> dict[str, Any]:
-    """A file's path, size and sha256, read in blocks."""
+    """A file's path, size, modification time (ns) and sha256, read in blocks."""
+    before = path.stat()
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
             h.update(block)
-    return {"path": str(path), "size": path.stat().st_size, "sha256": h.hexdigest()}
+    # a file written while it was read keeps no time, so the next check hashes it again
+    mtime = before.st_mtime_ns if path.stat().st_mtime_ns == before.st_mtime_ns else None
+    return {"path": str(path), "size": before.st_size, "mtime_ns": mtime, "sha256": h.hexdigest()}
+
+
+def unchanged(file: Path, source: dict[str, Any]) -> bool:
+    """Whether `file` is still the one `source` describes: its size, and then its sha256
+    unless its modification time is still the one recorded (make's and rsync's quick
+    check: every process of a run would otherwise hash gigabytes before its first step)."""
+    stat = file.stat()
+    if stat.st_size != source["size"]:
+        return False
+    if source.get("mtime_ns") is not None and stat.st_mtime_ns == source["mtime_ns"]:
+        return True
+    return file_digest(file)["sha256"] == source["sha256"]
 
 
 def read_manifest(folder: Path, task: str = "translation") -> dict[str, Any]:
@@ -110,15 +125,13 @@ def check_dataset(folder: Path, manifest: dict[str, Any], data: Any) -> None:
             and isinstance(source.get("path"), str)
             and isinstance(source.get("size"), int)
             and isinstance(source.get("sha256"), str)
+            and isinstance(source.get("mtime_ns"), int | None)
         ):
             raise ValueError(f"{path}: source {name!r} is not a data file's path, size and sha256")
         file = Path(source["path"])
         # only a regular file is read: a crafted manifest naming /dev/zero or a pipe would
         # otherwise be hashed forever
-        if file.is_file() and (
-            file.stat().st_size != source.get("size")
-            or file_digest(file)["sha256"] != source.get("sha256")
-        ):
+        if file.is_file() and not unchanged(file, source):
             raise ValueError(
                 f"{file}: changed since {folder} was prepared from it (size or sha256); "
                 "prepare the data again"
@@ -139,28 +152,30 @@ def load_array(folder: Path, name: str, dtypes: tuple[str, ...]) -> np.ndarray:
     return array
 
 
-class IdArray:
-    """An array of token ids in a `.npy` file, read run by run, each read checked against the
-    vocabulary: a start reads nothing whole (a stream may be larger than memory), and a
-    damaged id is refused, naming the file, in the batch that reads it.
+class StoredArray:
+    """A 1-D `.npy` array read run by run with pread, not through a memory map: the runs come
+    from the page cache, which every process shares, but a mapping would add each page it
+    touched, and the pages the kernel maps around it, to every process's resident memory (on
+    a 4.5M-pair corpus, the whole 0.4 GB of ids within 200 steps, and 72 MB of offsets)."""
 
-    Runs are read with pread, not through a memory map: they come from the page cache, which
-    every process shares, but a mapping would add each page it touched, and the pages the
-    kernel maps around it, to every process's resident memory; on a 4.5M-pair corpus that
-    was the whole 0.4 GB of ids within 200 steps.
-    """
-
-    def __init__(self, folder: Path, name: str, vocab_size: int) -> None:
-        mapped = load_array(folder, name, ("uint16", "uint32"))  # checks header and size
-        self.path, self.vocab_size = folder / name, vocab_size
-        self.dtype, self.length, self.start = mapped.dtype, len(mapped), mapped.offset
+    def __init__(self, folder: Path, name: str, dtypes: tuple[str, ...]) -> None:
+        mapped = load_array(folder, name, dtypes)  # checks header and size
+        self.path, self.dtype, self.length = folder / name, mapped.dtype, len(mapped)
+        self.start = mapped.offset
         self.file = open(inside(folder, name), "rb")  # noqa: SIM115 (open as long as the array)
 
     def __len__(self) -> int:
         return self.length
 
+    def __getstate__(self) -> dict[str, Any]:  # a DataLoader worker that is not forked
+        return {k: v for k, v in self.__dict__.items() if k != "file"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.file = open(self.path, "rb")  # noqa: SIM115 (open as long as the array)
+
     def runs(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """ids[starts[i] : starts[i] + lengths[i]] for each i, end to end, as int64."""
+        """array[starts[i] : starts[i] + lengths[i]] for each i, end to end."""
         out = np.empty(int(lengths.sum()), dtype=self.dtype)
         view, size, at, fd = memoryview(out).cast("B"), self.dtype.itemsize, 0, self.file.fileno()
         for start, n in zip(starts.tolist(), lengths.tolist(), strict=True):
@@ -168,7 +183,26 @@ class IdArray:
             if os.preadv(fd, [view[at : at + want]], self.start + start * size) < want:
                 raise ValueError(f"{self.path}: shorter than when opened; prepare the data again")
             at += want
-        ids = out.astype(np.int64)
+        return out
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[np.ndarray]:
+        """The whole array, `size` values at a time."""
+        for a in range(0, self.length, size):
+            yield self.runs(np.array([a]), np.array([min(size, self.length - a)]))
+
+
+class IdArray(StoredArray):
+    """Token ids, each read checked against the vocabulary: a start reads nothing whole (a
+    stream may be larger than memory), and a damaged id is refused, naming the file, in the
+    batch that reads it."""
+
+    def __init__(self, folder: Path, name: str, vocab_size: int) -> None:
+        super().__init__(folder, name, ("uint16", "uint32"))
+        self.vocab_size = vocab_size
+
+    def runs(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """ids[starts[i] : starts[i] + lengths[i]] for each i, end to end, as int64."""
+        ids = super().runs(starts, lengths).astype(np.int64)
         if ids.size and int(ids.max()) >= self.vocab_size:
             raise ValueError(
                 f"{self.path}: id {int(ids.max()):,} beyond the vocabulary of "
@@ -177,26 +211,43 @@ class IdArray:
         return ids
 
 
+def cut_into_sentences(offsets: StoredArray, total: int, chunk_size: int = 1 << 20) -> bool:
+    """Whether `offsets` start at 0, never decrease and end at `total`, read a chunk at a time."""
+    previous, first = 0, True
+    for chunk in offsets.chunks(chunk_size):
+        if (first and chunk[0] != 0) or chunk[0] < previous or np.any(np.diff(chunk) < 0):
+            return False
+        previous, first = int(chunk[-1]), False
+    return not first and previous == total
+
+
 class Side:
     """One side of a split: sentence i is ids[offsets[i]:offsets[i + 1]]."""
 
     def __init__(self, folder: Path, split: str, side: str, vocab_size: int) -> None:
         self.ids = IdArray(folder, f"{split}.{side}.npy", vocab_size)
-        self.offsets = load_array(folder, f"{split}.{side}.idx.npy", ("int64",))
-        off, name = self.offsets, folder / f"{split}.{side}.idx.npy"
-        if len(off) < 1 or off[0] != 0 or off[-1] != len(self.ids) or np.any(np.diff(off) < 0):
-            raise ValueError(f"{name}: offsets do not cut {split}.{side}.npy into sentences")
+        self.offsets = StoredArray(folder, f"{split}.{side}.idx.npy", ("int64",))
+        if not cut_into_sentences(self.offsets, len(self.ids)):
+            raise ValueError(
+                f"{self.offsets.path}: offsets do not cut {split}.{side}.npy into sentences"
+            )
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
+    def length_chunks(self, chunk: int = 1 << 20) -> Iterator[np.ndarray]:
+        """Each sentence's length, `chunk` at a time, in order."""
+        for a in range(0, len(self), chunk):
+            n = min(chunk, len(self) - a)
+            yield np.diff(self.offsets.runs(np.array([a]), np.array([n + 1])))
+
     def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return np.concatenate([np.zeros(0, dtype=np.int64), *self.length_chunks()])
 
     def rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the ids of sentences `indices`, end to end; each one's length)."""
-        starts = self.offsets[indices]
-        n = self.offsets[indices + 1] - starts
+        bounds = self.offsets.runs(indices, np.full(len(indices), 2)).reshape(-1, 2)
+        starts, n = bounds[:, 0], bounds[:, 1] - bounds[:, 0]
         return self.ids.runs(starts, n), n
 
     def row_lists(self, indices: Sequence[int]) -> list[list[int]]:
@@ -216,15 +267,26 @@ class Side:
         return torch.from_numpy(out)
 
 
+def pair_costs(src: Side, tgt: Side, chunk: int = 1 << 20) -> np.ndarray:
+    """Each pair's padded cost, as ParallelData's: its longer side with </s> (or <s>), as
+    int32 (capped), computed a chunk at a time: millions of pairs make no int64 temporaries."""
+    out, at = np.empty(len(src), dtype=np.int32), 0
+    for a, b in zip(src.length_chunks(chunk), tgt.length_chunks(chunk), strict=True):
+        out[at : at + len(a)] = np.minimum(np.maximum(a, b) + 1, np.iinfo(np.int32).max)
+        at += len(a)
+    return out
+
+
 class PreparedParallel:
     """Sentence pairs read from a prepared split, as `ParallelData` reads them from lists:
-    the same lengths, batches and collated tensors, so both train alike."""
+    the same lengths, batches and collated tensors, so both train alike. `keep` (the pairs
+    used) and `cost` (their lengths) are the only arrays per pair held in memory."""
 
     def __init__(
-        self, src: Side, tgt: Side, keep: np.ndarray, bos: int, eos: int, pad: int
+        self, src: Side, tgt: Side, keep: np.ndarray, cost: np.ndarray, special: tuple[int, ...]
     ) -> None:
-        self.src, self.tgt, self.keep = src, tgt, keep
-        self.bos, self.eos, self.pad = bos, eos, pad
+        self.src, self.tgt, self.keep, self.cost = src, tgt, keep, cost
+        self.bos, self.eos, self.pad = special
 
     @classmethod
     def open(
@@ -233,22 +295,23 @@ class PreparedParallel:
         src, tgt = (Side(folder, split, s, v) for s, v in zip(SIDES, vocab, strict=True))
         if len(src) != len(tgt):
             raise ValueError(f"{folder}: {split} has {len(src)} sources, {len(tgt)} targets")
-        return cls(src, tgt, np.arange(len(src)), bos, eos, pad)
+        keep = np.arange(len(src), dtype=np.int32 if len(src) < 2**31 else np.int64)
+        return cls(src, tgt, keep, pair_costs(src, tgt), (bos, eos, pad))
 
     def __len__(self) -> int:
         return len(self.keep)
 
     def lengths(self) -> np.ndarray:
-        """Each pair's padded cost, as ParallelData's: its longer side with </s> (or <s>)."""
-        return np.maximum(self.src.lengths(), self.tgt.lengths())[self.keep] + 1
+        return self.cost
 
     def without_long(self, max_len: int) -> tuple[PreparedParallel, int]:
-        keep, dropped = drop_long(self.lengths(), max_len)
-        kept = PreparedParallel(self.src, self.tgt, self.keep[keep], self.bos, self.eos, self.pad)
+        keep, dropped = drop_long(self.cost, max_len)
+        special = (self.bos, self.eos, self.pad)
+        kept = PreparedParallel(self.src, self.tgt, self.keep[keep], self.cost[keep], special)
         return kept, dropped
 
     def batches(self, batch_tokens: int, seed: int, shuffle: bool = True) -> list[np.ndarray]:
-        return token_budget_batches(self.lengths(), batch_tokens, seed, shuffle)
+        return token_budget_batches(self.cost, batch_tokens, seed, shuffle)
 
     def collate(self, indices: Sequence[int]) -> TranslationBatch:
         pairs = self.keep[np.asarray(indices, dtype=np.int64)]

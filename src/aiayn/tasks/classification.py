@@ -183,21 +183,25 @@ class ClassificationTask:
         t = self.cfg.train
         return token_budget_batches(self.lengths, t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
 
+    def collate(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
+        """((B, longest) padded token rows, (B,) class indices)."""
+        ids = pad_to_tensor(self.rows(indices), self.classifier.tok.pad_id)
+        return ids, torch.tensor([self.labels[i] for i in indices])
+
     def train_loss(
-        self, indices: Sequence[int], device: torch.device, model: nn.Module
+        self, batch: tuple[Tensor, Tensor], device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
         """(summed smoothed loss, summed NLL, examples) of one batch through `model`."""
-        tok = self.classifier.tok
-        ids = pad_to_tensor(self.rows(indices), tok.pad_id)
+        tok, (ids, y) = self.classifier.tok, batch
         keep = (ids == tok.pad_id) | (ids == tok.bos_id)
         t = self.cfg.train
         passes = 2 if t.rdrop else 1
         ids = word_dropout(ids, t.word_dropout, tok.unk_id, keep).repeat(passes, 1)
-        logits = model(ids.to(device)).float()  # (passes * B, n_classes)
-        y = torch.tensor([self.labels[i] for i in indices], device=device).repeat(passes)
+        logits = model(ids.to(device, non_blocking=True)).float()  # (passes * B, n_classes)
+        y = y.to(device, non_blocking=True).repeat(passes)
         loss = F.cross_entropy(logits, y, reduction="sum", label_smoothing=t.label_smoothing)
         if t.rdrop:
-            loss = loss + t.rdrop * rdrop_kl(logits, torch.ones(len(indices), device=device))
+            loss = loss + t.rdrop * rdrop_kl(logits, torch.ones(len(y) // passes, device=device))
         return loss, F.cross_entropy(logits.detach(), y, reduction="sum"), len(y)
 
     @torch.no_grad()
