@@ -2,6 +2,7 @@
 damaged dataset refused in one line."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -14,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from aiayn.cli import main
-from aiayn.prepare import build
+from aiayn.prepare import build, dataset
+from aiayn.prepare.dataset import file_digest as digest
 from tests.cli_helpers import write_config, write_corpus
 
 TRAIN = ["--set", "train.max_steps=12", "--set", "train.eval_every=6"]
@@ -40,13 +42,15 @@ def error_line(capsys) -> str:
     return err[-1]
 
 
-@pytest.mark.parametrize("lowercase", [False, True])
-def test_prepared_and_in_memory_training_are_bit_identical(tmp_path, lowercase):
+# workers: the prepared run's batches collated by DataLoader workers (as on CUDA)
+@pytest.mark.parametrize("lowercase, workers", [(False, 0), (True, 2)])
+def test_prepared_and_in_memory_training_are_bit_identical(tmp_path, lowercase, workers):
     config = write_config(tmp_path)
     sets = [*TRAIN, "--set", f"data.lowercase={str(lowercase).lower()}"]
     assert main(["prepare", str(config), "--out", str(tmp_path / "data"), *sets]) == 0
     assert main(["train", str(config), "--out", str(tmp_path / "text"), *sets]) == 0
     data = ["--set", f"data.prepared={tmp_path / 'data'}", "--set", "data.train_src="]
+    data += ["--set", f"train.loader_workers={workers}"]
     assert main(["train", str(config), "--out", str(tmp_path / "mapped"), *sets, *data]) == 0
     assert losses(tmp_path / "text") == losses(tmp_path / "mapped")
     a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("text", "mapped"))
@@ -92,6 +96,25 @@ def test_a_source_changed_since_prepare_is_refused(tmp_path, capsys):
         f.write("ein hund\n")
     assert train_on(config, tmp_path / "data", tmp_path / "run") == 2
     assert "train.tgt: changed since" in error_line(capsys)
+
+
+def test_a_same_size_edit_is_caught_by_its_hash_and_an_untouched_file_is_not_hashed(
+    tmp_path, capsys, monkeypatch
+):
+    config = write_config(tmp_path)
+    assert main(["prepare", str(config), "--out", str(tmp_path / "data")]) == 0
+    hashed = []
+    monkeypatch.setattr(dataset, "file_digest", lambda p: hashed.append(p.name) or digest(p))
+    assert train_on(config, tmp_path / "data", tmp_path / "run") == 0
+    assert hashed == []  # sizes and modification times as recorded
+    source = tmp_path / "train.tgt"
+    data = source.read_bytes()
+    source.write_bytes((b"y" if data[:1] == b"x" else b"x") + data[1:])  # same size
+    stat = source.stat()
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert train_on(config, tmp_path / "data", tmp_path / "run2") == 2
+    assert "train.tgt: changed since" in error_line(capsys)
+    assert hashed == ["train.tgt"]
 
 
 @pytest.mark.parametrize(
@@ -168,8 +191,12 @@ def test_prepare_refuses_mismatched_files(tmp_path, capsys):
     assert not (tmp_path / "d" / "manifest.json").exists()
 
 
-@pytest.mark.parametrize("tokenizer, valid", [("char", False), ("bpe", False), ("bpe", True)])
-def test_a_language_model_trains_alike_from_its_prepared_token_stream(tmp_path, tokenizer, valid):
+@pytest.mark.parametrize(
+    "tokenizer, valid, workers", [("char", False, 2), ("bpe", False, 0), ("bpe", True, 0)]
+)
+def test_a_language_model_trains_alike_from_its_prepared_token_stream(
+    tmp_path, tokenizer, valid, workers
+):
     from tests.tasks.test_language_model import lm_config
 
     config = lm_config(tmp_path, tokenizer, max_steps=20, eval_every=10)
@@ -180,6 +207,7 @@ def test_a_language_model_trains_alike_from_its_prepared_token_stream(tmp_path, 
     assert main(["prepare", str(config), "--out", str(tmp_path / "data"), *sets]) == 0
     assert main(["train", str(config), "--out", str(tmp_path / "text"), *sets]) == 0
     data = ["--set", f"data.prepared={tmp_path / 'data'}"]
+    data += ["--set", f"train.loader_workers={workers}"]
     assert main(["train", str(config), "--out", str(tmp_path / "mapped"), *sets, *data]) == 0
     assert losses(tmp_path / "text") == losses(tmp_path / "mapped")
     a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("text", "mapped"))

@@ -110,6 +110,9 @@ class TrainConfig:
     # optional extra: pip install 'aiayn[tensorboard]')
     tensorboard: bool = False
     device: str = "auto"
+    # processes that read and collate the next batches while this one trains (a DataLoader);
+    # -1: 2 on CUDA (into pinned memory), none elsewhere
+    loader_workers: int = -1
 
     def __post_init__(self) -> None:
         for name in (
@@ -122,6 +125,7 @@ class TrainConfig:
             "max_bad_steps",
         ):
             require("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
+        require("train", "loader_workers", self.loader_workers, self.loader_workers >= -1, ">= -1")
         for name in ("warmup", "patience"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         for name in ("max_minutes", "clip", "weight_decay", "rdrop"):

@@ -25,7 +25,7 @@ def test_rdrop_runs_each_example_twice_and_adds_the_weighted_kl(tmp_path: Path, 
     make_task, make_config = TASKS[name]
     cfg = RunConfig.load(make_config(tmp_path)).replace("model", dropout=0.2)
     task = make_task(cfg, tmp_path, resume=False, log=lambda _: None)
-    batch = task.epoch_batches(0)[0]
+    batch = task.collate(task.epoch_batches(0)[0])
 
     def loss(rdrop: float) -> tuple[float, int]:
         task.cfg = task.cfg.replace("train", rdrop=rdrop)

@@ -43,3 +43,23 @@ def test_freed_memory_is_reused_without_page_faults():
 def test_without_mallopt_it_reports_false(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
     assert allocator.keep_freed_memory() is False
+
+
+def test_the_cpu_heap_hands_back_free_pages_every_trim_every_steps(monkeypatch):
+    trims = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: True)
+    monkeypatch.setattr(
+        allocator, "glibc", lambda name: trims.append if name == "malloc_trim" else None
+    )
+    monkeypatch.setenv(allocator.ONEDNN_CACHE, "")  # so that the test's setting is undone
+    monkeypatch.delenv(allocator.ONEDNN_CACHE)
+    heap = allocator.CpuHeap()
+    for step in range(1, 3 * allocator.TRIM_EVERY + 5):
+        heap.after_step(step)
+    assert trims == [0, 0, 0]
+    assert allocator.os.environ[allocator.ONEDNN_CACHE] == "0"
+
+
+def test_without_glibc_the_cpu_heap_trims_nothing(monkeypatch):
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())
+    allocator.CpuHeap().after_step(allocator.TRIM_EVERY)  # no malloc_trim to call

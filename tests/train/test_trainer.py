@@ -34,6 +34,9 @@ class LinearTask:
     def epoch_batches(self, epoch):
         return list(range(len(self.batches)))
 
+    def collate(self, i):
+        return i
+
     def train_loss(self, i, device, model):
         x, y = self.batches[i]
         loss = (model(x) - y).pow(2).sum()

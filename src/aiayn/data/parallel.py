@@ -19,6 +19,11 @@ class TranslationBatch:
     tgt_out: Tensor  # (B, T) target ids then </s>: what each position predicts
     n_tokens: int  # real target tokens, the unit of loss and throughput
 
+    def pin_memory(self) -> TranslationBatch:
+        """In page-locked memory, for a DataLoader's copies to a GPU that overlap its work."""
+        src, tgt_in, tgt_out = (x.pin_memory() for x in (self.src, self.tgt_in, self.tgt_out))
+        return TranslationBatch(src, tgt_in, tgt_out, self.n_tokens)
+
 
 def pad_to_tensor(rows: list[list[int]], pad_id: int) -> Tensor:
     """Right-pad lists of ids into a (B, longest) tensor."""

@@ -43,8 +43,9 @@ def train(
     The main process locks `run_dir` first (the process group actually joined says which is
     main, not an environment variable); a new run needs an empty or absent `run_dir`.
     """
+    from aiayn.device import pick_device
     from aiayn.train.distributed import join, leave
-    from aiayn.train.trainer import Trainer, pick_device
+    from aiayn.train.trainer import Trainer
 
     group = join(pick_device(cfg.train.device), cfg.train.fsdp)
     with RunLock(run_dir, fresh=not resume) if group.main else nullcontext():

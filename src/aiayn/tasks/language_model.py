@@ -147,30 +147,28 @@ class LanguageModelTask:
         return RandomBlocks(count, rows, len(self.train) - self.block, seed)
 
     def loss(
-        self,
-        model: nn.Module,
-        ids: Tensor | IdArray,
-        starts: Tensor,
-        device: torch.device,
-        rdrop: float = 0.0,
+        self, model: nn.Module, blocks: Tensor, device: torch.device, rdrop: float = 0.0
     ) -> tuple[Tensor, Tensor, int]:
-        """(summed smoothed loss, summed NLL, tokens) of the blocks at `starts`, by `model`;
+        """(summed smoothed loss, summed NLL, tokens) of `blocks` (rows, block + 1) by `model`;
         `rdrop` is the weight of R-Drop's term (0: one pass)."""
-        blocks = (
-            take(ids, starts, self.block + 1).repeat(2 if rdrop else 1, 1).to(device)
-        )  # (passes * rows, block + 1)
+        rows = len(blocks)
+        blocks = blocks.repeat(2 if rdrop else 1, 1).to(device, non_blocking=True)
         logits = model(blocks[:, :-1])
         eps = self.cfg.train.label_smoothing
         loss, nll = label_smoothed_loss(logits, blocks[:, 1:], eps, self.tok.pad_id)
         if rdrop:
-            keep = blocks[: len(starts), 1:] != self.tok.pad_id
+            keep = blocks[:rows, 1:] != self.tok.pad_id
             loss = loss + rdrop * rdrop_kl(logits, keep)
         return loss, nll, blocks[:, 1:].numel()
 
+    def collate(self, starts: Tensor) -> Tensor:
+        """(rows, block + 1): the ids of each block and the one after it."""
+        return take(self.train, starts, self.block + 1)
+
     def train_loss(
-        self, starts: Tensor, device: torch.device, model: nn.Module
+        self, blocks: Tensor, device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
-        return self.loss(model, self.train, starts, device, self.cfg.train.rdrop)
+        return self.loss(model, blocks, device, self.cfg.train.rdrop)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:
@@ -182,7 +180,8 @@ class LanguageModelTask:
             starts = starts[torch.linspace(0, len(starts) - 1, most).long()]
         nll_sum, n = 0.0, 0
         for chunk in starts.split(self.rows * 4):
-            _, nll, tokens = self.loss(self.model, self.valid, chunk, device)
+            blocks = take(self.valid, chunk, self.block + 1)
+            _, nll, tokens = self.loss(self.model, blocks, device)
             nll_sum, n = nll_sum + float(nll), n + tokens
         return {"val_loss": nll_sum / n}
 

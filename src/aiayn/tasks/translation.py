@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from aiayn.config import RunConfig
 from aiayn.data.noise import word_dropout
-from aiayn.data.parallel import ParallelData
+from aiayn.data.parallel import ParallelData, TranslationBatch
 from aiayn.data.recase import Recaser
 from aiayn.data.text import read_parallel
 from aiayn.data.tokenizer import TextTokenizer
@@ -137,8 +137,7 @@ class TranslationTask:
     def loss(
         self,
         model: nn.Module,
-        data: ParallelData,
-        indices: Sequence[int],
+        b: TranslationBatch,
         device: torch.device,
         noise: float = 0.0,
         rdrop: float = 0.0,
@@ -146,11 +145,12 @@ class TranslationTask:
         """(summed smoothed loss, summed NLL, target tokens) of one batch through `model` (the
         task's, or its distributed wrapper); `noise` is the word dropout on the source, `rdrop`
         the weight of R-Drop's term (0: one pass)."""
-        b = data.collate(indices)
         keep = (b.src == self.src_tok.pad_id) | (b.src == self.src_tok.eos_id)
         src = word_dropout(b.src, noise, self.src_tok.unk_id, keep)
         passes = 2 if rdrop else 1
-        src, tgt_in, tgt_out = (x.repeat(passes, 1).to(device) for x in (src, b.tgt_in, b.tgt_out))
+        src, tgt_in, tgt_out = (
+            x.repeat(passes, 1).to(device, non_blocking=True) for x in (src, b.tgt_in, b.tgt_out)
+        )
         logits = model(src, tgt_in)
         pad = self.tgt_tok.pad_id
         loss, nll = label_smoothed_loss(logits, tgt_out, self.cfg.train.label_smoothing, pad)
@@ -158,11 +158,14 @@ class TranslationTask:
             loss = loss + rdrop * rdrop_kl(logits, tgt_out[: len(b.tgt_out)] != pad)
         return loss, nll, passes * b.n_tokens
 
+    def collate(self, indices: Sequence[int]) -> TranslationBatch:
+        return self.train.collate(indices)
+
     def train_loss(
-        self, indices: Sequence[int], device: torch.device, model: nn.Module
+        self, batch: TranslationBatch, device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]:
         t = self.cfg.train
-        return self.loss(model, self.train, indices, device, t.word_dropout, t.rdrop)
+        return self.loss(model, batch, device, t.word_dropout, t.rdrop)
 
     @torch.no_grad()
     def validate(self, device: torch.device) -> dict[str, float]:
@@ -170,7 +173,7 @@ class TranslationTask:
             return {}
         nll_sum, n = 0.0, 0
         for indices in self.valid.batches(self.cfg.train.batch_tokens, 0, shuffle=False):
-            _, nll, tokens = self.loss(self.model, self.valid, indices, device)
+            _, nll, tokens = self.loss(self.model, self.valid.collate(indices), device)
             nll_sum, n = nll_sum + float(nll), n + tokens
         out = {"val_loss": nll_sum / n}
         if self.monitor == "val_bleu":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
@@ -15,9 +15,11 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from aiayn.config import RunConfig
+from aiayn.device import pick_device
 from aiayn.train import checkpoint as ckpt
-from aiayn.train.allocator import keep_freed_memory, no_kernel_cache
+from aiayn.train.allocator import CpuHeap
 from aiayn.train.distributed import Single, join
+from aiayn.train.feed import RankShare, feed, loader_workers
 from aiayn.train.interrupt import StopRequests
 from aiayn.train.metrics import TensorBoardLog, append_metric, progress_line, read_metrics, to_line
 from aiayn.train.optim import apply_hyperparameters, make_optimizer, make_schedule
@@ -35,30 +37,13 @@ class Task(Protocol):
     model: nn.Module
     monitor: str
 
-    def epoch_batches(self, epoch: int) -> list[Any]: ...
+    def epoch_batches(self, epoch: int) -> Sequence[Any]: ...
+    def collate(self, item: Any) -> Any: ...  # CPU tensors, drawing no random numbers
     def train_loss(
         self, batch: Any, device: torch.device, model: nn.Module
     ) -> tuple[Tensor, Tensor, int]: ...
     def validate(self, device: torch.device) -> dict[str, float]: ...
     def save_assets(self, run_dir: Path) -> None: ...
-
-
-def pick_device(name: str) -> torch.device:
-    """The device `train.device` names, refused if this machine does not have it."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is not None:
-        present = torch.cuda.device_count()
-        missing = device.index >= present
-    else:
-        present = None
-        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
-        missing = device.type in available and not available[device.type]()
-    if missing:
-        count = f" (it has {present})" if present else ""
-        raise ValueError(f"train.device={name!r}: this machine has no such device{count}")
-    return device
 
 
 def better(monitor: str, new: float, best: float | None) -> bool:
@@ -85,9 +70,8 @@ class Trainer:
         self.t = self.cfg.train
         self.group = group or join(pick_device(self.t.device), self.t.fsdp)
         self.device = self.group.device
-        if self.device.type == "cpu":
-            keep_freed_memory()
-            no_kernel_cache()
+        self.workers = loader_workers(self.t.loader_workers, self.device)
+        self.heap = CpuHeap() if self.device.type == "cpu" else None
         self.model = task.model.to(self.device)
         if self.t.activation_checkpointing:
             recompute_layers(self.model)
@@ -227,17 +211,17 @@ class Trainer:
         with StopRequests() as signals:
             while stop is None:
                 batches = self.task.epoch_batches(self.state["epoch"])
-                rank, world = self.group.rank, self.group.world
                 per_step = self.check_epoch(len(batches))
                 # Every rank runs the same number of batches in every step (FSDP's collectives
                 # must pair up), so an epoch's last batches, too few for a whole step, are
                 # left out; N processes then take exactly one process's steps over N times
                 # the batches.
-                while len(batches) - self.state["batch"] >= per_step and stop is None:
-                    first = self.state["batch"]
-                    group = batches[first : first + per_step]
-                    loss, tokens = self.step(group[rank::world])
-                    self.state["batch"] += len(group)
+                rank, world, first = self.group.rank, self.group.world, self.state["batch"]
+                share = RankShare(batches, first, self.t.accumulate, rank, world)
+                collated = feed(share, self.task.collate, self.device, self.workers)
+                for _ in range(share.steps):
+                    loss, tokens = self.step([next(collated) for _ in range(self.t.accumulate)])
+                    self.state["batch"] += per_step
                     requested, self.state["elapsed"] = self.group.agree(
                         bool(signals.requested), time.monotonic() - start
                     )
@@ -250,6 +234,8 @@ class Trainer:
                     if stop is None and requested:
                         self.save()
                         stop = f"{signals.requested or 'stopped by another rank'}, checkpoint saved"
+                    if stop is not None:
+                        break
                 if stop is None:
                     self.state["epoch"] += 1
                     self.state["batch"] = 0
@@ -323,6 +309,8 @@ class Trainer:
 
     def after_step(self, window: dict[str, float], bar: tqdm) -> str | None:
         step = self.state["step"]
+        if self.heap is not None:
+            self.heap.after_step(step)
         if step % self.t.log_every == 0 and window["tokens"]:
             now = time.monotonic()
             rate = window["tokens"] / max(now - window["since"], 1e-9)
