@@ -40,9 +40,10 @@ def test_demo_trains_scores_and_draws_on_toy_data(tmp_path: Path, capsys) -> Non
     config = write_config(tmp_path, max_steps=10, eval_every=5)
     data = tmp_path
     sets = [f"data.test_src={data / 'valid.src'}", f"data.test_tgt={data / 'valid.tgt'}"]
-    args = ["demo", "--config", str(config), "--out", str(tmp_path / "run")]
+    args = ["demo", "--config", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]
     assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
     demo_output(capsys.readouterr().out, tmp_path / "run")
+    assert 'device = "cpu"' in (tmp_path / "run" / "config.toml").read_text()
 
 
 @pytest.mark.slow

@@ -45,6 +45,27 @@ def test_translate_reads_a_file_and_writes_one_line_per_input(run, tmp_path, cap
     assert len(out) == 4 and out[1] == "" and out[3] == ""
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["translate", "--input", "IN"],
+        ["evaluate", "--src", "IN", "--ref", "IN", "--json"],
+        ["plot-attention", "--src", "a man runs", "--out", "OUT"],
+    ],
+)
+def test_decoding_commands_run_on_the_device_asked_for(run, tmp_path, capsys, command):
+    (tmp_path / "in.txt").write_text("a man runs\nthe dog sees a cat\n")
+    args = [str(tmp_path / "in.txt") if a == "IN" else a for a in command]
+    outputs = []
+    for device in ("cpu", "auto"):  # auto: the CPU on a machine without CUDA
+        argv = [a if a != "OUT" else str(tmp_path / device) for a in args]
+        assert main([argv[0], "--model", str(run), *argv[1:], "--device", device]) == 0
+        outputs.append(capsys.readouterr().out.replace(str(tmp_path / device), "OUT"))
+    assert outputs[0] == outputs[1] and outputs[0]
+    assert main(["translate", "--model", str(run), "--device", "tpu"]) == 2
+    assert "--device='tpu': expected auto, cpu, cuda, cuda:N or mps" in capsys.readouterr().err
+
+
 def test_evaluate_json_has_bleu_chrf_and_signature(run, capsys, tmp_path):
     cfg = run / "config.toml"
     data = {

@@ -15,32 +15,30 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
-from aiayn.models import ModelConfig, build_model
+from aiayn.models import ModelConfig, build_model, parameter_breakdown
 
 if TYPE_CHECKING:
     from aiayn.decode.translate import Translator
 
 ENSEMBLE_HELP = "run directory; a classifier's may repeat (an ensemble: mean probabilities)"
+DEVICE_HELP = "auto (CUDA where there is one, else the CPU), cpu, cuda, cuda:N or mps"
+
+
+def add_device(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument("--device", default="auto", help=f"{DEVICE_HELP} (default: auto)")
+
+
+def cli_device(args: argparse.Namespace) -> torch.device:
+    from aiayn.device import pick_device
+
+    return pick_device(args.device, "--device")
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def parameter_breakdown(model: nn.Module) -> list[tuple[str, int]]:
-    """(top-level part, parameters it adds) with shared matrices counted at first sight."""
-    seen: set[int] = set()
-    rows = []
-    for name, child in model.named_children():
-        fresh = [p for p in child.parameters() if id(p) not in seen]
-        seen.update(id(p) for p in fresh)
-        if fresh:
-            rows.append((name, sum(p.numel() for p in fresh)))
-    return rows
 
 
 def cmd_params(args: argparse.Namespace) -> None:
@@ -105,7 +103,7 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
         raise ValueError(f"--beam {args.beam} must be >= 1 (1: greedy search)")
     if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha >= 0):
         raise ValueError(f"--alpha {args.alpha}: the length penalty must be finite and >= 0")
-    translator = load_translator(model_dir, args.weights, log=log)
+    translator = load_translator(model_dir, args.weights, cli_device(args), log=log)
     if args.alpha is not None:
         translator.decode = dataclasses.replace(translator.decode, alpha=args.alpha)
     return translator
@@ -140,17 +138,20 @@ def cmd_generate(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"{name} {getattr(args, name[2:].replace('-', '_'))} must be {expected}"
             )
+    device = cli_device(args)
     model, tok = load_language_model(args.model, args.weights, log=log)
+    model = model.to(device)
     prompt = tok.encode([args.prompt])[0]
     if not prompt:
         raise ValueError(f"--prompt {args.prompt!r} has no tokens; give some text")
-    generator = torch.Generator().manual_seed(args.seed) if args.seed is not None else None
+    # on the model's device: sampling there draws from a generator there
+    generator = None if args.seed is None else torch.Generator(device).manual_seed(args.seed)
     ids = list(prompt)
     shown = tok.decode([ids])[0]
     print(shown, end="", flush=True)
     stream = generate(
         model,
-        torch.tensor([prompt]),
+        torch.tensor([prompt], device=device),
         args.max_new_tokens,
         args.temperature,
         args.top_k,
@@ -172,7 +173,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
     from aiayn.tasks.classification import load_classifiers
 
     lines = stream_lines(args.input)
-    classifier = load_classifiers(args.model, args.weights, log=log)
+    classifier = load_classifiers(args.model, args.weights, cli_device(args), log=log)
     for chunk in chunked(lines, 256):
         for label, p in classifier.predict(chunk):
             print(f"{label}\t{p:.4f}", flush=True)
@@ -195,7 +196,7 @@ def cmd_plot_attention(args: argparse.Namespace) -> None:
     from aiayn.tasks.translation import load_translator
     from aiayn.viz import save_attention_maps
 
-    translator = load_translator(args.model, args.weights, log=log)
+    translator = load_translator(args.model, args.weights, cli_device(args), log=log)
     maps = translator.attention(args.src, args.tgt)
     print(f"translation: {maps.translation}")
     out = Path(args.out or Path(args.model) / "attention")
@@ -220,7 +221,7 @@ def evaluate_classifier(args: argparse.Namespace) -> None:
     from aiayn.tasks.classification import load_classifiers
 
     texts, labels = read_labelled(args.src)
-    classifier = load_classifiers(args.model, args.weights, log=log)
+    classifier = load_classifiers(args.model, args.weights, cli_device(args), log=log)
     predicted = [label for label, _ in classifier.predict(texts)]
     accuracy = sum(p == y for p, y in zip(predicted, labels, strict=True)) / len(labels)
     if args.json:
@@ -248,6 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from aiayn.demo import fresh_dir, report, run_demo
 
     cfg = RunConfig.load(args.config, args.set)
+    cfg = cfg.replace("train", device=str(cli_device(args)))
     result = run_demo(cfg, fresh_dir(Path(args.out)), log=log)
     print(report(result, Path(cfg.data.test_src).name.split(".")[0]))
 
@@ -272,6 +274,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default="configs/demo.toml", help="(default: %(default)s)")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
     demo.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    add_device(demo)
     demo.set_defaults(run=cmd_demo)
 
     params = sub.add_parser("params", help="print the parameter count of a config's model")
@@ -311,6 +314,7 @@ def parser() -> argparse.ArgumentParser:
             "--alpha", type=float, help="beam search's length penalty (default: the config's)"
         )
         cmd.add_argument("--weights", help="model, best or average (default: the best there)")
+        add_device(cmd)
         if name == "translate":
             cmd.add_argument("--input", help="file of sentences, one a line (default: stdin)")
             cmd.set_defaults(run=cmd_translate)
@@ -331,12 +335,14 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
     gen.add_argument("--seed", type=int, help="the same seed gives the same text")
     gen.add_argument("--weights", help="model, best or average (default: the best there)")
+    add_device(gen)
     gen.set_defaults(run=cmd_generate)
 
     classify = sub.add_parser("classify", help="label each line (stdin or --input)")
     classify.add_argument("--model", required=True, action="append", help=ENSEMBLE_HELP)
     classify.add_argument("--input", help="file of texts, one a line (default: stdin)")
     classify.add_argument("--weights", help="model, best or average (default: the best there)")
+    add_device(classify)
     classify.set_defaults(run=cmd_classify)
 
     imp = sub.add_parser("import-hf", help="a Hugging Face BERT, GPT-2 or Marian as a run")
@@ -357,6 +363,7 @@ def parser() -> argparse.ArgumentParser:
     attn.add_argument("--layer", default="all", help="layer number from 0, or all (default)")
     attn.add_argument("--weights", help="model, best or average (default: the best there)")
     attn.add_argument("--out", help="folder for the PNGs (default: MODEL/attention)")
+    add_device(attn)
     attn.set_defaults(run=cmd_plot_attention)
     return p
 

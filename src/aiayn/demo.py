@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiayn.config import RunConfig
 from aiayn.data.text import read_parallel
+from aiayn.device import pick_device
 from aiayn.evaluate import score_translations
 from aiayn.tasks import train
 from aiayn.tasks.translation import load_translator
@@ -48,7 +49,7 @@ def run_demo(
     if cfg.model.arch != "encoder_decoder":
         raise ValueError(f"model.arch={cfg.model.arch!r}: the demo translates (encoder_decoder)")
     train(cfg, out, log=log)
-    translator = load_translator(out, log=log)
+    translator = load_translator(out, device=pick_device(cfg.train.device), log=log)
     src, ref = read_parallel(cfg.data.test_src, cfg.data.test_tgt)
     log(f"translating {len(src):,} test sentences (beam {cfg.decode.beam})")
     hyps = translator.translate(src)

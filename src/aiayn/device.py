@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from aiayn.config import DEVICE
+
 
 def pick_device(name: str, setting: str = "train.device") -> torch.device:
     """The device `name` (auto, cpu, cuda, cuda:N or mps) names, refused, naming `setting`,
     if this machine does not have it; auto is CUDA where there is one, else the CPU."""
+    if not isinstance(name, str) or DEVICE.fullmatch(name) is None:
+        raise ValueError(f"{setting}={name!r}: expected auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

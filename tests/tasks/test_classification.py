@@ -69,8 +69,11 @@ def test_train_classify_and_evaluate(tmp_path: Path, capsys) -> None:
     report = json.loads(capsys.readouterr().out)
     assert report["examples"] == 60 and report["accuracy"] >= 0.9
     (tmp_path / "in.txt").write_text("the film was superb\nawful plot\n\n", encoding="utf-8")
-    assert main(["classify", "--model", str(out), "--input", str(tmp_path / "in.txt")]) == 0
+    classify = ["classify", "--model", str(out), "--input", str(tmp_path / "in.txt")]
+    assert main([*classify, "--device", "auto"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert main([*classify, "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
     assert len(lines) == 3
     (first, p1), (second, p2) = (line.split("\t") for line in lines[:2])
     assert (first, second) == ("1", "0") and float(p1) > 0.5 and float(p2) > 0.5

@@ -66,8 +66,8 @@ def test_train_then_generate_is_reproducible_and_learns(tmp_path: Path, capsys) 
     capsys.readouterr()
     args = ["generate", "--model", str(out), "--prompt", "to be", "--max-new-tokens", "40"]
     texts = []
-    for seed in ("3", "3", "4"):
-        assert main([*args, "--seed", seed, "--temperature", "1.0"]) == 0
+    for seed, device in (("3", "auto"), ("3", "cpu"), ("4", "auto")):
+        assert main([*args, "--seed", seed, "--temperature", "1.0", "--device", device]) == 0
         texts.append(capsys.readouterr().out)
     assert texts[0] == texts[1] and texts[0] != texts[2]
     assert texts[0].startswith("to be") and len(texts[0]) == len("to be") + 40 + 1

@@ -6,6 +6,8 @@ from nn.Linear's (out, in) (measured on a 2-core AMD EPYC: greedy decoding of a 
 6-layer model at batch 1 went from 214 to 255 tokens/s). `InputMajor` holds such copies for
 the time of a decoding call (a second copy of those weights in memory meanwhile) and lends
 them to the model's nn.Linear layers; the model is unchanged, its outputs equal to rounding.
+The gain was measured on a CPU only: on CUDA, whose cuBLAS reads a transposed operand as it
+is, plain nn.Linear decodes and no copy is made (`input_major_pays`).
 """
 
 from __future__ import annotations
@@ -29,14 +31,17 @@ def input_major_linear(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tens
 class InputMajor:
     """(in, out) copies of a model's nn.Linear weights, used by those layers within `active()`.
 
-    Layers whose weights are not plain tensors (sharded by FSDP, say) are left as they are.
+    Layers whose weights are not plain tensors (sharded by FSDP, say), or not on a CPU, are
+    left as they are.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.copies = [
             (m, m.weight.detach().t().contiguous(), None if m.bias is None else m.bias.detach())
             for m in model.modules()
-            if isinstance(m, nn.Linear) and type(m.weight.data) is torch.Tensor
+            if isinstance(m, nn.Linear)
+            and type(m.weight.data) is torch.Tensor
+            and input_major_pays(m.weight.device)
         ]
 
     @contextmanager
@@ -48,3 +53,8 @@ class InputMajor:
         finally:
             for layer, _, _ in self.copies:
                 del layer.forward
+
+
+def input_major_pays(device: torch.device) -> bool:
+    """Whether decoding on `device` borrows (in, out) weights: on CPUs only."""
+    return device.type == "cpu"

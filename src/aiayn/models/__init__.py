@@ -72,6 +72,18 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def parameter_breakdown(model: nn.Module) -> list[tuple[str, int]]:
+    """(top-level part, parameters it adds) with shared matrices counted at first sight."""
+    seen: set[int] = set()
+    rows = []
+    for name, child in model.named_children():
+        fresh = [p for p in child.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in fresh)
+        if fresh:
+            rows.append((name, sum(p.numel() for p in fresh)))
+    return rows
+
+
 __all__ = [
     "MODELS",
     "DecoderOnlyLM",
@@ -80,4 +92,5 @@ __all__ = [
     "ModelConfig",
     "build_model",
     "count_parameters",
+    "parameter_breakdown",
 ]

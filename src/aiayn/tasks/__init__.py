@@ -44,6 +44,7 @@ def train(
     main, not an environment variable); a new run needs an empty or absent `run_dir`.
     """
     from aiayn.device import pick_device
+    from aiayn.train.allocator import CpuHeap
     from aiayn.train.distributed import join, leave
     from aiayn.train.trainer import Trainer
 
@@ -52,7 +53,8 @@ def train(
         torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
         log = log if group.main else quiet
         task = task_class(cfg.model.arch)(cfg, run_dir, resume=resume, log=log)
-        trainer = Trainer(task, run_dir, log, group)
+        # after the data is read: its temporaries go back to the system, not into the heap
+        trainer = Trainer(task, run_dir, log, group, CpuHeap.for_device(group.device))
         if resume:
             trainer.resume()
         trainer.fit()

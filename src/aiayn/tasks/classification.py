@@ -233,9 +233,13 @@ def open_labelled(
 
 
 def load_classifier(
-    run_dir: str | Path, weights: str | None = None, log: Callable[[str], None] = print
+    run_dir: str | Path,
+    weights: str | None = None,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] = print,
 ) -> Classifier:
     cfg, model = load_run(run_dir, "encoder_classifier", weights, log)
+    model = model.to(device)
     run_dir, m, d = Path(run_dir), cfg.model, cfg.data
     tok = load_tokenizer(run_dir, TOKENIZER, m.vocab_size)
     labels = load_labels(run_dir, m.n_classes)
@@ -243,8 +247,11 @@ def load_classifier(
 
 
 def load_classifiers(
-    run_dirs: list[str], weights: str | None = None, log: Callable[[str], None] = print
+    run_dirs: list[str],
+    weights: str | None = None,
+    device: str | torch.device = "cpu",
+    log: Callable[[str], None] = print,
 ) -> LabelPredictor:
     """The classifier of one run directory, or the ensemble of several."""
-    members = [load_classifier(d, weights, log) for d in run_dirs]
+    members = [load_classifier(d, weights, device, log) for d in run_dirs]
     return members[0] if len(members) == 1 else Ensemble(members)

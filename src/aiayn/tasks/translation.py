@@ -191,7 +191,7 @@ class TranslationTask:
 def load_translator(
     run_dir: str | Path,
     weights: str | None = None,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     log: Callable[[str], None] = print,
 ) -> Translator:
     """The translator saved in a run directory, with its chosen weights file."""

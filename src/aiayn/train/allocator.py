@@ -21,6 +21,8 @@ import ctypes
 import os
 from typing import Any
 
+import torch
+
 # mallopt(3) parameters, from glibc's malloc.h.
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -55,6 +57,12 @@ class CpuHeap:
     def __init__(self) -> None:
         self.trim = glibc("malloc_trim") if keep_freed_memory() else None
         no_kernel_cache()
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> CpuHeap | None:
+        """The heap settings for training on `device`: on CPUs only (CUDA tensors come from
+        torch's own caching allocator, and glibc's settings would only grow the host's heap)."""
+        return cls() if device.type == "cpu" else None
 
     def after_step(self, step: int) -> None:
         if self.trim is not None and step % TRIM_EVERY == 0:

@@ -65,13 +65,16 @@ class Trainer:
         run_dir: Path,
         log: Callable[[str], None] = print,
         group: Single | None = None,
+        heap: CpuHeap | None = None,
     ) -> None:
+        """`heap`: the CPU allocator's settings, which the training entry point makes (they
+        are the process's, not the trainer's), trimmed here every few steps."""
         self.task, self.cfg, self.run_dir, self.log = task, task.cfg, Path(run_dir), log
         self.t = self.cfg.train
         self.group = group or join(pick_device(self.t.device), self.t.fsdp)
         self.device = self.group.device
         self.workers = loader_workers(self.t.loader_workers, self.device)
-        self.heap = CpuHeap() if self.device.type == "cpu" else None
+        self.heap = heap
         self.model = task.model.to(self.device)
         if self.t.activation_checkpointing:
             recompute_layers(self.model)
@@ -269,8 +272,10 @@ class Trainer:
                 with autocast:
                     loss, _, tokens = self.task.train_loss(batch, self.device, self.forward)
                 loss.backward()
-            total_loss, total_tokens = total_loss + float(loss.detach()), total_tokens + tokens
-        total_loss, total_tokens = self.group.sum([total_loss, total_tokens])
+            # summed on the device, in float64 as Python's floats would be: the host waits
+            # for the device once per step, not once per micro-batch
+            total_loss, total_tokens = total_loss + loss.detach().double(), total_tokens + tokens
+        total_loss, total_tokens = self.group.sum([float(total_loss), total_tokens])
         # Gradients of summed losses, divided once by all the tokens: accumulating N batches
         # gives exactly the gradient of the loss per token of their union. DDP and FSDP have
         # already divided by the number of ranks.

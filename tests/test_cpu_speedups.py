@@ -1,0 +1,36 @@
+"""Each CPU-only speed-up is chosen on a CPU and not on CUDA: the choice is inspected for
+each device type, so no GPU is needed (a model on the meta device stands for one elsewhere)."""
+
+import pytest
+import torch
+from torch import nn
+
+from aiayn.decode.weights import InputMajor, input_major_pays
+from aiayn.nn.dropout import dropout, written_out
+from aiayn.train.allocator import CpuHeap
+from aiayn.train.feed import loader_workers
+
+
+@pytest.mark.parametrize("kind, on_cpu", [("cpu", True), ("cuda", False), ("mps", False)])
+def test_each_speedup_is_for_cpus_only(kind, on_cpu, monkeypatch):
+    device = torch.device(kind)
+    assert written_out(device) is on_cpu
+    assert input_major_pays(device) is on_cpu
+    monkeypatch.setattr("aiayn.train.allocator.keep_freed_memory", lambda: False)
+    assert (CpuHeap.for_device(device) is not None) is on_cpu
+    assert (loader_workers(-1, device) > 0) is (kind == "cuda")  # workers for CUDA only
+
+
+def test_decoding_lends_input_major_weights_only_to_cpu_layers():
+    assert len(InputMajor(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2))).copies) == 2
+    assert InputMajor(nn.Linear(4, 4, device="meta")).copies == []
+
+
+def test_dropout_off_the_cpu_is_torchs_own(monkeypatch):
+    calls = []
+    monkeypatch.setattr("aiayn.nn.dropout.F.dropout", lambda x, p, training: calls.append(p) or x)
+    x = torch.ones(8)
+    dropout(x, 0.25)  # on the CPU: the written-out mask
+    assert calls == []
+    dropout(torch.ones(8, device="meta"), 0.25)
+    assert calls == [0.25]
