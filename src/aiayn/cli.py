@@ -249,7 +249,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from aiayn.demo import fresh_dir, report, run_demo
 
     cfg = RunConfig.load(args.config, args.set)
-    cfg = cfg.replace("train", device=str(cli_device(args)))
+    if args.device is not None:  # else the config's train.device (auto unless set)
+        cfg = cfg.replace("train", device=str(cli_device(args)))
     result = run_demo(cfg, fresh_dir(Path(args.out)), log=log)
     print(report(result, Path(cfg.data.test_src).name.split(".")[0]))
 
@@ -274,7 +275,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", default="configs/demo.toml", help="(default: %(default)s)")
     demo.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
     demo.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    add_device(demo)
+    demo.add_argument("--device", help=f"{DEVICE_HELP} (default: the config's train.device)")
     demo.set_defaults(run=cmd_demo)
 
     params = sub.add_parser("params", help="print the parameter count of a config's model")
