@@ -266,16 +266,17 @@ class Trainer:
             if self.t.precision == "bf16"
             else nullcontext()
         )
-        total_loss, total_tokens = 0.0, 0
+        losses, total_tokens = [], 0
         for i, batch in enumerate(share):
             with self.group.sync_gradients(self.forward, sync=i == len(share) - 1):
                 with autocast:
                     loss, _, tokens = self.task.train_loss(batch, self.device, self.forward)
                 loss.backward()
-            # summed on the device, in float64 as Python's floats would be: the host waits
-            # for the device once per step, not once per micro-batch
-            total_loss, total_tokens = total_loss + loss.detach().double(), total_tokens + tokens
-        total_loss, total_tokens = self.group.sum([float(total_loss), total_tokens])
+            losses.append(loss.detach())
+            total_tokens += tokens
+        # one copy to the host per step, not one wait per micro-batch; summed as Python floats
+        total_loss = sum(torch.stack(losses).cpu().double().tolist())
+        total_loss, total_tokens = self.group.sum([total_loss, total_tokens])
         # Gradients of summed losses, divided once by all the tokens: accumulating N batches
         # gives exactly the gradient of the loss per token of their union. DDP and FSDP have
         # already divided by the number of ranks.
