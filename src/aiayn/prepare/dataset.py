@@ -160,8 +160,8 @@ class StoredArray:
 
     def __init__(self, folder: Path, name: str, dtypes: tuple[str, ...]) -> None:
         mapped = load_array(folder, name, dtypes)  # checks header and size
-        self.path, self.dtype, self.length = folder / name, mapped.dtype, len(mapped)
-        self.start = mapped.offset
+        self.folder, self.name, self.path = folder, name, folder / name
+        self.dtype, self.length, self.start = mapped.dtype, len(mapped), mapped.offset
         self.file = open(inside(folder, name), "rb")  # noqa: SIM115 (open as long as the array)
 
     def __len__(self) -> int:
@@ -172,7 +172,8 @@ class StoredArray:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self.file = open(self.path, "rb")  # noqa: SIM115 (open as long as the array)
+        # through `inside` again: a link put there since must not lead out of the folder
+        self.file = open(inside(self.folder, self.name), "rb")  # noqa: SIM115 (as above)
 
     def runs(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """array[starts[i] : starts[i] + lengths[i]] for each i, end to end."""
