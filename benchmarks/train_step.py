@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from aiayn.models import EncoderDecoder, ModelConfig
+from aiayn.nn.attention import use_attention
 from aiayn.nn.positional import sinusoid_table
 from aiayn.train.loss import label_smoothed_loss
 from benchmarks.common import interleaved, matmul_peak, report
@@ -91,11 +92,10 @@ def main() -> None:
         torch.randint(4, VOCAB, (args.batch, args.tgt_len + 1)),
     )
     bf16 = args.precision == "bf16"
-    models = {
-        "aiayn": EncoderDecoder(cfg),
-        "aiayn_fast": EncoderDecoder(ModelConfig(**base, attn_impl="math")),
-        "torch_nn": TorchTransformer(cfg),
-    }
+    models = {"aiayn": EncoderDecoder(cfg), "aiayn_fast": EncoderDecoder(cfg)}
+    use_attention(models["aiayn"], "sdpa")
+    use_attention(models["aiayn_fast"], "math")
+    models["torch_nn"] = TorchTransformer(cfg)
     for m in models.values():
         m.train()
     seconds = interleaved({k: step_fn(m, batch, bf16) for k, m in models.items()}, args.rounds)

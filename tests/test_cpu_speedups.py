@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from aiayn.decode.weights import InputMajor, input_major_pays
+from aiayn.nn.attention import AUTO_MATH_UP_TO, auto_impl
 from aiayn.nn.dropout import dropout, written_out
 from aiayn.train.allocator import CpuHeap
 from aiayn.train.feed import loader_workers
@@ -34,3 +35,22 @@ def test_dropout_off_the_cpu_is_torchs_own(monkeypatch):
     assert calls == []
     dropout(torch.ones(8, device="meta"), 0.25)
     assert calls == [0.25]
+
+
+@pytest.mark.parametrize(
+    "kind, dtype, t_q, t_k, expected",
+    [
+        ("cpu", torch.bfloat16, 40, 40, "math"),  # bf16 training at short lengths
+        ("cpu", torch.bfloat16, 40, AUTO_MATH_UP_TO + 1, "sdpa"),  # longer than measured
+        ("cpu", torch.float32, 40, 40, "sdpa"),  # fp32 training: the fused kernel was faster
+        ("cpu", torch.float32, 1, 40, "math"),  # a decoding step
+        ("meta", torch.bfloat16, 40, 40, "sdpa"),  # off the CPU: SDPA's (flash) kernels
+        ("meta", torch.float32, 1, 40, "sdpa"),
+    ],
+)
+def test_auto_attention_takes_the_written_out_path_only_where_it_measured_faster(
+    kind, dtype, t_q, t_k, expected
+):
+    q = torch.empty(2, 4, t_q, 8, dtype=dtype, device=kind)
+    k = torch.empty(2, 4, t_k, 8, dtype=dtype, device=kind)
+    assert auto_impl(q, k) == expected

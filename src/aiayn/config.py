@@ -11,19 +11,19 @@ from typing import Any
 from aiayn.configfile import apply_overrides, from_dict, load_toml, require
 from aiayn.data.tokenizer import TOKENIZER_KINDS
 from aiayn.models.config import ModelConfig
+from aiayn.nn.attention import ATTENTION_IMPLS
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("noam", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DECAYS = ("all", "matrices")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DERIVED = ("vocab_size", "src_vocab_size", "pad_id", "n_classes")
 # What a resumed run cannot change: what its weights and tokenizer are. The rest (how it
 # trains, decodes, where its data lies) may change with --set, and config.toml says so.
 RESUME_FIXED = {
     "model": {
-        f.name
-        for f in dataclasses.fields(ModelConfig)
-        if f.name not in ("dropout", "attn_dropout", "attn_impl")
+        f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("dropout", "attn_dropout")
     },
     "data": {"tokenizer", "vocab_size", "joint_vocab", "lowercase", "end_token"},
 }
@@ -87,13 +87,25 @@ class TrainConfig:
     beta2: float = 0.98
     eps: float = 1e-9
     weight_decay: float = 0.0
+    # which tensors weight_decay shrinks: all, or "matrices", the weights of linear maps only
+    # (no biases, norm gains or embeddings)
+    decay: str = "all"
     clip: float = 0.0  # max gradient norm; 0: no clipping
     label_smoothing: float = 0.1
     word_dropout: float = 0.0  # input (source) tokens replaced by <unk> with this probability
     # R-Drop (Liang et al. 2021): each batch runs twice, under different dropout, and this
     # weights the KL divergence between the two outputs; 0: off. Twice the compute per step.
     rdrop: float = 0.0
-    precision: str = "fp32"  # bf16: autocast matrix products to bfloat16
+    # How this machine runs the model (what it is lies in [model]): the device, the precision
+    # of its matrix products, its attention kernel (also when the run's model decodes).
+    device: str = "auto"
+    # bf16: autocast matrix products to bfloat16; fp16: to float16, with a gradient scaler
+    # (for GPUs without bf16)
+    precision: str = "fp32"
+    # auto: per call, the path measured faster (aiayn.nn.attention.auto_impl); sdpa: torch's
+    # fused kernels; math: written out
+    attn_impl: str = "auto"
+    compile: bool = False  # torch.compile the model's forward for training
     eval_every: int = 1000  # steps between validations (loss, and BLEU when bleu is set)
     bleu: bool = True  # translate the validation set at each validation (greedy)
     patience: int = 0  # stop after this many validations without improvement; 0: never
@@ -109,7 +121,6 @@ class TrainConfig:
     # also write the logged scalars as TensorBoard event files in RUN_DIR/tensorboard (the
     # optional extra: pip install 'aiayn[tensorboard]')
     tensorboard: bool = False
-    device: str = "auto"
     # processes that read and collate the next batches while this one trains (a DataLoader);
     # -1: 2 on CUDA (into pinned memory), none elsewhere
     loader_workers: int = -1
@@ -172,6 +183,9 @@ class TrainConfig:
             self.precision in PRECISIONS,
             f"one of {', '.join(PRECISIONS)}",
         )
+        require("train", "decay", self.decay, self.decay in DECAYS, f"one of {', '.join(DECAYS)}")
+        impls = ATTENTION_IMPLS
+        require("train", "attn_impl", self.attn_impl, self.attn_impl in impls, ", ".join(impls))
 
 
 @dataclass(frozen=True)
@@ -185,6 +199,17 @@ class DecodeConfig:
         require("decode", "beam", self.beam, self.beam > 0, "positive")
         require("decode", "alpha", self.alpha, self.alpha >= 0, ">= 0")
         require("decode", "max_extra", self.max_extra, self.max_extra >= 0, ">= 0")
+
+
+def moved_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` with the settings that older run directories and configs keep elsewhere moved to
+    their table: model.attn_impl (how attention runs is the run's) to train.attn_impl, where a
+    value of train's own wins."""
+    model, train = data.get("model"), data.get("train", {})
+    if not (isinstance(model, dict) and isinstance(train, dict) and "attn_impl" in model):
+        return data  # nothing moved, or malformed tables that from_dict names
+    moved = {"attn_impl": model["attn_impl"], **train}
+    return {**data, "model": {k: v for k, v in model.items() if k != "attn_impl"}, "train": moved}
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "decode": DecodeConfig}
@@ -210,6 +235,7 @@ class RunConfig:
         unknown = sorted(set(data) - set(SECTIONS))
         if unknown:
             raise ValueError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(SECTIONS)}")
+        data = moved_settings(data)
         return cls(**{name: from_dict(c, data.get(name, {}), name) for name, c in SECTIONS.items()})
 
     @classmethod

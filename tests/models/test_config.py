@@ -17,7 +17,6 @@ from aiayn.models import ModelConfig
         ({"arch": "rnn"}, "arch", "'rnn'"),
         ({"n_layers": 0}, "n_layers", "0"),
         ({"pooling": "max"}, "pooling", "'max'"),
-        ({"attn_impl": "flash9"}, "attn_impl", "'flash9'"),
         ({"positional": "rope", "d_model": 12, "n_heads": 4}, "positional", "'rope'"),
         ({"src_vocab_size": 100, "vocab_size": 200}, "share_embeddings", "True"),
     ],

@@ -9,6 +9,7 @@ from aiayn.models import (
     build_model,
     count_parameters,
 )
+from aiayn.nn.attention import use_attention
 
 TINY = dict(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_layers=2, dropout=0.0, max_len=64)
 POSITIONALS = ["sinusoidal", "learned", "rope", "alibi"]
@@ -29,12 +30,13 @@ def tokens(b: int, t: int) -> torch.Tensor:
         {},
         {"norm_first": True, "norm": "rmsnorm", "activation": "swiglu", "positional": "rope"},
         {"positional": "alibi", "activation": "gelu", "n_kv_heads": 2, "bias": False},
-        {"positional": "learned", "attn_impl": "math", "dropout": 0.1, "attn_dropout": 0.1},
+        {"positional": "learned", "dropout": 0.1, "attn_dropout": 0.1},
     ],
     ids=["paper", "modern", "alibi-gqa", "learned-math"],
 )
 def test_each_family_runs_forward_and_backward(arch, variant):
     model = build_model(tiny(arch=arch, **variant))
+    use_attention(model, "math" if "attn_dropout" in variant else "sdpa")
     src = tokens(3, 9)
     src[0, 6:] = 0  # padding
     out = model(src, tokens(3, 5)) if arch == "encoder_decoder" else model(src)
@@ -54,7 +56,8 @@ def test_each_family_runs_forward_and_backward(arch, variant):
 @pytest.mark.parametrize("positional", POSITIONALS)
 @pytest.mark.parametrize("impl", ["sdpa", "math"])
 def test_decoder_only_output_at_t_ignores_later_tokens(positional, impl):
-    model = DecoderOnlyLM(tiny(arch="decoder_only", positional=positional, attn_impl=impl)).eval()
+    model = DecoderOnlyLM(tiny(arch="decoder_only", positional=positional)).eval()
+    use_attention(model, impl)
     x = tokens(2, 12)
     y = x.clone()
     y[:, 7:] = tokens(2, 5)
@@ -79,8 +82,9 @@ def test_encoder_decoder_logits_ignore_later_target_tokens(positional):
 @pytest.mark.parametrize("impl", ["sdpa", "math"])
 def test_encoder_states_at_real_tokens_ignore_extra_padding(positional, impl):
     model = EncoderClassifier(
-        tiny(arch="encoder_classifier", positional=positional, attn_impl=impl, pooling="mean")
-    ).eval()
+        tiny(arch="encoder_classifier", positional=positional, pooling="mean")
+    )
+    use_attention(model.eval(), impl)
     x = tokens(2, 6)
     x[1, 4:] = 0
     padded = torch.cat([x, torch.zeros(2, 5, dtype=torch.long)], dim=1)

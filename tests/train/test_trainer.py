@@ -162,3 +162,23 @@ def test_a_disk_full_during_a_checkpoint_leaves_the_run_resumable(tmp_path, monk
     trainer.resume()
     trainer.fit()
     assert trainer.state["step"] == 6
+
+
+def test_fp16_overflows_lower_the_scale_without_counting_as_bad_and_resume_exactly(
+    tmp_path, monkeypatch
+):
+    scaler = torch.amp.GradScaler
+    FP16 = {"precision": "fp16", "max_bad_steps": 1, "schedule": "noam", "warmup": 10}
+    # a first scale of 2^100 overflows fp16's gradients: each such step halves it
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda d: scaler(d, init_scale=2.0**100))
+    straight = LinearTask(data([4, 4]), **FP16, max_steps=100)
+    Trainer(straight, tmp_path / "a", log=lambda _: None).fit()
+    first = LinearTask(data([4, 4]), **FP16, max_steps=60)
+    Trainer(first, tmp_path / "b", log=lambda _: None).fit()
+    rest = LinearTask(data([4, 4]), **FP16, max_steps=100)
+    trainer = Trainer(rest, tmp_path / "b", log=lambda _: None)
+    trainer.resume()
+    trainer.fit()
+    assert trainer.precision.scaler.get_scale() < 2.0**100
+    for a, b in zip(straight.model.parameters(), rest.model.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -39,7 +39,6 @@ def _attention_options(cfg: ModelConfig) -> dict:
         "n_kv_heads": cfg.n_kv_heads,
         "bias": cfg.bias,
         "dropout": cfg.attn_dropout,
-        "impl": cfg.attn_impl,
     }
 
 

@@ -1,6 +1,8 @@
 """The model's hyper-parameters: one frozen dataclass, checked when it is made.
 
-Defaults are the paper's base model (Table 3); `arch` picks the family.
+Defaults are the paper's base model (Table 3); `arch` picks the family. What the model is,
+not how a machine runs it: device, precision, attention kernels and compilation are the run's
+(`aiayn.config.TrainConfig`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from aiayn.configfile import from_dict, load_toml, require
-from aiayn.nn.attention import ATTENTION_IMPLS
 from aiayn.nn.feedforward import FEEDFORWARD_NAMES
 from aiayn.nn.norm import NORMS
 from aiayn.nn.positional import POSITIONAL
@@ -49,7 +50,6 @@ class ModelConfig:
     pad_id: int = 0
     n_classes: int = 2
     pooling: str = "cls"
-    attn_impl: str = "sdpa"
 
     def __post_init__(self) -> None:
         for name in (
@@ -86,7 +86,6 @@ class ModelConfig:
         _one_of("positional", self.positional, POSITIONAL)
         _one_of("norm", self.norm, NORMS)
         _one_of("pooling", self.pooling, POOLINGS)
-        _one_of("attn_impl", self.attn_impl, ATTENTION_IMPLS)
         if self.positional == "rope":
             _require(
                 self.d_head % 2 == 0,
@@ -129,7 +128,9 @@ class ModelConfig:
         data = load_toml(path)
         if "model" not in data:
             raise ValueError(f"config file {str(path)!r} has no [model] table")
-        return from_dict(cls, data["model"], "model")
+        # how attention runs is the run's (train.attn_impl), not the model's; older files have it
+        table = {k: v for k, v in data["model"].items() if k != "attn_impl"}
+        return from_dict(cls, table, "model")
 
     def to_dict(self) -> dict[str, object]:
         """The set fields, as a TOML-ready table (unset optional fields left out)."""

@@ -12,6 +12,7 @@ from torch import nn
 from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.models import build_model
+from aiayn.nn.attention import use_attention
 from aiayn.train.checkpoint import CONFIG, TOKENIZER, load_config, load_weights, pick_weights
 from aiayn.train.rundir import RunLock, inside
 
@@ -48,7 +49,7 @@ def train(
     from aiayn.train.distributed import join, leave
     from aiayn.train.trainer import Trainer
 
-    group = join(pick_device(cfg.train.device), cfg.train.fsdp)
+    group = join(pick_device(cfg.train.device), cfg.train.fsdp, cfg.train.precision == "bf16")
     with RunLock(run_dir, fresh=not resume) if group.main else nullcontext():
         torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
         log = log if group.main else quiet
@@ -116,6 +117,7 @@ def load_run(
     if cfg.model.arch != arch:
         raise ValueError(f"{run_dir} holds a {cfg.model.arch} model; {USES[arch]} needs {arch}")
     model = build_model(cfg.model)
+    use_attention(model, cfg.train.attn_impl)
     path = pick_weights(run_dir, weights)
     load_weights(model, path)
     log(f"loaded {path}")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiayn.config import TrainConfig
+from aiayn.train.checkpoint import atomic_write_text
 
 
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], bool]:
@@ -58,6 +60,17 @@ def append_metric(path: str | Path, record: dict[str, Any]) -> None:
             with contextlib.suppress(OSError):  # else a reader drops the torn line
                 f.truncate(start)
             raise ValueError(f"{path}: could not be written ({e.strerror or e})") from e
+
+
+def forget_after(path: Path, step: int, log: Callable[[str], None]) -> None:
+    """Drop the metrics of steps after `step`, which a resumed run takes again, and a torn
+    last line."""
+    if path.exists():
+        records, torn = read_metrics(path)
+        if torn:
+            log(f"{path}: dropped its last line, cut short by an interrupted write")
+        kept = [r for r in records if r["step"] <= step]
+        atomic_write_text(path, "".join(to_line(r) for r in kept))
 
 
 def progress_line(record: dict[str, Any], t: TrainConfig, seconds: float) -> str:

@@ -14,9 +14,12 @@ from typing import Any
 
 import torch
 
+from aiayn.train.runtime import check_scaler_state
+
 SNAPSHOT_NAME = re.compile(r"step_\d{8}\.safetensors")
 COUNTERS = ("step", "epoch", "batch", "bad_evals", "bad_steps")
 TABLES = ("model", "optimizer", "scheduler")
+OPTIONAL = ("scaler",)  # fp16's gradient scale: absent from states saved before it existed
 
 
 def new_state() -> dict[str, Any]:
@@ -62,7 +65,7 @@ def check_state(state: object, path: str | Path) -> dict[str, Any]:
     expected = {*new_state(), *TABLES, "rng_torch", "rng_cuda"}
     for field in sorted(expected - set(state)):
         raise ValueError(f"{path}: field {field!r} is missing")
-    for field in sorted(set(state) - expected):
+    for field in sorted(set(state) - expected - set(OPTIONAL)):
         raise ValueError(f"{path}: unexpected field {field!r}")
     for field in COUNTERS:
         if not (_is_int(state[field]) and state[field] >= 0):
@@ -80,6 +83,8 @@ def check_state(state: object, path: str | Path) -> dict[str, Any]:
     for field in TABLES:
         if not isinstance(state[field], dict):
             refuse(field, "a table")
+    if "scaler" in state and (problem := check_scaler_state(state["scaler"])):
+        refuse("scaler", problem)
     if not _rng_list(state["rng_torch"]):
         refuse("rng_torch", "a list of random generator states (uint8 tensors)")
     if not (isinstance(state["rng_cuda"], list) and _rng_list(state["rng_cuda"])):

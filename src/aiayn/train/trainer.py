@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,15 +15,17 @@ from tqdm import tqdm
 
 from aiayn.config import RunConfig
 from aiayn.device import pick_device
+from aiayn.nn.attention import use_attention
 from aiayn.train import checkpoint as ckpt
 from aiayn.train.allocator import CpuHeap
 from aiayn.train.distributed import Single, join
 from aiayn.train.feed import RankShare, feed, loader_workers
 from aiayn.train.interrupt import StopRequests
-from aiayn.train.metrics import TensorBoardLog, append_metric, progress_line, read_metrics, to_line
+from aiayn.train.metrics import TensorBoardLog, append_metric, forget_after, progress_line
 from aiayn.train.optim import apply_hyperparameters, make_optimizer, make_schedule
 from aiayn.train.recompute import recompute_layers
 from aiayn.train.rundir import inside
+from aiayn.train.runtime import Precision, allow_tf32, compiled
 from aiayn.train.schedule import Horizon
 from aiayn.train.state import check_state, new_state
 
@@ -71,17 +72,22 @@ class Trainer:
         are the process's, not the trainer's), trimmed here every few steps."""
         self.task, self.cfg, self.run_dir, self.log = task, task.cfg, Path(run_dir), log
         self.t = self.cfg.train
-        self.group = group or join(pick_device(self.t.device), self.t.fsdp)
+        self.group = group or join(
+            pick_device(self.t.device), self.t.fsdp, self.t.precision == "bf16"
+        )
         self.device = self.group.device
         self.workers = loader_workers(self.t.loader_workers, self.device)
         self.heap = heap
         self.model = task.model.to(self.device)
+        use_attention(self.model, self.t.attn_impl)
         if self.t.activation_checkpointing:
             recompute_layers(self.model)
-        self.forward = self.group.wrap(self.model)
+        self.precision = Precision(self.t.precision, self.device)
+        allow_tf32(self.device)
+        self.forward = compiled(self.group.wrap(self.model), self.t.compile)
         if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
             torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
-        self.opt = make_optimizer(self.model, self.t)
+        self.opt = make_optimizer(self.model, self.t, self.device)
         self.horizon = Horizon(self.t.max_steps, self.t.max_minutes)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, make_schedule(self.t, self.cfg.model.d_model, self.horizon)
@@ -105,6 +111,7 @@ class Trainer:
             "model": weights,
             "optimizer": self.group.optimizer_state(self.model, self.opt),
             "scheduler": self.sched.state_dict(),
+            "scaler": self.precision.state_dict(),
             "rng_torch": self.group.gather(torch.get_rng_state()),
             "rng_cuda": self.group.gather(torch.cuda.get_rng_state(self.device))
             if self.device.type == "cuda"
@@ -121,6 +128,7 @@ class Trainer:
         try:
             self.group.load_optimizer_state(self.model, self.opt, state.pop("optimizer"))
             self.sched.load_state_dict(state.pop("scheduler"))
+            self.precision.load_state_dict(state.pop("scaler", {}))
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
             message = ckpt.first_line(e)
             raise ValueError(
@@ -134,7 +142,7 @@ class Trainer:
                 f"resume; to train on, raise that limit with --set"
             )
         apply_hyperparameters(self.opt, self.sched, self.t)
-        self.forget_metrics_after(self.state["step"])
+        forget_after(inside(self.run_dir, ckpt.METRICS), self.state["step"], self.log)
         self.log(f"resumed {self.run_dir} at step {self.state['step']}")
 
     def restore_rng(self, cpu_rng: Any, cuda_rng: list, path: Path) -> None:
@@ -163,16 +171,6 @@ class Trainer:
         if t.max_minutes and s["elapsed"] >= 60 * t.max_minutes:
             return f"it trained for train.max_minutes={t.max_minutes:g}"
         return None
-
-    def forget_metrics_after(self, step: int) -> None:
-        """Drop metrics of steps that the resumed run will take again, and a torn last line."""
-        path = inside(self.run_dir, ckpt.METRICS)
-        if path.exists():
-            records, torn = read_metrics(path)
-            if torn:
-                self.log(f"{path}: dropped its last line, cut short by an interrupted write")
-            kept = [r for r in records if r["step"] <= step]
-            ckpt.atomic_write_text(path, "".join(to_line(r) for r in kept))
 
     def snapshot(self) -> None:
         """Keep the last `average_last` weights for checkpoint averaging."""
@@ -261,17 +259,12 @@ class Trainer:
         """One optimizer step over this rank's `share` of the step's batches; returns the mean
         loss per token and the tokens, over all ranks."""
         self.forward.train()
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16)
-            if self.t.precision == "bf16"
-            else nullcontext()
-        )
         losses, total_tokens = [], 0
         for i, batch in enumerate(share):
             with self.group.sync_gradients(self.forward, sync=i == len(share) - 1):
-                with autocast:
+                with self.precision.autocast():
                     loss, _, tokens = self.task.train_loss(batch, self.device, self.forward)
-                loss.backward()
+                self.precision.backward(loss)
             losses.append(loss.detach())
             total_tokens += tokens
         # one copy to the host per step, not one wait per micro-batch; summed as Python floats
@@ -280,16 +273,21 @@ class Trainer:
         # Gradients of summed losses, divided once by all the tokens: accumulating N batches
         # gives exactly the gradient of the loss per token of their union. DDP and FSDP have
         # already divided by the number of ranks.
+        self.precision.unscale(self.opt)
         for p in self.model.parameters():
             if p.grad is not None:
                 p.grad.div_(max(total_tokens, 1) / self.group.world)
         total_tokens = int(total_tokens)
-        norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip or math.inf)
-        if not (math.isfinite(total_loss) and math.isfinite(float(norm))):
-            self.skip_bad_step(total_loss, float(norm))
+        norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip or math.inf))
+        overflow = math.isfinite(total_loss) and not math.isfinite(norm)
+        if overflow and self.precision.overflowed():  # fp16's loss scale, lowered for the next
+            self.opt.zero_grad(set_to_none=True)
+            return total_loss, 0
+        if not (math.isfinite(total_loss) and math.isfinite(norm)):
+            self.skip_bad_step(total_loss, norm)
             return total_loss, 0
         self.state["bad_steps"] = 0
-        self.opt.step()
+        self.precision.step(self.opt)
         self.opt.zero_grad(set_to_none=True)
         self.sched.step()
         self.state["step"] += 1
