@@ -60,6 +60,12 @@ sst2:
 	done
 	$(BIN)/aiayn evaluate $(foreach s,$(SST2_SEEDS),--model runs/sst2/seed$(s)) $(SST2_DEV)
 
+# Every GPU check and figure in one run (tests marked gpu, GPU benchmarks, shakespeare_char.toml
+# to its loss; about 8 minutes on an H200): see the script's header for what to bring along.
+.PHONY: gpu-checks
+gpu-checks:
+	bash scripts/gpu_checks.sh
+
 # Benchmarks (under 10 minutes on 2 cores): each prints one JSON object and appends it to
 # results/bench.jsonl. Run them on a quiet machine; every figure is a same-run ratio.
 .PHONY: bench
