@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from aiayn.cli import main
@@ -145,3 +146,18 @@ def test_a_sharded_resume_refuses_a_state_with_a_tensor_missing(single, tmp_path
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
     assert "'transformer.encoder.layers.0.ffn.w_in.weight' is missing" in err
+
+
+def test_sharded_bf16_gathers_bf16_keeps_fp32_weights_and_trains_as_one_process(tmp_path):
+    config = write_config(tmp_path, **{**EXACT, "precision": "bf16"}, **EPOCH_OF_4K_PLUS_3)
+    one, run = tmp_path / "one", tmp_path / "run"
+    sets = ["--set", "model.dropout=0.0"]
+    assert (
+        main(["train", str(config), "--out", str(one), *sets, "--set", "train.accumulate=4"]) == 0
+    )
+    sets += ["--set", "train.fsdp=true", "--set", "train.accumulate=2"]
+    finish(torchrun("train", str(config), "--out", str(run), *sets))
+    weights = load_file(str(run / "model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.float32}  # the master weights
+    # bf16 parameters in the forward pass, where one process autocasts fp32 ones: close
+    assert_same_weights(one, run, 1e-2)
