@@ -5,6 +5,7 @@ import torch
 
 from aiayn.decode.sample import filter_logits, generate, next_token
 from aiayn.models import DecoderOnlyLM
+from aiayn.nn.positional import POSITIONAL
 from tests.decode.conftest import tiny_config
 
 
@@ -90,3 +91,41 @@ def test_the_filters_always_keep_the_most_likely_token(top_k, top_p) -> None:
     kept = filter_logits(logits, top_k, top_p)
     assert kept.isfinite().tolist() == [[False, True, False, False]]
     assert next_token(logits, 1.0, top_k, top_p).tolist() == [1]
+
+
+@pytest.mark.parametrize("positional", sorted(POSITIONAL))
+def test_a_prompt_alone_and_inside_a_left_padded_batch_give_the_same_tokens(positional) -> None:
+    model = lm(positional).double()
+    g = torch.Generator().manual_seed(3)
+    lengths = [9, 3, 14, 1, 6, 11, 2, 7]
+    width = max(lengths) + 4  # every row padded, the longest too
+    batch = torch.zeros(len(lengths), width, dtype=torch.long)  # 0: padding
+    prompts = [torch.randint(4, 23, (n,), generator=g) for n in lengths]
+    for row, p in enumerate(prompts):
+        batch[row, width - len(p) :] = p
+    together = run(model, batch, 12, temperature=0.0, pad_mask=batch == 0)
+    for row, p in enumerate(prompts):
+        alone = run(model, p[None], 12, temperature=0.0)
+        assert together[row].tolist() == alone[0].tolist(), (positional, row)
+    with torch.no_grad():  # and the logits of the real positions agree, not only their argmax
+        logits = model(batch, pad_mask=batch == 0)
+        for row, p in enumerate(prompts):
+            torch.testing.assert_close(logits[row, width - len(p) :], model(p[None])[0])
+
+
+def test_a_sliding_window_hides_keys_beyond_it() -> None:
+    torch.manual_seed(0)
+    cfg = tiny_config(arch="decoder_only", vocab_size=23, positional="rope", attn_window=4)
+    model = DecoderOnlyLM(cfg).eval()
+    x = torch.randint(4, 23, (1, 10))
+    changed = x.clone()
+    changed[0, 0] = (x[0, 0] + 1 - 4) % 19 + 4  # a different token, 9 positions back
+    with torch.no_grad():
+        # positions 0-3 see the changed token; from position 4 (window 4) it is out of sight
+        # in the first layer, but reaches position 4-6 through the second layer's keys
+        a, b = model(x)[0], model(changed)[0]
+    assert not torch.allclose(a[:3], b[:3])
+    torch.testing.assert_close(a[7:], b[7:])  # 2 layers x 3 positions of reach
+    cached = model.new_cache()
+    steps = [model(x[:, :5], cached)[0]] + [model(x[:, t : t + 1], cached)[0] for t in range(5, 10)]
+    torch.testing.assert_close(torch.cat(steps), a)  # the cache applies the same window

@@ -59,9 +59,12 @@ def generate(
     generator: torch.Generator | None = None,
     use_cache: bool = True,
     banned: Sequence[int] = (),
+    pad_mask: Tensor | None = None,
 ) -> Iterator[Tensor]:
-    """Yield each new token (B,) as soon as it is chosen, continuing `prompt` (B, T);
-    `banned` tokens (e.g. special tokens the model never saw as targets) are never chosen.
+    """Yield each new token (B,) as soon as it is chosen, continuing `prompt` (B, T), whose
+    rows may begin with padding (`pad_mask`, True there: a batch of prompts of different
+    lengths); `banned` tokens (e.g. special tokens the model never saw as targets) are never
+    chosen. Each step computes logits for the last position only.
 
     The context is the model's max_len: when it is full, the cache is rebuilt from the last
     half of the tokens, so that long generations cost one re-read per max_len / 2 tokens.
@@ -69,20 +72,24 @@ def generate(
     model.eval()
     window = model.cfg.max_len
     tokens = prompt[:, -window:]
+    pad = None if pad_mask is None else pad_mask[:, -window:]
     cache = model.new_cache() if use_cache else None
-    step_in = tokens
+    step_in, step_pad = tokens, pad
     banned_ids = torch.tensor(list(banned), dtype=torch.long, device=prompt.device)
     weights = InputMajor(model)  # lent around each step only: the caller runs between yields
     for _ in range(max_new_tokens):
         if use_cache and cache.length + step_in.size(1) > window:
             cache, step_in = model.new_cache(), tokens[:, -(window // 2) :]
+            step_pad = None if pad is None else pad[:, -(window // 2) :]
         elif not use_cache:
-            step_in = tokens
+            step_in, step_pad = tokens, pad
         with weights.active():
-            logits = model(step_in, cache)[:, -1]
+            logits = model(step_in, cache, step_pad, last_only=True)[:, -1]
         if len(banned_ids):
             logits[:, banned_ids] = float("-inf")
         nxt = next_token(logits, temperature, top_k, top_p, generator)
         yield nxt
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)[:, -window:]
-        step_in = nxt[:, None]
+        if pad is not None:
+            pad = torch.cat([pad, pad.new_zeros(pad.size(0), 1)], dim=1)[:, -window:]
+        step_in, step_pad = nxt[:, None], None

@@ -1,23 +1,31 @@
-"""Hugging Face checkpoints (BERT, GPT-2, Marian) loaded into aiayn's own modules.
+"""Hugging Face checkpoints (BERT, GPT-2, Marian, Llama, Mistral, Qwen2) loaded into aiayn's
+own modules.
 
 Each format is a config translation and a naming plan: for every aiayn tensor, the checkpoint
 tensors it is made of (concatenated along rows, so separate q/k/v become one fused projection)
 and whether it is stored transposed (GPT-2's Conv1D). Every checkpoint tensor must be used,
 and every aiayn tensor found, or loading fails naming the tensor.
+
+The model is built on the meta device and takes the checkpoint's tensors in their own dtype
+(bf16 stays bf16), read one at a time from the file: loading needs about the checkpoint's
+size in memory, not a float32 copy beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
-from aiayn.train.checkpoint import load_plain, read_tensors
+from aiayn.models.build import init_weights
+from aiayn.train.checkpoint import load_plain
 from aiayn.train.rundir import inside
 
 
@@ -37,7 +45,12 @@ def take(*names: str, transpose: bool = False, row: bool = False) -> Take:
 
 Plan = dict[str, Take]
 # Buffers some checkpoints carry that hold no weights: causal masks and position ranges.
-IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias", "embeddings.position_ids")
+IGNORED_SUFFIXES = (
+    ".attn.bias",
+    ".attn.masked_bias",
+    "embeddings.position_ids",
+    ".rotary_emb.inv_freq",
+)
 
 
 def _linear(ours: str, theirs: str, transpose: bool = False) -> Plan:
@@ -141,6 +154,29 @@ def marian_plan(cfg: ModelConfig, prefix: str) -> Plan:
     return plan
 
 
+# -- Llama, Mistral, Qwen2 --------------------------------------------------------------------
+
+
+def llama_plan(cfg: ModelConfig, prefix: str) -> Plan:
+    embed = f"{prefix}embed_tokens.weight"
+    plan = {
+        "embed.weight": take(embed),
+        "transformer.norm.weight": take(f"{prefix}norm.weight"),
+        "lm_head.weight": take(embed if cfg.tie_output else "lm_head.weight"),
+    }
+    for i in range(cfg.n_layers):
+        ours, theirs = f"transformer.layers.{i}", f"{prefix}layers.{i}"
+        qkv = [f"{theirs}.self_attn.{p}_proj" for p in "qkv"]
+        plan |= _fused(f"{ours}.self_attn.qkv", qkv)  # Qwen2's biases; none elsewhere
+        plan[f"{ours}.self_attn.out.weight"] = take(f"{theirs}.self_attn.o_proj.weight")
+        plan[f"{ours}.norm1.weight"] = take(f"{theirs}.input_layernorm.weight")
+        plan[f"{ours}.norm2.weight"] = take(f"{theirs}.post_attention_layernorm.weight")
+        mlp = f"{theirs}.mlp"
+        plan[f"{ours}.ffn.w_in.weight"] = take(f"{mlp}.gate_proj.weight", f"{mlp}.up_proj.weight")
+        plan[f"{ours}.ffn.w_out.weight"] = take(f"{mlp}.down_proj.weight")
+    return plan
+
+
 @dataclass(frozen=True)
 class Format:
     plan: Callable[[ModelConfig, str], Plan]
@@ -167,14 +203,68 @@ FORMATS = {
             "model.decoder.embed_positions.weight",
         ),
     ),
+    **{
+        kind: Format(llama_plan, "model.", aliases=("lm_head.weight",))
+        for kind in ("llama", "mistral", "qwen2")
+    },
 }
 
 
-def read_checkpoint(folder: Path) -> dict[str, Tensor]:
-    """The tensors of `model.safetensors`, or of `pytorch_model.bin` read without pickle code;
-    neither may be a link out of `folder`."""
+# safetensors' dtype names; a file's other dtypes are refused when a tensor is read
+DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}  # fmt: skip
+
+
+class SafetensorsFile(Mapping[str, Tensor]):
+    """A safetensors file's tensors by name, each read from the file when asked for.
+
+    The `safetensors` library checks the header (offsets inside the file, shapes that fit
+    them); the bytes are then read with plain file reads into the tensor that keeps them.
+    Reading through the library maps the file, and the pages it touches stay resident while
+    loading: the whole checkpoint again beside its copy (measured: 1.8x its size).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                names = set(f.keys())
+            with open(path, "rb") as fh:
+                size = int.from_bytes(fh.read(8), "little")
+                header = json.loads(fh.read(size))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+        self.start = 8 + size
+        self.entries = {name: header[name] for name in sorted(names)}
+
+    def __getitem__(self, name: str) -> Tensor:
+        entry = self.entries[name]
+        if entry["dtype"] not in DTYPES:
+            raise ValueError(f"{self.path}: tensor {name} has dtype {entry['dtype']}, unsupported")
+        begin, end = entry["data_offsets"]
+        tensor = torch.empty(entry["shape"], dtype=DTYPES[entry["dtype"]])
+        buffer = tensor.reshape(-1).view(torch.uint8).numpy()
+        with open(self.path, "rb") as fh:
+            fh.seek(self.start + begin)
+            if fh.readinto(buffer) != end - begin:
+                raise ValueError(f"{self.path}: tensor {name} is cut short")
+        return tensor
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def read_checkpoint(folder: Path) -> Mapping[str, Tensor]:
+    """The tensors of `model.safetensors` (read lazily), or of `pytorch_model.bin` read
+    without pickle code; neither may be a link out of `folder`."""
     if (path := inside(folder, "model.safetensors")).exists():
-        return read_tensors(path)
+        return SafetensorsFile(path)
     if (path := inside(folder, "pytorch_model.bin")).exists():
         tensors = load_plain(path, "checkpoint")
         if not isinstance(tensors, dict) or not all(
@@ -185,11 +275,26 @@ def read_checkpoint(folder: Path) -> dict[str, Tensor]:
     raise ValueError(f"{folder}: no model.safetensors or pytorch_model.bin")
 
 
+def _joined(take_: Take, tensors: Mapping[str, Tensor]) -> Tensor:
+    parts = [tensors[n].t() if take_.transpose else tensors[n] for n in take_.names]
+    value = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
+    if take_.row and value.dim() == 2 and value.size(0) == 1:
+        value = value[0]
+    return value
+
+
+def finite(t: Tensor) -> bool:
+    """Whether every value is finite, checked a block at a time: `isfinite` of a whole bf16
+    embedding makes float32 and bool copies of it (0.7x a bf16 checkpoint's size at once)."""
+    return all(bool(torch.isfinite(block).all()) for block in t.reshape(-1).split(1 << 20))
+
+
 def assemble(
-    model: nn.Module, plan: Plan, tensors: dict[str, Tensor], fmt: Format
+    model: nn.Module, plan: Plan, tensors: Mapping[str, Tensor], fmt: Format
 ) -> dict[str, Tensor]:
-    """aiayn's state dict from the checkpoint's tensors, with every mismatch an error."""
-    state, used = {}, set()
+    """aiayn's state dict from the checkpoint's tensors, with every mismatch an error. All take
+    the dtype of the first (the token embedding's); a tensor read twice (tied) is one tensor."""
+    state, used, dtype, read = {}, set(), None, {}
     for name, param in model.state_dict().items():
         if name not in plan:
             if name in fmt.optional:
@@ -200,22 +305,23 @@ def assemble(
             if name in fmt.optional:
                 continue
             raise ValueError(f"checkpoint tensor {missing[0]} is missing (needed for {name})")
-        parts = [tensors[n].t() if plan[name].transpose else tensors[n] for n in plan[name].names]
-        value = torch.cat(parts, dim=0) if len(parts) > 1 else parts[0]
-        if plan[name].row and value.dim() == 2 and value.size(0) == 1:
-            value = value[0]
+        if plan[name] in read:
+            state[name] = read[plan[name]]
+            continue
+        value = _joined(plan[name], tensors)
         if value.shape != param.shape:
             raise ValueError(
                 f"checkpoint tensor {', '.join(plan[name].names)} has shape "
                 f"{tuple(value.shape)}; {name} needs {tuple(param.shape)}"
             )
-        if not value.is_floating_point() or not bool(torch.isfinite(value).all()):
+        if not value.is_floating_point() or not finite(value):
             raise ValueError(
                 f"checkpoint tensor {', '.join(plan[name].names)} is {value.dtype} with "
                 f"{int((~torch.isfinite(value.double())).sum()):,} non-finite values; "
                 "expected finite floating-point weights"
             )
-        state[name] = value.to(param.dtype)
+        dtype = dtype or value.dtype
+        state[name] = read[plan[name]] = value.to(dtype).contiguous()
         used.update(plan[name].names)
     extra = [
         n
@@ -225,6 +331,25 @@ def assemble(
     if extra:
         raise ValueError(f"checkpoint tensor {sorted(extra)[0]} is unexpected; nothing uses it")
     return state
+
+
+def materialise(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Give `model`, built on the meta device, the tensors of `state` as they are (no copy, no
+    cast), tie again what was tied, and initialise what `state` lacks (a new task head)."""
+    tied = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(p), []).append(name)
+    model.load_state_dict(state, strict=False, assign=True)
+    for names in tied.values():
+        for alias in names[1:]:
+            owner, _, attr = alias.rpartition(".")
+            setattr(model.get_submodule(owner), attr, model.get_parameter(names[0]))
+    dtype = next(iter(state.values())).dtype
+    for m in model.modules():
+        if any(t.is_meta for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]):
+            m.to_empty(device="cpu", recurse=False)
+            init_weights(m)
+            m.to(dtype)
 
 
 def from_pretrained(path: str | Path) -> nn.Module:
@@ -239,7 +364,6 @@ def load_pretrained(folder: Path, hf: HFConfig) -> nn.Module:
     cfg = model_config(hf)
     tensors = read_checkpoint(folder)
     prefix = fmt.prefix if any(n.startswith(fmt.prefix) for n in tensors) else ""
-    model = build_model(cfg)
-    state = assemble(model, fmt.plan(cfg, prefix), tensors, fmt)
-    model.load_state_dict(state, strict=False)
+    model = build_model(cfg, "meta")
+    materialise(model, assemble(model, fmt.plan(cfg, prefix), tensors, fmt))
     return model.eval()

@@ -37,14 +37,24 @@ class TokenEmbedding(nn.Module):
 def _attention_options(cfg: ModelConfig) -> dict:
     return {
         "n_kv_heads": cfg.n_kv_heads,
+        "d_head": cfg.d_head,
         "bias": cfg.bias,
+        "qkv_bias": cfg.qkv_bias,
         "dropout": cfg.attn_dropout,
     }
 
 
 def _stack_parts(cfg: ModelConfig):
     make_norm = norm_factory(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
-    pos = positional_encoding(cfg.positional, cfg.d_model, cfg.n_heads, cfg.max_len, cfg.rope_base)
+    pos = positional_encoding(
+        cfg.positional,
+        cfg.d_model,
+        cfg.n_heads,
+        cfg.max_len,
+        cfg.rope_base,
+        cfg.d_head,
+        cfg.rope_scaling,
+    )
     return {
         "pos": pos,
         "norm": make_norm() if cfg.has_final_norm else None,
@@ -66,7 +76,7 @@ def build_encoder(cfg: ModelConfig, causal: bool = False) -> Encoder:
         )
         for _ in range(cfg.n_layers)
     ]
-    return Encoder(layers, causal=causal, **parts)
+    return Encoder(layers, causal=causal, window=cfg.attn_window, **parts)
 
 
 def build_decoder(cfg: ModelConfig) -> Decoder:

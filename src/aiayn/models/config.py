@@ -13,7 +13,7 @@ from pathlib import Path
 from aiayn.configfile import from_dict, load_toml, require
 from aiayn.nn.feedforward import FEEDFORWARD_NAMES
 from aiayn.nn.norm import NORMS
-from aiayn.nn.positional import POSITIONAL
+from aiayn.nn.positional import POSITIONAL, RopeScaling
 
 ARCHS = ("encoder_decoder", "decoder_only", "encoder_classifier")
 POOLINGS = ("cls", "mean")
@@ -27,6 +27,7 @@ class ModelConfig:
     d_model: int = 512
     n_heads: int = 8
     n_kv_heads: int | None = None  # fewer than n_heads: grouped-query attention
+    head_dim: int | None = None  # d_k = d_v of each head; None: d_model / n_heads
     d_ff: int = 2048
     n_layers: int = 6  # encoder layers, or the only stack's
     n_decoder_layers: int | None = None  # None: n_layers
@@ -36,11 +37,18 @@ class ModelConfig:
     positional: str = "sinusoidal"
     max_len: int = 1024  # longest sequence for learned positions
     rope_base: float = 10000.0
+    # Llama 3's RoPE scaling (aiayn.nn.positional.RopeScaling); rope_factor 1: none
+    rope_factor: float = 1.0
+    rope_low_freq_factor: float = 1.0
+    rope_high_freq_factor: float = 4.0
+    rope_original_max_len: int = 8192
+    attn_window: int | None = None  # decoder-only: each query sees only the last N keys
     norm: str = "layernorm"
     norm_first: bool = False  # False: post-norm, as in the paper
     norm_eps: float = 1e-5
     final_norm: bool | None = None  # a norm after each stack; None: exactly when norm_first
     bias: bool = True  # biases in the linear maps and LayerNorm
+    qkv_bias: bool | None = None  # biases on the query, key and value maps; None: `bias`
     scale_embeddings: bool = True  # multiply embeddings by sqrt(d_model) (§3.4)
     embed_norm: bool = False  # a norm on the summed token and position embeddings (BERT)
     n_segments: int = 0  # classifier segment (token type) embeddings, as BERT's; 0: none
@@ -60,17 +68,32 @@ class ModelConfig:
             "n_layers",
             "max_len",
             "n_classes",
+            "rope_original_max_len",
         ):
             _require(getattr(self, name) > 0, name, getattr(self, name), "a positive integer")
         _require(self.n_segments >= 0, "n_segments", self.n_segments, ">= 0")
-        for name in ("src_vocab_size", "n_kv_heads", "n_decoder_layers"):
+        for name in ("src_vocab_size", "n_kv_heads", "n_decoder_layers", "head_dim", "attn_window"):
             value = getattr(self, name)
             _require(value is None or value > 0, name, value, "a positive integer or unset")
         _require(
-            self.d_model % self.n_heads == 0,
+            self.head_dim is not None or self.d_model % self.n_heads == 0,
             "d_model",
             self.d_model,
-            f"divisible by n_heads={self.n_heads}",
+            f"divisible by n_heads={self.n_heads} (or head_dim set)",
+        )
+        _require(self.rope_base > 0, "rope_base", self.rope_base, "positive")
+        _require(self.rope_factor >= 1.0, "rope_factor", self.rope_factor, ">= 1 (1: no scaling)")
+        _require(
+            0 < self.rope_low_freq_factor < self.rope_high_freq_factor,
+            "rope_low_freq_factor",
+            self.rope_low_freq_factor,
+            f"positive and below rope_high_freq_factor={self.rope_high_freq_factor}",
+        )
+        _require(
+            self.attn_window is None or self.arch == "decoder_only",
+            "attn_window",
+            self.attn_window,
+            "unset unless arch = decoder_only",
         )
         _require(
             self.n_heads % self.kv_heads == 0,
@@ -91,7 +114,7 @@ class ModelConfig:
                 self.d_head % 2 == 0,
                 "positional",
                 self.positional,
-                f"used with an even head size; d_model / n_heads = {self.d_head}",
+                f"used with an even head size; got {self.d_head}",
             )
         if self.arch == "encoder_decoder" and self.share_embeddings:
             _require(
@@ -104,7 +127,16 @@ class ModelConfig:
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.n_heads
+        return self.head_dim or self.d_model // self.n_heads
+
+    @property
+    def rope_scaling(self) -> RopeScaling:
+        return RopeScaling(
+            self.rope_factor,
+            self.rope_low_freq_factor,
+            self.rope_high_freq_factor,
+            self.rope_original_max_len,
+        )
 
     @property
     def kv_heads(self) -> int:

@@ -25,6 +25,14 @@ class DecoderOnlyLM(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(len(self.transformer.layers))
 
-    def forward(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
-        # tokens: (B, T) -> (B, T, vocab_size) logits; with a cache, only the new positions
-        return self.lm_head(self.transformer(self.embed(tokens), cache=cache))
+    def forward(
+        self,
+        tokens: Tensor,
+        cache: KVCache | None = None,
+        pad_mask: Tensor | None = None,
+        last_only: bool = False,
+    ) -> Tensor:
+        # tokens: (B, T), pad_mask: (B, T) True at (left) padding -> (B, T, vocab_size) logits;
+        # with a cache, only the new positions; `last_only`: (B, 1, vocab_size), the last's
+        h = self.transformer(self.embed(tokens), pad_mask, cache)
+        return self.lm_head(h[:, -1:] if last_only else h)

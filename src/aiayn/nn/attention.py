@@ -80,6 +80,9 @@ class MultiHeadAttention(nn.Module):
     """What self- and cross-attention share: h heads attend in parallel, then W^O projects.
 
     With n_kv_heads < n_heads, groups of query heads share a key/value head (grouped-query).
+    Each head has d_head dimensions (d_model / n_heads unless given, as in some Llama-family
+    models); `qkv_bias` (default: `bias`) sets the biases of the query, key and value maps
+    apart from the output's, as Qwen2 has them.
     Set `record = True` (or use `record_attention`) to keep the last per-head weights.
     `impl` is how this machine runs it, not what the model is (`use_attention` sets it).
     """
@@ -92,12 +95,15 @@ class MultiHeadAttention(nn.Module):
         bias: bool = True,
         dropout: float = 0.0,
         impl: str = "auto",
+        d_head: int | None = None,
+        qkv_bias: bool | None = None,
     ) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads
-        self.d_head = d_model // n_heads
+        self.d_model, self.d_head = d_model, d_head or d_model // n_heads
+        self.qkv_bias = bias if qkv_bias is None else qkv_bias
         self.dropout, self.impl = dropout, impl
-        self.out = nn.Linear(d_model, d_model, bias=bias)
+        self.out = nn.Linear(n_heads * self.d_head, d_model, bias=bias)
         self.record = False
         self.last_weights: Tensor | None = None
 
@@ -124,8 +130,8 @@ class SelfAttention(MultiHeadAttention):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        d_model, bias = self.out.in_features, self.out.bias is not None
-        self.qkv = nn.Linear(d_model, d_model + 2 * self.n_kv_heads * self.d_head, bias=bias)
+        width = (self.n_heads + 2 * self.n_kv_heads) * self.d_head
+        self.qkv = nn.Linear(self.d_model, width, bias=self.qkv_bias)
 
     def forward(
         self,
@@ -136,7 +142,7 @@ class SelfAttention(MultiHeadAttention):
     ) -> Tensor:
         # x: (B, T, d_model) -> (B, T, d_model); with a cache, T new positions after the cached
         kv_dim = self.n_kv_heads * self.d_head
-        q, k, v = self.qkv(x).split([x.size(-1), kv_dim, kv_dim], dim=-1)
+        q, k, v = self.qkv(x).split([self.n_heads * self.d_head, kv_dim, kv_dim], dim=-1)
         q, k, v = (
             self.split(q, self.n_heads),
             self.split(k, self.n_kv_heads),
@@ -154,9 +160,8 @@ class CrossAttention(MultiHeadAttention):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        d_model, bias = self.out.in_features, self.out.bias is not None
-        self.q = nn.Linear(d_model, d_model, bias=bias)
-        self.kv = nn.Linear(d_model, 2 * self.n_kv_heads * self.d_head, bias=bias)
+        self.q = nn.Linear(self.d_model, self.n_heads * self.d_head, bias=self.qkv_bias)
+        self.kv = nn.Linear(self.d_model, 2 * self.n_kv_heads * self.d_head, bias=self.qkv_bias)
 
     def forward(
         self,

@@ -43,10 +43,16 @@ def _grown(old: Tensor | None, new: Tensor, length: int, need: int) -> Tensor:
 
 
 class KVCache:
-    """The caches of a whole stack, with the number of positions already decoded."""
+    """The caches of a whole stack, with the number of positions already decoded.
+
+    Once a left-padded batch has been fed (decoder-only models), it also keeps which cached
+    keys are padding and each key's position in its row, both (B, length).
+    """
 
     def __init__(self, n_layers: int) -> None:
         self.layers = [LayerCache() for _ in range(n_layers)]
+        self.key_pad: Tensor | None = None
+        self.key_pos: Tensor | None = None
 
     @property
     def length(self) -> int:
@@ -58,3 +64,5 @@ class KVCache:
         for layer in self.layers:
             if layer.k is not None:
                 layer.k, layer.v = layer.k[index], layer.v[index]
+        if self.key_pad is not None:
+            self.key_pad, self.key_pos = self.key_pad[index], self.key_pos[index]

@@ -18,11 +18,18 @@ def padding_mask(tokens: Tensor, pad_id: int) -> Tensor:
     return tokens == pad_id
 
 
-def causal_mask(t_q: int, t_k: int | None = None, device: torch.device | None = None) -> Tensor:
-    """(T_q, T_k) bool, True where key j <= query i; queries are the last T_q of T_k positions."""
+def causal_mask(
+    t_q: int,
+    t_k: int | None = None,
+    device: torch.device | None = None,
+    window: int | None = None,
+) -> Tensor:
+    """(T_q, T_k) bool, True where key j <= query i; queries are the last T_q of T_k positions.
+    With a `window` (sliding-window attention, as Mistral's), also i - j < window."""
     t_k = t_q if t_k is None else t_k
     q = torch.arange(t_k - t_q, t_k, device=device)[:, None]
-    return torch.arange(t_k, device=device)[None, :] <= q
+    k = torch.arange(t_k, device=device)[None, :]
+    return (k <= q) & (k > q - window) if window is not None else k <= q
 
 
 class Causal:
@@ -44,20 +51,30 @@ def attention_mask(
     causal: bool = False,
     bias: Tensor | None = None,
     device: torch.device | None = None,
+    window: int | None = None,
 ) -> Mask:
-    """Combine key padding (B, T_k), causality and a float score bias into one attention mask.
+    """Combine key padding (B, T_k), causality (within a `window` of keys, when given) and a
+    float score bias into one attention mask.
 
     Returns None when nothing is masked, CAUSAL for causality alone over T queries and keys,
-    a bool mask without bias, else a float mask.
+    a bool mask without bias, else a float mask. Under causality a query that may see no key
+    (left padding) sees its own: its row would otherwise be NaN, and the NaN would reach the
+    real tokens through the (zero) weights given to padding keys.
     """
-    if causal and 1 < t_q == t_k and key_padding is None and bias is None:
+    windowed = window is not None and t_k > window
+    if causal and 1 < t_q == t_k and key_padding is None and bias is None and not windowed:
         return CAUSAL
     mask = None
     if key_padding is not None:
         mask = ~key_padding[:, None, None, :]  # (B, 1, 1, T_k)
-    if causal and t_q > 1:  # one query, the last position, may see every key
-        c = causal_mask(t_q, t_k, device=device)
+    if causal and (t_q > 1 or windowed):  # one query, the last position, sees every key
+        c = causal_mask(t_q, t_k, device, window if windowed else None)
         mask = c if mask is None else mask & c
+    if causal and key_padding is not None:
+        own = torch.arange(t_k - t_q, t_k, device=device)[:, None] == torch.arange(
+            t_k, device=device
+        )
+        mask = mask | (own & ~mask.any(-1, keepdim=True))
     if bias is None:
         return mask
     if mask is None:

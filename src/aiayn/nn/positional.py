@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -72,19 +73,53 @@ class Learned(PositionalEncoding):
         return x + self.table(positions)
 
 
+@dataclass(frozen=True)
+class RopeScaling:
+    """Llama 3's stretch of RoPE's long wavelengths (factor 1: none): wavelengths beyond
+    original_max_len / low_freq_factor are `factor` times longer, those below
+    original_max_len / high_freq_factor unchanged, and those between interpolated."""
+
+    factor: float = 1.0
+    low_freq_factor: float = 1.0
+    high_freq_factor: float = 4.0
+    original_max_len: int = 8192
+
+
+def rope_frequencies(d_head: int, base: float, scaling: RopeScaling = RopeScaling()) -> Tensor:
+    """theta_i = base^(-2i / d_head) for i < d_head / 2, with Llama 3's scaling: (d_head / 2,)."""
+    # 1 / base^x rather than base^-x: the rounding of Hugging Face's Llama, so that greedy
+    # decoding of imported models picks the same tokens
+    inv_freq = 1.0 / base ** (torch.arange(0, d_head, 2, dtype=torch.float) / d_head)
+    if scaling.factor == 1.0:
+        return inv_freq
+    s = scaling
+    wavelen = 2 * math.pi / inv_freq
+    longest, shortest = (
+        s.original_max_len / s.low_freq_factor,
+        s.original_max_len / s.high_freq_factor,
+    )
+    stretched = torch.where(wavelen > longest, inv_freq / s.factor, inv_freq)
+    smooth = (s.original_max_len / wavelen - s.low_freq_factor) / (
+        s.high_freq_factor - s.low_freq_factor
+    )
+    between = (wavelen >= shortest) & (wavelen <= longest)
+    blended = (1 - smooth) * stretched / s.factor + smooth * stretched
+    return torch.where(between, blended, stretched)
+
+
 class Rotary(PositionalEncoding):
     """RoPE (Su et al. 2021): rotate each (i, i + d/2) pair of q and k by angle pos * theta_i."""
 
-    def __init__(self, d_head: int, base: float = 10000.0) -> None:
+    def __init__(
+        self, d_head: int, base: float = 10000.0, scaling: RopeScaling = RopeScaling()
+    ) -> None:
         super().__init__()
         if d_head % 2:
             raise ValueError(f"rope needs an even head size; got d_head={d_head}")
-        self.d_head, self.base = d_head, base
+        self.d_head, self.base, self.scaling = d_head, base, scaling
 
     def rotation(self, positions: Tensor) -> Rotation:
-        inv_freq = self.base ** (
-            -torch.arange(0, self.d_head, 2, device=positions.device) / self.d_head
-        )
+        inv_freq = rope_frequencies(self.d_head, self.base, self.scaling).to(positions.device)
         angles = positions[..., None].to(inv_freq.dtype) * inv_freq  # (..., T, d_head / 2)
         angles = torch.cat([angles, angles], dim=-1)
         if angles.dim() == 3:  # per-row positions: make room for the head axis
@@ -124,20 +159,41 @@ class ALiBi(PositionalEncoding):
         return -self.slopes[:, None, None] * distance[..., None, :, :].to(self.slopes.dtype)
 
 
-POSITIONAL: dict[str, Callable[..., PositionalEncoding]] = {
-    "none": lambda d_model, n_heads, max_len, rope_base: PositionalEncoding(),
-    "sinusoidal": lambda d_model, n_heads, max_len, rope_base: Sinusoidal(d_model),
-    "sinusoidal_halves": lambda d_model, n_heads, max_len, rope_base: Sinusoidal(d_model, True),
-    "learned": lambda d_model, n_heads, max_len, rope_base: Learned(max_len, d_model),
-    "rope": lambda d_model, n_heads, max_len, rope_base: Rotary(d_model // n_heads, rope_base),
-    "alibi": lambda d_model, n_heads, max_len, rope_base: ALiBi(n_heads),
+@dataclass(frozen=True)
+class PositionArgs:
+    """What the encodings are built from; each takes the fields it needs."""
+
+    d_model: int
+    n_heads: int
+    max_len: int
+    d_head: int
+    rope_base: float = 10000.0
+    rope_scaling: RopeScaling = RopeScaling()
+
+
+POSITIONAL: dict[str, Callable[[PositionArgs], PositionalEncoding]] = {
+    "none": lambda a: PositionalEncoding(),
+    "sinusoidal": lambda a: Sinusoidal(a.d_model),
+    "sinusoidal_halves": lambda a: Sinusoidal(a.d_model, True),
+    "learned": lambda a: Learned(a.max_len, a.d_model),
+    "rope": lambda a: Rotary(a.d_head, a.rope_base, a.rope_scaling),
+    "alibi": lambda a: ALiBi(a.n_heads),
 }
 
 
 def positional_encoding(
-    name: str, d_model: int, n_heads: int, max_len: int, rope_base: float = 10000.0
+    name: str,
+    d_model: int,
+    n_heads: int,
+    max_len: int,
+    rope_base: float = 10000.0,
+    d_head: int | None = None,
+    rope_scaling: RopeScaling = RopeScaling(),
 ) -> PositionalEncoding:
-    """Build a positional encoding by its config name."""
+    """Build a positional encoding by its config name (d_head: d_model / n_heads if unset)."""
     if name not in POSITIONAL:
         raise ValueError(f"positional={name!r} is unknown; expected one of {sorted(POSITIONAL)}")
-    return POSITIONAL[name](d_model, n_heads, max_len, rope_base)
+    d_head = d_head or d_model // n_heads
+    return POSITIONAL[name](
+        PositionArgs(d_model, n_heads, max_len, d_head, rope_base, rope_scaling)
+    )

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from aiayn.nn.cache import KVCache
 from aiayn.nn.dropout import Dropout
 from aiayn.nn.layers import DecoderLayer, EncoderLayer
-from aiayn.nn.masks import attention_mask
+from aiayn.nn.masks import Mask, attention_mask
 from aiayn.nn.positional import PositionalEncoding, Rotation
 
 
@@ -25,7 +25,8 @@ def add_positions(
     pad_mask: Tensor | None,
     causal: bool,
     start: int = 0,
-) -> tuple[Tensor, Tensor | None, Rotation | None]:
+    window: int | None = None,
+) -> tuple[Tensor, Mask, Rotation | None]:
     """Position information for a stack's input: the embedded sum, the self-attention mask, RoPE.
 
     `start` positions are already cached; x holds the T that follow them. `drop` is applied
@@ -36,7 +37,37 @@ def add_positions(
     keys = torch.arange(t_k, device=x.device)
     queries = keys[start:]
     bias = pos.score_bias(queries, keys)
-    mask = attention_mask(x.size(1), t_k, pad_mask, causal, bias, x.device)
+    mask = attention_mask(x.size(1), t_k, pad_mask, causal, bias, x.device, window)
+    return drop(pos.embed(x, queries)), mask, pos.rotation(queries)
+
+
+def add_row_positions(
+    pos: PositionalEncoding,
+    drop: Callable[[Tensor], Tensor],
+    x: Tensor,
+    pad_mask: Tensor | None,
+    cache: KVCache | None,
+    window: int | None = None,
+) -> tuple[Tensor, Mask, Rotation | None]:
+    """`add_positions` for a causal stack whose rows may begin with padding (a left-padded
+    batch of prompts): a token's position is the number of real tokens before it in its row,
+    and padding keys, cached ones included, are masked. The cache keeps both for later steps."""
+    # x: (B, T, d_model), pad_mask: (B, T) True at padding, or None: no padding among the new
+    b, t = x.shape[:2]
+    new_pad = x.new_zeros(b, t, dtype=torch.bool) if pad_mask is None else pad_mask
+    start = cache.length if cache is not None else 0
+    if cache is not None and cache.key_pad is not None:
+        old_pad, old_pos = cache.key_pad, cache.key_pos
+    else:  # what was cached before had no padding
+        old_pad = new_pad.new_zeros(b, start)
+        old_pos = torch.arange(start, device=x.device).expand(b, start)
+    seen = (~old_pad).sum(1, keepdim=True)
+    queries = (seen + (~new_pad).cumsum(1) - 1).clamp(min=0)  # (B, T)
+    key_pad, keys = torch.cat([old_pad, new_pad], 1), torch.cat([old_pos, queries], 1)
+    if cache is not None:
+        cache.key_pad, cache.key_pos = key_pad, keys
+    bias = pos.score_bias(queries, keys)
+    mask = attention_mask(t, start + t, key_pad, True, bias, x.device, window)
     return drop(pos.embed(x, queries)), mask, pos.rotation(queries)
 
 
@@ -51,10 +82,11 @@ class Encoder(nn.Module):
         dropout: float = 0.1,
         embed_norm: nn.Module | None = None,
         causal: bool = False,
+        window: int | None = None,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
-        self.pos, self.causal = pos, causal
+        self.pos, self.causal, self.window = pos, causal, window
         self.norm = norm or nn.Identity()
         self.embed_norm = embed_norm or nn.Identity()
         self.drop = Dropout(dropout)
@@ -66,8 +98,16 @@ class Encoder(nn.Module):
         self, x: Tensor, pad_mask: Tensor | None = None, cache: KVCache | None = None
     ) -> Tensor:
         # x: (B, T, d_model) token embeddings, pad_mask: (B, T) True at padding -> (B, T, d_model)
-        start = cache.length if cache is not None else 0
-        x, mask, rotation = add_positions(self.pos, self.embed_out, x, pad_mask, self.causal, start)
+        padded_cache = cache is not None and cache.key_pad is not None
+        if self.causal and (pad_mask is not None or padded_cache):
+            x, mask, rotation = add_row_positions(
+                self.pos, self.embed_out, x, pad_mask, cache, self.window
+            )
+        else:
+            start = cache.length if cache is not None else 0
+            x, mask, rotation = add_positions(
+                self.pos, self.embed_out, x, pad_mask, self.causal, start, self.window
+            )
         for i, layer in enumerate(self.layers):
             x = layer(x, mask, rotation, cache.layers[i] if cache is not None else None)
         return self.norm(x)
