@@ -124,48 +124,25 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from aiayn.decode.sample import generate
+    from aiayn.decode.text import check_options, stream
     from aiayn.tasks.language_model import load_language_model
 
-    for name, ok, expected in (
-        ("--max-new-tokens", args.max_new_tokens >= 0, ">= 0"),
-        ("--temperature", 0 <= args.temperature < math.inf, "finite and >= 0 (0: greedy)"),
-        ("--seed", args.seed is None or 0 <= args.seed < 2**64, "in [0, 2**64)"),
-        ("--top-k", args.top_k >= 0, ">= 0 (0: no limit)"),
-        ("--top-p", 0 < args.top_p <= 1, "in (0, 1]"),
-    ):
-        if not ok:
-            raise ValueError(
-                f"{name} {getattr(args, name[2:].replace('-', '_'))} must be {expected}"
-            )
-    device = cli_device(args)
+    options = (args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    check_options(*options, label=lambda name, value: f"--{name.replace('_', '-')} {value}")
     model, tok = load_language_model(args.model, args.weights, log=log)
-    model = model.to(device)
-    prompt = tok.encode([args.prompt])[0]
-    if not prompt:
-        raise ValueError(f"--prompt {args.prompt!r} has no tokens; give some text")
-    # on the model's device: sampling there draws from a generator there
-    generator = None if args.seed is None else torch.Generator(device).manual_seed(args.seed)
-    ids = list(prompt)
-    shown = tok.decode([ids])[0]
-    print(shown, end="", flush=True)
-    stream = generate(
-        model,
-        torch.tensor([prompt], device=device),
-        args.max_new_tokens,
-        args.temperature,
-        args.top_k,
-        args.top_p,
-        generator,
-        banned=[tok.pad_id, tok.bos_id, tok.eos_id, tok.unk_id],  # never in the training text
-    )
-    for token in stream:
-        ids.append(int(token))
-        # Decode the whole text, so that word pieces join exactly as they will at the end.
-        text = tok.decode([ids])[0]
-        print(text[len(shown) :], end="", flush=True)
-        shown = text
-    print()
+    model = model.to(cli_device(args))
+    prompts = args.prompt or ["\n"]
+    if len(prompts) == 1:  # one prompt: its text as it comes
+        print(tok.decode(tok.encode(prompts))[0], end="", flush=True)
+        for pieces in stream(model, tok, prompts, *options[:4], args.stop, args.seed):
+            print(pieces[0], end="", flush=True)
+        print()
+        return
+    texts = [""] * len(prompts)  # several: decoded as one batch, each printed at the end
+    for pieces in stream(model, tok, prompts, *options[:4], args.stop, args.seed):
+        texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+    for prompt, text in zip(tok.decode(tok.encode(prompts)), texts, strict=True):
+        print(f"{prompt}{text}\n", flush=True)
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
@@ -329,7 +306,14 @@ def parser() -> argparse.ArgumentParser:
             cmd.set_defaults(run=cmd_evaluate)
     gen = sub.add_parser("generate", help="continue a prompt with a language model (streamed)")
     gen.add_argument("--model", required=True, help="run directory")
-    gen.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    gen.add_argument(
+        "--prompt",
+        action="append",
+        help="text to continue (default: a newline); repeat it for a batch of prompts",
+    )
+    gen.add_argument(
+        "--stop", action="append", default=[], help="end the text before this string (repeatable)"
+    )
     gen.add_argument("--max-new-tokens", type=int, default=500, help="(default: %(default)s)")
     gen.add_argument("--temperature", type=float, default=0.8, help="0: greedy (default: 0.8)")
     gen.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest; 0: all")

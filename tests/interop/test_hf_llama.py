@@ -132,3 +132,36 @@ def test_fields_aiayn_cannot_represent_are_refused_by_name(tmp_path, kind, chang
     (tmp_path / "config.json").write_text(json.dumps(config | change))
     with pytest.raises(ValueError, match=message):
         from_pretrained(tmp_path)
+
+
+def llama_tokenizer_json(path) -> None:
+    """Llama 2's specials (<unk> <s> </s>, no <pad>) and words w3..w95."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    words = ["<unk>", "<s>", "</s>", *(f"w{i}" for i in range(3, VOCAB))]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    tok.add_special_tokens(words[:3])
+    tok.save(str(path))
+
+
+def test_an_imported_llama_generates_from_the_cli_as_from_python(tmp_path, capsys) -> None:
+    import aiayn
+    from aiayn.cli import main
+    from aiayn.data.tokenizer import TextTokenizer
+
+    torch.manual_seed(3)
+    folder = save(transformers.LlamaForCausalLM(FAMILIES["llama"]()).to(torch.bfloat16), tmp_path)
+    llama_tokenizer_json(folder / "tokenizer.json")
+    assert main(["import-hf", str(folder), "--out", str(tmp_path / "run")]) == 0
+    prompts = ["w5 w17 w40", "w9"]
+    args = ["generate", "--model", str(tmp_path / "run"), "--temperature", "0"]
+    capsys.readouterr()
+    assert main([*args, "--max-new-tokens", "12", *(f"--prompt={p}" for p in prompts)]) == 0
+    printed = capsys.readouterr().out.split("\n\n")[:2]
+    tok = TextTokenizer.load(folder / "tokenizer.json")
+    model = from_pretrained(folder).float()  # the run directory keeps bf16; translate loads fp32
+    texts = aiayn.generate(model, tok, prompts, max_new_tokens=12, temperature=0.0)
+    assert printed == [p + t for p, t in zip(prompts, texts, strict=True)]
+    assert any(texts)  # (a random model may end a row at once with </s>)

@@ -23,13 +23,15 @@ from aiayn.atomic import atomic_write_text, first_line
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
-# Where a tokenizer made elsewhere (BERT's, GPT-2's, Marian's) names its special tokens
-# otherwise. Marian has no <s>: its decoder starts from <pad>.
+# Where a tokenizer made elsewhere (BERT's, GPT-2's, Marian's, the Llama family's) names its
+# special tokens otherwise. Marian has no <s>: its decoder starts from <pad>. Llama 2 and
+# Mistral have no <pad> (their padding is never attended to, so <unk> stands in), Llama 3
+# neither <pad> nor <unk>, Qwen2 only <|endoftext|>.
 ALTERNATIVES = {
-    PAD: ("[PAD]", "<|endoftext|>"),
-    BOS: ("[CLS]", "<|endoftext|>", PAD),
-    EOS: ("[SEP]", "<|endoftext|>"),
-    UNK: ("[UNK]", "<|endoftext|>"),
+    PAD: ("[PAD]", "<|endoftext|>", UNK, "<|end_of_text|>"),
+    BOS: ("[CLS]", "<|endoftext|>", "<|begin_of_text|>", PAD),
+    EOS: ("[SEP]", "<|endoftext|>", "<|end_of_text|>"),
+    UNK: ("[UNK]", "<|endoftext|>", "<|end_of_text|>"),
 }
 TOKENIZER_KINDS = ("bpe", "word", "char")
 MAX_FILE_BYTES = 256 << 20  # the largest tokenizers published are tens of MB

@@ -1,0 +1,151 @@
+"""Text generation for Python users: prompts in, continuations out (`aiayn.generate`).
+
+A batch of prompts is left-padded and decoded together over the KV cache (aiayn.decode.sample).
+A row ends at the tokenizer's end-of-sequence token or at the first stop string, which is not
+part of the text. Streaming yields each row's new text after every step; text that might be
+the start of a stop string is held back until it is known not to be, so that the streamed
+pieces always join to exactly what `generate` returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from aiayn.data.tokenizer import TextTokenizer
+from aiayn.decode.sample import generate as generate_tokens
+from aiayn.models.decoder_only import DecoderOnlyLM
+
+
+class Row:
+    """One prompt's continuation: its tokens, and how much of its text has been given out."""
+
+    def __init__(self, prompt: list[int], tok: TextTokenizer) -> None:
+        self.prompt, self.ids = prompt, []
+        self.shown = tok.decode([prompt])[0]
+        self.given = 0
+        self.done = False
+
+    def step(self, token: int, tok: TextTokenizer, stop: Sequence[str]) -> str:
+        """Take the next token; return the text that is now certain."""
+        if self.done:
+            return ""
+        if token == tok.eos_id:
+            return self.finish(self.text(tok))
+        self.ids.append(token)
+        # the whole text decoded again, so that word pieces join as they will at the end
+        text = self.text(tok)
+        cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+        if cut >= 0:
+            return self.finish(text[:cut])
+        held = max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        return self.give(text[: len(text) - held])
+
+    def text(self, tok: TextTokenizer) -> str:
+        # decoded after the prompt: a word piece's leading space is kept only in context
+        whole = tok.decode([self.prompt + self.ids])[0]
+        if whole.startswith(self.shown):
+            return whole[len(self.shown) :]
+        return tok.decode([self.ids])[0]
+
+    def give(self, text: str) -> str:
+        piece, self.given = text[self.given :], max(self.given, len(text))
+        return piece
+
+    def finish(self, text: str) -> str:
+        self.done = True
+        return self.give(text)
+
+
+def check_options(
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int | None,
+    label: Callable[[str, object], str] = lambda name, value: f"{name}={value!r}",
+) -> None:
+    """Refuse a bad sampling setting, naming it as `label` writes it (the CLI: as a flag)."""
+    for name, value, ok, expected in (
+        ("max_new_tokens", max_new_tokens, max_new_tokens >= 0, ">= 0"),
+        ("temperature", temperature, 0 <= temperature < math.inf, "finite and >= 0 (0: greedy)"),
+        ("top_k", top_k, top_k >= 0, ">= 0 (0: no limit)"),
+        ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
+        ("seed", seed, seed is None or 0 <= seed < 2**64, "in [0, 2**64)"),
+    ):
+        if not ok:
+            raise ValueError(f"{label(name, value)} must be {expected}")
+
+
+def stream(
+    model: DecoderOnlyLM,
+    tokenizer: TextTokenizer,
+    prompts: Sequence[str],
+    max_new_tokens: int = 100,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+) -> Iterator[list[str]]:
+    """After each step, each prompt's new text ("" where nothing is certain yet or the row has
+    ended); the last item gives out what was held back. Ends when every row has ended."""
+    check_options(max_new_tokens, temperature, top_k, top_p, seed)
+    if isinstance(prompts, str) or not prompts:
+        raise ValueError("prompts must be a non-empty list of strings")
+    if any(s == "" for s in stop):
+        raise ValueError("a stop string must not be empty")
+    encoded = tokenizer.encode(list(prompts))
+    for i, ids in enumerate(encoded):
+        if not ids:
+            raise ValueError(f"prompt {i} ({prompts[i]!r}) has no tokens; give some text")
+    device = next(model.parameters()).device
+    width = max(map(len, encoded))
+    # left padding: every row's last prompt token in the last column
+    ids = torch.tensor([[tokenizer.pad_id] * (width - len(r)) + r for r in encoded])
+    pad = torch.tensor([[j < width - len(r) for j in range(width)] for r in encoded])
+    generator = None if seed is None else torch.Generator(device).manual_seed(seed)
+    # specials a model never learnt to produce; the end of sequence ends a row instead
+    specials = {tokenizer.pad_id, tokenizer.bos_id, tokenizer.unk_id} - {tokenizer.eos_id}
+    rows = [Row(r, tokenizer) for r in encoded]
+    steps = generate_tokens(
+        model,
+        ids.to(device),
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        generator,
+        banned=sorted(specials),
+        pad_mask=pad.to(device) if bool(pad.any()) else None,
+    )
+    for tokens in steps:
+        yield [row.step(t, tokenizer, stop) for row, t in zip(rows, tokens.tolist(), strict=True)]
+        if all(row.done for row in rows):
+            return
+    yield ["" if row.done else row.finish(row.text(tokenizer)) for row in rows]
+
+
+def generate(
+    model: DecoderOnlyLM,
+    tokenizer: TextTokenizer,
+    prompts: str | Sequence[str],
+    max_new_tokens: int = 100,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+) -> str | list[str]:
+    """The continuation of each prompt (of the prompt, when given one string), up to
+    `max_new_tokens` tokens, the end-of-sequence token or a stop string; temperature 0 is
+    greedy, else a sample filtered by top-k and top-p, the same for the same seed."""
+    batch = [prompts] if isinstance(prompts, str) else list(prompts)
+    texts = [""] * len(batch)
+    for pieces in stream(
+        model, tokenizer, batch, max_new_tokens, temperature, top_k, top_p, stop, seed
+    ):
+        texts = [t + p for t, p in zip(texts, pieces, strict=True)]
+    return texts[0] if isinstance(prompts, str) else texts
