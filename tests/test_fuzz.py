@@ -188,7 +188,7 @@ def hf_keys() -> list[str]:
 @FUZZ
 @given(
     st.dictionaries(st.sampled_from(hf_keys()) | st.text(max_size=8), JSONISH | st.integers(1, 64)),
-    st.sampled_from(["bert", "gpt2", "marian"]),
+    st.sampled_from(["bert", "gpt2", "marian", "llama", "mistral", "qwen2"]),
 )
 def test_hf_configs_of_any_content_translate_or_refuse(fields: dict, kind: str) -> None:
     import json

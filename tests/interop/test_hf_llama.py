@@ -165,3 +165,27 @@ def test_an_imported_llama_generates_from_the_cli_as_from_python(tmp_path, capsy
     texts = aiayn.generate(model, tok, prompts, max_new_tokens=12, temperature=0.0)
     assert printed == [p + t for p, t in zip(prompts, texts, strict=True)]
     assert any(texts)  # (a random model may end a row at once with </s>)
+
+
+def test_the_published_llama_3_config_layout_is_read(tmp_path) -> None:
+    """Llama-3.2-1B's config.json as published (rope_theta beside rope_scaling), smaller."""
+    from aiayn.interop.hf_config import model_config, read_config
+
+    config = {
+        "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": 128000, "eos_token_id": [128001, 128008], "head_dim": 16,
+        "hidden_act": "silu", "hidden_size": 64, "initializer_range": 0.02,
+        "intermediate_size": 128, "max_position_embeddings": 131072, "mlp_bias": False,
+        "model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2,
+        "num_key_value_heads": 2, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+        "rope_scaling": {
+            "factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192, "rope_type": "llama3",
+        },
+        "rope_theta": 500000.0, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
+        "transformers_version": "4.45.0.dev0", "use_cache": True, "vocab_size": 1000,
+    }  # fmt: skip
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    cfg = model_config(read_config(tmp_path))
+    assert (cfg.rope_base, cfg.rope_factor, cfg.rope_original_max_len) == (500000.0, 32.0, 8192)
+    assert (cfg.head_dim, cfg.n_kv_heads, cfg.tie_output, cfg.norm_eps) == (None, 2, True, 1e-5)

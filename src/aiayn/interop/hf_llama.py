@@ -36,7 +36,7 @@ def rope_fields(hf: HFConfig) -> dict[str, Any]:
     published checkpoints) or transformers 5's rope_parameters."""
     params = hf.get("rope_parameters", dict, None) or hf.get("rope_scaling", dict, None) or {}
     kind = params.get("rope_type", params.get("type", "default"))
-    if kind not in ROPE_KEYS:
+    if not isinstance(kind, str) or kind not in ROPE_KEYS:
         raise ValueError(
             f"{hf.path}: rope type {kind!r} is not supported (aiayn represents "
             f"{' or '.join(map(repr, ROPE_KEYS))})"
