@@ -133,7 +133,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     model = model.to(cli_device(args))
     prompts = args.prompt or ["\n"]
     if len(prompts) == 1:  # one prompt: its text as it comes
-        print(tok.decode(tok.encode(prompts))[0], end="", flush=True)
+        print(tok.decode(tok.encode_prompts(prompts))[0], end="", flush=True)
         for pieces in stream(model, tok, prompts, *options[:4], args.stop, args.seed):
             print(pieces[0], end="", flush=True)
         print()
@@ -141,7 +141,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     texts = [""] * len(prompts)  # several: decoded as one batch, each printed at the end
     for pieces in stream(model, tok, prompts, *options[:4], args.stop, args.seed):
         texts = [t + p for t, p in zip(texts, pieces, strict=True)]
-    for prompt, text in zip(tok.decode(tok.encode(prompts)), texts, strict=True):
+    for prompt, text in zip(tok.decode(tok.encode_prompts(prompts)), texts, strict=True):
         print(f"{prompt}{text}\n", flush=True)
 
 

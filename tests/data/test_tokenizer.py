@@ -85,3 +85,15 @@ def test_encode_gives_the_ids_of_the_full_encoding(kind):
     tok = fit_tokenizer(kind, texts, vocab_size=60)
     full = [e.ids for e in tok.tok.encode_batch(texts, add_special_tokens=False)]
     assert tok.encode(texts) == full and any(full)
+
+
+def test_prompts_keep_what_a_template_puts_before_the_text_not_after() -> None:
+    from tokenizers import processors
+
+    tok = train_bpe(["the cat sat on the mat"] * 20, vocab_size=40)
+    plain = tok.encode(["the cat"])[0]
+    assert tok.encode_prompts(["the cat"]) == [plain]  # aiayn's own: no template
+    tok.tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", special_tokens=[("<s>", tok.bos_id), ("</s>", tok.eos_id)]
+    )
+    assert tok.encode_prompts(["the cat", ""]) == [[tok.bos_id, *plain], []]

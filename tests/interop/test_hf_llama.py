@@ -135,14 +135,16 @@ def test_fields_aiayn_cannot_represent_are_refused_by_name(tmp_path, kind, chang
 
 
 def llama_tokenizer_json(path) -> None:
-    """Llama 2's specials (<unk> <s> </s>, no <pad>) and words w3..w95."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    """Llama 2's specials (<unk> <s> </s>, no <pad>; <s> put before every text) and words
+    w3..w95."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 
     words = ["<unk>", "<s>", "</s>", *(f"w{i}" for i in range(3, VOCAB))]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")
     tok.add_special_tokens(words[:3])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     tok.save(str(path))
 
 
@@ -161,6 +163,7 @@ def test_an_imported_llama_generates_from_the_cli_as_from_python(tmp_path, capsy
     assert main([*args, "--max-new-tokens", "12", *(f"--prompt={p}" for p in prompts)]) == 0
     printed = capsys.readouterr().out.split("\n\n")[:2]
     tok = TextTokenizer.load(folder / "tokenizer.json")
+    assert tok.encode_prompts(prompts) == [[1, 5, 17, 40], [1, 9]]  # <s> first, as Llama's
     model = from_pretrained(folder).float()  # the run directory keeps bf16; translate loads fp32
     texts = aiayn.generate(model, tok, prompts, max_new_tokens=12, temperature=0.0)
     assert printed == [p + t for p, t in zip(prompts, texts, strict=True)]

@@ -56,6 +56,14 @@ class TextTokenizer:
         # the fast variant computes no character offsets: the same ids in less time and memory
         return [e.ids for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
 
+    def encode_prompts(self, texts: list[str]) -> list[list[int]]:
+        """Ids of prompts for a language model, with the special tokens that the tokenizer's
+        own template puts before the text (Llama's <s>, Llama 3's <|begin_of_text|>: such
+        models are trained to see them first), never those it puts after (an end of text)."""
+        plain = self.encode(texts)
+        framed = [e.ids for e in self.tok.encode_batch_fast(texts, add_special_tokens=True)]
+        return [_before(f, p) + p for p, f in zip(plain, framed, strict=True)]
+
     def tokens(self, ids: list[int]) -> list[str]:
         """The subword strings of ids, for labelling plots."""
         return [self.tok.id_to_token(i) for i in ids]
@@ -94,6 +102,14 @@ class TextTokenizer:
             return cls(tok)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def _before(framed: list[int], plain: list[int]) -> list[int]:
+    """What a template put before the text: `framed` up to where `plain` first starts."""
+    for k in range(len(framed) - len(plain) + 1):
+        if framed[k : k + len(plain)] == plain:
+            return framed[:k]
+    return []
 
 
 def _special_id(tokenizer: Tokenizer, name: str) -> int | None:

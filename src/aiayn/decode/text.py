@@ -97,7 +97,7 @@ def stream(
         raise ValueError("prompts must be a non-empty list of strings")
     if any(s == "" for s in stop):
         raise ValueError("a stop string must not be empty")
-    encoded = tokenizer.encode(list(prompts))
+    encoded = tokenizer.encode_prompts(list(prompts))
     for i, ids in enumerate(encoded):
         if not ids:
             raise ValueError(f"prompt {i} ({prompts[i]!r}) has no tokens; give some text")
