@@ -20,6 +20,9 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--prompt-len", type=int, default=16)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument(
+        "--compile", action="store_true", help="also the model under torch.compile(dynamic=True)"
+    )
     args = p.parse_args()
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(
@@ -31,9 +34,12 @@ def main() -> None:
         ours = from_pretrained(folder)
     n = args.new_tokens
 
-    def run_ours(prompt, use_cache=True):
+    # the cache grows a position per step: dynamic shapes, or a recompilation each step
+    compiled = torch.compile(ours, dynamic=True) if args.compile else None
+
+    def run_ours(prompt, use_cache=True, model=ours):
         def fn():
-            for _ in generate(ours, prompt, n, temperature=0.0, use_cache=use_cache):
+            for _ in generate(model, prompt, n, temperature=0.0, use_cache=use_cache):
                 pass
 
         return fn
@@ -51,6 +57,8 @@ def main() -> None:
         fns = {"cache": run_ours(prompt), "recompute": run_ours(prompt, use_cache=False)}
         if batch == 1:
             fns["transformers"] = run_hf(prompt)
+        if batch == 1 and compiled is not None:
+            fns["compiled"] = run_ours(prompt, model=compiled)
         s = interleaved(fns, args.rounds, warmup=1)
         record = {
             "bench": "decode_greedy",
@@ -62,6 +70,8 @@ def main() -> None:
         }
         if "transformers" in s:
             record["aiayn_vs_transformers"] = round(s["transformers"] / s["cache"], 2)
+        if "compiled" in s:
+            record["compiled_vs_eager"] = round(s["cache"] / s["compiled"], 2)
         report(record)
 
 
