@@ -38,6 +38,7 @@ def test_a_stop_string_ends_its_row_and_is_not_part_of_the_text() -> None:
     free = aiayn.generate(model, TOK, PROMPTS, 30, temperature=1.0, seed=1)
     stop = next(t[5:7] for t in free if len(set(t[5:7])) == 2)  # two characters seen in a row
     stopped = aiayn.generate(model, TOK, PROMPTS, 30, temperature=1.0, seed=1, stop=[stop])
+    assert stopped == aiayn.generate(model, TOK, PROMPTS, 30, temperature=1.0, seed=1, stop=stop)
     for full, cut in zip(free, stopped, strict=True):
         assert stop not in cut
         assert full.startswith(cut)
@@ -71,7 +72,7 @@ def test_the_end_of_sequence_token_ends_a_row() -> None:
         (dict(temperature=-1.0), "temperature=-1.0"),
         (dict(top_k=-1), "top_k=-1"),
         (dict(max_new_tokens=-1), "max_new_tokens=-1"),
-        (dict(stop=[""]), "stop string must not be empty"),
+        (dict(stop=[""]), "stop string must be non-empty text"),
     ],
 )
 def test_bad_options_are_named(options, message) -> None:

@@ -95,8 +95,9 @@ def stream(
     check_options(max_new_tokens, temperature, top_k, top_p, seed)
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
-    if any(s == "" for s in stop):
-        raise ValueError("a stop string must not be empty")
+    stop = [stop] if isinstance(stop, str) else list(stop)
+    if any(not isinstance(s, str) or s == "" for s in stop):
+        raise ValueError(f"stop={stop!r}: a stop string must be non-empty text")
     encoded = tokenizer.encode_prompts(list(prompts))
     for i, ids in enumerate(encoded):
         if not ids:
