@@ -53,4 +53,5 @@ def test_importing_a_bf16_checkpoint_stays_within_1_3x_its_size(tmp_path) -> Non
         check=True,
     )
     peak = int(out.stdout.split()[-1])
+    print(f"peak {peak / 1e6:.0f} MB above the warmed-up process: {peak / size:.2f}x")  # pytest -s
     assert peak <= 1.3 * size, f"peak {peak / 1e6:.0f} MB for a {size / 1e6:.0f} MB checkpoint"

@@ -104,3 +104,19 @@ def test_pick_weights_prefers_average_then_best_then_latest(tmp_path):
     assert ckpt.pick_weights(tmp_path, "model").name == ckpt.MODEL
     with pytest.raises(ValueError, match="no such weights file"):
         ckpt.pick_weights(tmp_path, "average")
+
+
+def test_the_weights_reader_gives_what_safetensors_gives_for_every_dtype(tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    tensors = [torch.randn(3, 4), torch.randn(5).bfloat16(), torch.randn(2, 2).half()]
+    tensors += [torch.arange(7), torch.tensor(True), torch.randn(0, 3), torch.tensor(2.5)]
+    tensors += [torch.randn(4).to(torch.float8_e4m3fn), torch.arange(5).to(torch.uint16)]
+    path = tmp_path / "w.safetensors"
+    save_file({f"t{i}": t for i, t in enumerate(tensors)}, str(path))
+    ours, theirs = ckpt.read_tensors(path), load_file(path)
+    assert sorted(ours) == sorted(theirs)
+    for name, t in theirs.items():
+        assert (ours[name].dtype, ours[name].shape) == (t.dtype, t.shape)
+        raw = [x.reshape(-1).view(torch.uint8) for x in (ours[name], t)]
+        assert torch.equal(*raw)

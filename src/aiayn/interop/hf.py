@@ -13,19 +13,17 @@ size in memory, not a float32 copy beside it.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from torch import Tensor, nn
 
 from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
 from aiayn.models.build import init_weights
-from aiayn.train.checkpoint import load_plain
+from aiayn.train.checkpoint import SafetensorsFile, load_plain
 from aiayn.train.rundir import inside
 
 
@@ -208,56 +206,6 @@ FORMATS = {
         for kind in ("llama", "mistral", "qwen2")
     },
 }
-
-
-# safetensors' dtype names; a file's other dtypes are refused when a tensor is read
-DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-}  # fmt: skip
-
-
-class SafetensorsFile(Mapping[str, Tensor]):
-    """A safetensors file's tensors by name, each read from the file when asked for.
-
-    The `safetensors` library checks the header (offsets inside the file, shapes that fit
-    them); the bytes are then read with plain file reads into the tensor that keeps them.
-    Reading through the library maps the file, and the pages it touches stay resident while
-    loading: the whole checkpoint again beside its copy (measured: 1.8x its size).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                names = set(f.keys())
-            with open(path, "rb") as fh:
-                size = int.from_bytes(fh.read(8), "little")
-                header = json.loads(fh.read(size))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
-        self.start = 8 + size
-        self.entries = {name: header[name] for name in sorted(names)}
-
-    def __getitem__(self, name: str) -> Tensor:
-        entry = self.entries[name]
-        if entry["dtype"] not in DTYPES:
-            raise ValueError(f"{self.path}: tensor {name} has dtype {entry['dtype']}, unsupported")
-        begin, end = entry["data_offsets"]
-        tensor = torch.empty(entry["shape"], dtype=DTYPES[entry["dtype"]])
-        buffer = tensor.reshape(-1).view(torch.uint8).numpy()
-        with open(self.path, "rb") as fh:
-            fh.seek(self.start + begin)
-            if fh.readinto(buffer) != end - begin:
-                raise ValueError(f"{self.path}: tensor {name} is cut short")
-        return tensor
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.entries)
-
-    def __len__(self) -> int:
-        return len(self.entries)
 
 
 def read_checkpoint(folder: Path) -> Mapping[str, Tensor]:
