@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
 from aiayn.models.build import init_weights
-from aiayn.train.checkpoint import SafetensorsFile, load_plain
+from aiayn.train.checkpoint import SafetensorsFile, finite, load_plain
 from aiayn.train.rundir import inside
 
 
@@ -229,12 +229,6 @@ def _joined(take_: Take, tensors: Mapping[str, Tensor]) -> Tensor:
     if take_.row and value.dim() == 2 and value.size(0) == 1:
         value = value[0]
     return value
-
-
-def finite(t: Tensor) -> bool:
-    """Whether every value is finite, checked a block at a time: `isfinite` of a whole bf16
-    embedding makes float32 and bool copies of it (0.7x a bf16 checkpoint's size at once)."""
-    return all(bool(torch.isfinite(block).all()) for block in t.reshape(-1).split(1 << 20))
 
 
 def assemble(
