@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from aiayn.decode.search import Special, beam_search, greedy, sequence_score
+from aiayn.decode.search import Special, beam_search, greedy, n_best_search, sequence_score
 from tests.decode.conftest import SPECIAL, VOCAB, tiny_model
 
 
@@ -75,3 +75,25 @@ def test_searches_never_emit_bos_or_pad_and_return_what_they_scored(sources, spe
         ends = len(hyp) < (src != special.pad).sum() + 6
         rescored = sequence_score(model, src[None], hyp, special, 0.6, ends=ends)
         assert rescored == pytest.approx(score, abs=1e-4)
+
+
+def test_n_best_lists_start_with_beam_searchs_choice_and_are_ranked(model, sources):
+    best = beam_search(model, sources, SPECIAL, beam=4, alpha=0.6)
+    lists = n_best_search(model, sources, SPECIAL, beam=4, alpha=0.6, n_best=3)
+    assert [hyps[0] for hyps in lists] == best
+    for row, hyps in zip(sources, lists, strict=True):
+        assert 1 <= len(hyps) <= 3
+        scores = [score for _, score in hyps]
+        assert scores == sorted(scores, reverse=True)
+        assert len({tuple(tokens) for tokens, _ in hyps}) == len(hyps)  # distinct outputs
+        for tokens, score in hyps:  # each score is its hypothesis' own, rescored alone
+            src = row[row != SPECIAL.pad][None]
+            ends = len(tokens) < int(src.size(1)) + 50
+            assert score == pytest.approx(
+                sequence_score(model, src, tokens, SPECIAL, 0.6, ends), abs=1e-4
+            )
+
+
+def test_n_best_beyond_the_beam_is_refused(trained, sources):
+    with pytest.raises(ValueError, match=r"n_best 3 must be in \[1, beam = 2\]"):
+        n_best_search(trained, sources, SPECIAL, beam=2, n_best=3)

@@ -98,6 +98,24 @@ def beam_search(
 ) -> list[tuple[list[int], float]]:
     """Keep the `beam` best prefixes per sentence; return each sentence's best finished one,
     as (tokens, length-normalised log-probability)."""
+    return [hyps[0] for hyps in n_best_search(model, src, special, beam, alpha, max_extra, cap)]
+
+
+@torch.inference_mode()
+def n_best_search(
+    model: EncoderDecoder,
+    src: Tensor,
+    special: Special,
+    beam: int = 5,
+    alpha: float = 0.6,
+    max_extra: int = 50,
+    cap: int | None = None,
+    n_best: int = 1,
+) -> list[list[tuple[list[int], float]]]:
+    """Beam search that returns each sentence's `n_best` (<= `beam`) best finished hypotheses,
+    best first, as (tokens, length-normalised log-probability)."""
+    if not 1 <= n_best <= beam:
+        raise ValueError(f"n_best {n_best} must be in [1, beam = {beam}]")
     b, k = src.size(0), beam
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap).tolist()
@@ -124,10 +142,15 @@ def beam_search(
         cache.reorder_beams(rows)
         if all(len(f) >= k for f in finished):
             break
-    best = [max(f, key=lambda h: h[0]) for f in finished]
-    if any(math.isnan(score) for score, _ in best):
+    # a stable sort: among equal scores the first found stays first, as max() would pick it
+    ranked = [sorted(f, key=lambda h: -h[0])[:n_best] for f in finished]
+    if any(math.isnan(score) for f in ranked for score, _ in f):
         raise ValueError(NOT_FINITE)
-    return [(tokens, score) for score, tokens in best]
+    # prefixes that could never be reached (-inf: fewer of them than the beam) are left out
+    return [
+        [(tokens, score) for j, (score, tokens) in enumerate(f) if j == 0 or score > -math.inf]
+        for f in ranked
+    ]
 
 
 def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special):

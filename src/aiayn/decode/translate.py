@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -13,10 +14,12 @@ from aiayn.data.batching import token_budget_batches
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import chunked
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.decode.search import Special, beam_search, greedy
+from aiayn.decode.search import Special, beam_search, greedy, n_best_search
 from aiayn.decode.weights import InputMajor
 from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.attention import record_attention
+
+Search = Callable[[torch.Tensor], list[list[tuple[list[int], float]]]]
 
 
 @dataclass
@@ -49,18 +52,36 @@ class Translator:
     def translate(self, sentences: list[str], beam: int | None = None) -> list[str]:
         """Translate each sentence; beam 1 is greedy search. Empty lines stay empty."""
         beam = self.decode.beam if beam is None else beam
+        return [hyps[0][0] for hyps in self._batched(sentences, partial(self._search, beam=beam))]
+
+    def translate_scored(
+        self, sentences: list[str], beam: int, alpha: float, n_best: int = 1
+    ) -> list[list[tuple[str, float]]]:
+        """Each sentence's `n_best` translations by beam search, best first, with their
+        length-normalised log-probabilities (beam 1 gives greedy search's, scored). An empty
+        line gives [("", 0.0)]."""
+        kw = {"max_extra": self.decode.max_extra, "cap": self.max_len, "n_best": n_best}
+
+        def search(src: torch.Tensor) -> list[list[tuple[list[int], float]]]:
+            return n_best_search(self.model, src, self.special, beam, alpha, **kw)
+
+        return self._batched(sentences, search)
+
+    def _batched(self, sentences: list[str], search: Search) -> list[list[tuple[str, float]]]:
+        """`search` over batches of sentences of alike length, detokenized, in input order."""
         ids = self._source_ids(sentences)
-        out: list[str] = [""] * len(sentences)
+        out: list[list[tuple[str, float]]] = [[("", 0.0)] for _ in sentences]
         real = [i for i, s in enumerate(sentences) if s.strip()]
         lengths = [len(ids[i]) for i in real]
         weights = InputMajor(self.model)
         for batch in token_budget_batches(lengths, self.decode.batch_tokens, 0, shuffle=False):
             rows = [real[j] for j in batch]
             src = pad_to_tensor([ids[i] for i in rows], self.special.pad).to(self.device)
-            with weights.active():
-                hyps = self._search(src, beam)
-            for i, text in zip(rows, self._detokenize(hyps), strict=True):
-                out[i] = text
+            with weights.active(), torch.inference_mode():
+                found = search(src)
+            for i, hyps in zip(rows, found, strict=True):
+                texts = self._detokenize([tokens for tokens, _ in hyps])
+                out[i] = [(t, score) for t, (_, score) in zip(texts, hyps, strict=True)]
         return out
 
     def _detokenize(self, hyps: list[list[int]]) -> list[str]:
@@ -116,10 +137,11 @@ class Translator:
             maps.layers.setdefault(kind, {})[layer] = (w[0].float().cpu(), rows, cols)
         return maps
 
-    @torch.inference_mode()
-    def _search(self, src: torch.Tensor, beam: int) -> list[list[int]]:
+    def _search(self, src: torch.Tensor, beam: int) -> list[list[tuple[list[int], float]]]:
         kw = {"max_extra": self.decode.max_extra, "cap": self.max_len}
-        if beam == 1:
-            return greedy(self.model, src, self.special, **kw)
-        scored = beam_search(self.model, src, self.special, beam, self.decode.alpha, **kw)
-        return [tokens for tokens, _ in scored]
+        if beam == 1:  # unscored: nothing needs greedy search's log-probabilities here
+            return [[(tokens, 0.0)] for tokens in greedy(self.model, src, self.special, **kw)]
+        return [
+            [best]
+            for best in beam_search(self.model, src, self.special, beam, self.decode.alpha, **kw)
+        ]
