@@ -350,6 +350,10 @@ def parser() -> argparse.ArgumentParser:
     attn.add_argument("--out", help="folder for the PNGs (default: MODEL/attention)")
     add_device(attn)
     attn.set_defaults(run=cmd_plot_attention)
+
+    from aiayn.serve import add_parser as add_serve
+
+    add_serve(sub, add_device)
     return p
 
 

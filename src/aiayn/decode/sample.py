@@ -3,7 +3,7 @@ a temperature, top-k and nucleus (top-p, Holtzman et al. 2020) filtering."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -48,6 +48,19 @@ def next_token(
     return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
+def chosen_probs(
+    logits: Tensor, chosen: Tensor, temperature: float, top_k: int, top_p: float
+) -> Tensor:
+    """The probabilities (B,) of the `chosen` tokens in the distribution `next_token` used."""
+    # logits: (B, V), chosen: (B,)
+    scaled = (
+        logits.float()
+        if temperature == 0
+        else filter_logits(logits.float() / temperature, top_k, top_p)
+    )
+    return scaled.softmax(-1).gather(-1, chosen[:, None])[:, 0]
+
+
 @torch.inference_mode()
 def generate(
     model: DecoderOnlyLM,
@@ -60,11 +73,14 @@ def generate(
     use_cache: bool = True,
     banned: Sequence[int] = (),
     pad_mask: Tensor | None = None,
+    on_probs: Callable[[Tensor], None] | None = None,
 ) -> Iterator[Tensor]:
     """Yield each new token (B,) as soon as it is chosen, continuing `prompt` (B, T), whose
     rows may begin with padding (`pad_mask`, True there: a batch of prompts of different
     lengths); `banned` tokens (e.g. special tokens the model never saw as targets) are never
-    chosen. Each step computes logits for the last position only.
+    chosen. Each step computes logits for the last position only. `on_probs`, if given, is
+    called before each yield with the probabilities (B,) that the chosen tokens had in the
+    distribution they were drawn from (filtered; for greedy search, the model's).
 
     The context is the model's max_len: when it is full, the cache is rebuilt from the last
     half of the tokens, so that long generations cost one re-read per max_len / 2 tokens.
@@ -88,6 +104,8 @@ def generate(
         if len(banned_ids):
             logits[:, banned_ids] = float("-inf")
         nxt = next_token(logits, temperature, top_k, top_p, generator)
+        if on_probs is not None:
+            on_probs(chosen_probs(logits, nxt, temperature, top_k, top_p))
         yield nxt
         tokens = torch.cat([tokens, nxt[:, None]], dim=1)[:, -window:]
         if pad is not None:

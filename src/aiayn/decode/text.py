@@ -89,9 +89,11 @@ def stream(
     top_p: float = 1.0,
     stop: Sequence[str] = (),
     seed: int | None = None,
+    on_probs: Callable[[torch.Tensor], None] | None = None,
 ) -> Iterator[list[str]]:
     """After each step, each prompt's new text ("" where nothing is certain yet or the row has
-    ended); the last item gives out what was held back. Ends when every row has ended."""
+    ended); the last item gives out what was held back. Ends when every row has ended.
+    `on_probs` is called at each step with the chosen tokens' probabilities (B,)."""
     check_options(max_new_tokens, temperature, top_k, top_p, seed)
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
@@ -121,6 +123,7 @@ def stream(
         generator,
         banned=sorted(specials),
         pad_mask=pad.to(device) if bool(pad.any()) else None,
+        on_probs=on_probs,
     )
     for tokens in steps:
         yield [row.step(t, tokenizer, stop) for row, t in zip(rows, tokens.tolist(), strict=True)]

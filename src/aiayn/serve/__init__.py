@@ -1,0 +1,42 @@
+"""Serving a trained model over HTTP: `aiayn serve` (FastAPI and uvicorn), the JSON API, dynamic
+batching, and the explorer page. The CLI's parser is here so that `aiayn` imports none of the
+web stack until `serve` runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def add_parser(sub: argparse._SubParsersAction, add_device: Callable) -> None:
+    cmd = sub.add_parser("serve", help="serve a run's model over HTTP, with the explorer page")
+    cmd.add_argument("--model", required=True, help="run directory")
+    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    cmd.add_argument("--port", type=int, default=8000, help="0: any free port (%(default)s)")
+    cmd.add_argument("--weights", help="model, best or average (default: the best there)")
+    cmd.add_argument("--max-queue", type=int, default=64, help="requests waiting, at most")
+    cmd.add_argument(
+        "--window-ms", type=float, default=5.0, help="how long a batch waits for more requests"
+    )
+    add_device(cmd)
+    cmd.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from aiayn.cli import cli_device, log
+    from aiayn.serve.server import serve
+
+    if args.max_queue < 1:
+        raise ValueError(f"--max-queue {args.max_queue} must be >= 1")
+    if not 0 <= args.window_ms <= 1000:
+        raise ValueError(f"--window-ms {args.window_ms} must be in [0, 1000]")
+    serve(
+        args.model,
+        args.host,
+        args.port,
+        cli_device(args),
+        args.weights,
+        log,
+        args.max_queue,
+        args.window_ms,
+    )

@@ -1,0 +1,198 @@
+"""The HTTP API (FastAPI): one route per kind of request, every error as JSON.
+
+Errors: {"error": what was wrong, "field": the request field, where one is to blame}; 413 for
+a request over a size limit, 422 for a bad value, 404 for an endpoint the model's family does
+not have, 503 (with Retry-After) when the queue is full, 500 for a failure of the server's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError, StarletteHTTPException
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from aiayn.serve.batcher import Batcher, Busy, Job
+from aiayn.serve.engines import (
+    ClassifierEngine,
+    Engine,
+    InputError,
+    LanguageEngine,
+    TranslationEngine,
+)
+from aiayn.serve.guard import Guard, Traffic
+from aiayn.serve.schema import (
+    AttentionRequest,
+    ClassifyRequest,
+    GenerateRequest,
+    TooLarge,
+    TranslateRequest,
+    check_sizes,
+)
+
+STATIC = files("aiayn.serve") / "static"
+FAMILY_OF = {
+    TranslationEngine: "translate",
+    LanguageEngine: "generate",
+    ClassifierEngine: "classify",
+}
+
+
+def error(status: int, message: str, field: str | None = None, **headers: str) -> JSONResponse:
+    body = {"error": message} if field is None else {"error": message, "field": field}
+    return JSONResponse(body, status_code=status, headers=headers or None)
+
+
+def field_name(loc: tuple) -> str:
+    """("body", "text", 3) -> "text[3]"; the body itself -> "body"."""
+    parts = [p for p in loc if p != "body"] or ["body"]
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await asyncio.to_thread(batcher.close)  # after the last request has been answered
+
+    app = FastAPI(
+        title="aiayn",
+        summary=f"a Transformer ({engine.family}) served from its run directory",
+        lifespan=lifespan,
+    )
+    traffic = Traffic()
+    app.add_middleware(Guard, traffic=traffic)
+    add_errors(app)
+
+    async def run(job: Job) -> list[Any]:
+        return await asyncio.wrap_future(batcher.submit(job))
+
+    def need(kind: type[Engine], endpoint: str) -> Any:
+        if not isinstance(engine, kind):
+            raise StarletteHTTPException(
+                404,
+                f"/v1/{endpoint} is for {kind.family} models; this server's model is "
+                f"{engine.family} (its endpoint: /v1/{FAMILY_OF[type(engine)]})",
+            )
+        return engine
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/model")
+    async def model() -> dict[str, Any]:
+        return engine.info()
+
+    @app.get("/v1/stats")
+    async def stats() -> dict[str, int]:
+        """Requests being answered now, and what the batcher has done."""
+        return {"in_flight": traffic.in_flight, **batcher.stats()}
+
+    @app.post("/v1/translate")
+    async def translate(req: TranslateRequest) -> dict[str, Any]:
+        e: TranslationEngine = need(TranslationEngine, "translate")
+        check_sizes(req.text, "text")
+        beam = e.cfg.decode.beam if req.beam is None else req.beam
+        alpha = e.cfg.decode.alpha if req.alpha is None else req.alpha
+        if req.n_best > beam:
+            raise InputError("n_best", f"n_best: {req.n_best} is more than the beam ({beam})")
+        return {"translations": await run(e.translate_job(req.text, beam, alpha, req.n_best))}
+
+    @app.post("/v1/classify")
+    async def classify(req: ClassifyRequest) -> dict[str, Any]:
+        e: ClassifierEngine = need(ClassifierEngine, "classify")
+        check_sizes(req.text, "text")
+        return {"labels": await run(e.classify_job(req.text))}
+
+    @app.post("/v1/generate", response_model=None)
+    async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
+        e: LanguageEngine = need(LanguageEngine, "generate")
+        check_sizes([req.prompt, *req.stop], "prompt")
+        options = req.model_dump(exclude={"prompt", "stream"})
+        if not req.stream:
+            [text] = await run(
+                e.generate_job(req.prompt, options, lambda _: None, threading.Event())
+            )
+            return {"text": text}
+        return stream_events(e, req.prompt, options, batcher)
+
+    @app.post("/v1/attention")
+    async def attention(req: AttentionRequest) -> dict[str, Any]:
+        check_sizes([req.text, req.target or ""], "text")
+        [maps] = await run(engine.attention_job(req.text, req.target))
+        return maps
+
+    @app.get("/", include_in_schema=False)
+    async def explorer() -> FileResponse:
+        return FileResponse(str(STATIC / "index.html"))
+
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    return app
+
+
+def stream_events(
+    engine: LanguageEngine, prompt: str, options: dict[str, Any], batcher: Batcher
+) -> StreamingResponse:
+    """Server-sent events: one {"text", "p"} per token, then `done` with the whole text (or
+    `error`). A client that goes away stops the sampling at its next token."""
+    loop, events, stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+    done = object()
+
+    def send(event: dict[str, Any]) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    future = batcher.submit(engine.generate_job(prompt, options, send, stop))  # Busy: a 503
+    future.add_done_callback(lambda _: loop.call_soon_threadsafe(events.put_nowait, done))
+
+    async def lines() -> AsyncIterator[str]:
+        try:
+            while (event := await events.get()) is not done:
+                yield f"data: {json.dumps(event)}\n\n"
+            if (failure := future.exception()) is not None:
+                yield f"event: error\ndata: {json.dumps({'error': str(failure)})}\n\n"
+            else:
+                yield f"event: done\ndata: {json.dumps({'text': future.result()[0]})}\n\n"
+        finally:
+            stop.set()
+
+    return StreamingResponse(lines(), media_type="text/event-stream")
+
+
+def add_errors(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        if first.get("type") == "json_invalid":
+            where = first.get("loc", ("body", "?"))[-1]
+            return error(422, f"body: not valid JSON (at character {where})", "body")
+        field = field_name(tuple(first.get("loc", ())))
+        return error(422, f"{field}: {first.get('msg', 'invalid')}", field)
+
+    @app.exception_handler(InputError)
+    async def bad_input(_req: Request, exc: InputError) -> JSONResponse:
+        return error(422, str(exc), exc.field)
+
+    @app.exception_handler(TooLarge)
+    async def too_large(_req: Request, exc: TooLarge) -> JSONResponse:
+        return error(413, str(exc))
+
+    @app.exception_handler(Busy)
+    async def busy(_req: Request, exc: Busy) -> JSONResponse:
+        return error(503, f"{exc}; retry shortly", **{"Retry-After": "1"})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def failed(_req: Request, exc: Exception) -> JSONResponse:
+        return error(500, f"the server failed: {type(exc).__name__}: {exc}")
