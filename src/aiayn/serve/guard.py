@@ -1,5 +1,5 @@
-"""ASGI middleware in front of every route: the body size limit, and a count of the requests
-being answered (the server's /v1/stats; tests wait on it)."""
+"""ASGI middleware in front of every route: the body size limit, a body that is no text at all,
+and a count of the requests being answered (the server's /v1/stats; tests wait on it)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ class Guard:
             body = await read_body(receive, self.limit)
             if body is TOO_LARGE:
                 await reject(send, f"the body is over the limit of {self.limit:,} bytes")
+            elif body is not None and not utf8(body):  # FastAPI's answer would be a bare 400
+                await reject(send, "body: not UTF-8 text, as JSON must be", 422, "body")
             elif body is not None:  # None: the client went away
                 await self.app(as_json(scope), replay(body, receive), send)
         finally:
@@ -89,8 +91,17 @@ def replay(body: bytes, receive: Receive) -> Receive:
     return again
 
 
-async def reject(send: Send, message: str) -> None:
-    body = json.dumps({"error": message}).encode()
+def utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def reject(send: Send, message: str, status: int = 413, field: str | None = None) -> None:
+    fields = {"error": message} if field is None else {"error": message, "field": field}
+    body = json.dumps(fields).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
