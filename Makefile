@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test lint demo
+.PHONY: install test lint demo browser
 
 # The first command of the README: set up (once), then train and show the demo (~8 min).
 demo: $(VENV)/.installed
@@ -22,6 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
 	$(BIN)/pip install -e '.[dev]'
 	@touch $@
+
+# The explorer's browser test drives Debian's chromium (Playwright, in the dev extra, brings no
+# browser of its own here): installed with apt-get when it is missing (as root, else via sudo).
+browser:
+	@command -v chromium >/dev/null || { \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	@chromium --version
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -67,14 +67,14 @@ function pickKind() {
 
 function pickLayer() {
   const map = current();
-  options($("head"), map.weights.map((_, h) => h), (h) => `${h + 1}`);
+  options($("head"), map.weights.map((_, h) => h), (h) => `head ${h + 1}`);
   drawHeatmap();
 }
 
 function drawHeatmap() {
   const map = current(), head = Number($("head").value);
   const grid = $("heatmap");
-  grid.style.gridTemplateColumns = `auto repeat(${map.cols.length}, 1.6rem)`;
+  grid.style.gridTemplateColumns = `max-content repeat(${map.cols.length}, 1.6rem)`;
   const cells = [document.createElement("div")];
   for (const col of map.cols) {
     const label = document.createElement("div");
