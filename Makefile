@@ -76,6 +76,12 @@ gpu-checks:
 
 # Benchmarks (under 10 minutes on 2 cores): each prints one JSON object and appends it to
 # results/bench.jsonl. Run them on a quiet machine; every figure is a same-run ratio.
+# Dynamic batching under load: 16 clients x 50 requests against one at a time (~4 min); needs
+# runs/demo (make demo).
+.PHONY: bench-serve
+bench-serve:
+	$(BIN)/python -m benchmarks.serve_load
+
 .PHONY: bench
 bench:
 	$(BIN)/python -m benchmarks.train_step --size small --precision fp32
