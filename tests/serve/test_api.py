@@ -195,3 +195,12 @@ def test_the_explorer_page_and_its_files_are_served(translation_server) -> None:
     assert response.status == 404
     response.read()
     client.close()
+
+
+def test_attention_over_a_long_text_is_cut_to_the_models_length(translation_server) -> None:
+    long = " ".join(["a man sees the dog"] * 400)
+    status, answer = translation_server.call("/v1/attention", {"text": long, "target": long})
+    assert status == 200
+    limit = translation_server.call("/v1/model")[1]["config"]["model"]["max_len"]
+    for m in answer["maps"]:
+        assert len(m["rows"]) <= limit and len(m["cols"]) <= limit

@@ -118,7 +118,8 @@ class Translator:
             src = torch.tensor([src_ids], device=self.device)
             tgt_ids = greedy(self.model, src, self.special, self.decode.max_extra, self.max_len)[0]
         else:
-            tgt_ids = self.tgt_tok.encode([target])[0]
+            # cut as a source is: the decoder reads at most max_len tokens, <s> first
+            tgt_ids = self.tgt_tok.encode([target])[0][: self.max_len - 1]
         tgt_in = torch.tensor([[self.special.bos, *tgt_ids]], device=self.device)
         with record_attention(self.model) as weights:
             self.model(torch.tensor([src_ids], device=self.device), tgt_in)

@@ -116,7 +116,8 @@ def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
     @app.post("/v1/generate", response_model=None)
     async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
         e: LanguageEngine = need(LanguageEngine, "generate")
-        check_sizes([req.prompt, *req.stop], "prompt")
+        check_sizes([req.prompt], "prompt")
+        check_sizes(req.stop, "stop")
         options = req.model_dump(exclude={"prompt", "stream"})
         if not req.stream:
             [text] = await run(
