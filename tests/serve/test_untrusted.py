@@ -92,6 +92,11 @@ def test_bad_sampling_settings_are_422_naming_the_field(lm_server, body, field) 
     assert status == 422 and answer["field"] == field, answer
 
 
+def test_an_empty_text_to_attend_to_is_422_naming_it(lm_server) -> None:
+    status, answer = lm_server.call("/v1/attention", {"text": ""})
+    assert (status, answer["field"]) == (422, "text")
+
+
 def long_generation(server: Server, results: list, i: int, tokens: int = 300) -> None:
     client = server.client()
     try:

@@ -115,10 +115,10 @@ class LanguageEngine(Engine):
         super().__init__(run_dir)
         self.model, self.tok = model, tok
 
-    def prompt_ids(self, prompt: str) -> list[int]:
+    def prompt_ids(self, prompt: str, field: str = "prompt") -> list[int]:
         [ids] = self.tok.encode_prompts([prompt])
         if not ids:
-            raise InputError("prompt", f"prompt {prompt!r} has no tokens; give some text")
+            raise InputError(field, f"{field}: {prompt[:40]!r} has no tokens; give some text")
         return ids
 
     def generate_job(
@@ -151,7 +151,7 @@ class LanguageEngine(Engine):
 
     def attention_job(self, text: str, target: str | None) -> Job:
         def run(items: list[str]) -> list[dict[str, Any]]:
-            ids = self.prompt_ids(items[0])[-self.cfg.model.max_len :]
+            ids = self.prompt_ids(items[0], "text")[-self.cfg.model.max_len :]
             tokens = torch.tensor([ids], device=next(self.model.parameters()).device)
             labels = self.tok.tokens(ids)
             return [{"text": None, "maps": attention_maps(self.model, tokens, labels, "decoder")}]
