@@ -95,6 +95,8 @@ def test_bad_sampling_settings_are_422_naming_the_field(lm_server, body, field) 
 def test_an_empty_text_to_attend_to_is_422_naming_it(lm_server) -> None:
     status, answer = lm_server.call("/v1/attention", {"text": ""})
     assert (status, answer["field"]) == (422, "text")
+    status, answer = lm_server.call("/v1/attention", {"text": "to be", "target": "x"})
+    assert (status, answer["field"]) == (422, "target")
 
 
 def long_generation(server: Server, results: list, i: int, tokens: int = 300) -> None:

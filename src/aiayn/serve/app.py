@@ -35,6 +35,7 @@ from aiayn.serve.schema import (
     GenerateRequest,
     TooLarge,
     TranslateRequest,
+    check_length,
     check_sizes,
 )
 
@@ -116,7 +117,7 @@ def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
     @app.post("/v1/generate", response_model=None)
     async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
         e: LanguageEngine = need(LanguageEngine, "generate")
-        check_sizes([req.prompt], "prompt")
+        check_length(req.prompt, "prompt")
         check_sizes(req.stop, "stop")
         options = req.model_dump(exclude={"prompt", "stream"})
         if not req.stream:
@@ -128,7 +129,12 @@ def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
 
     @app.post("/v1/attention")
     async def attention(req: AttentionRequest) -> dict[str, Any]:
-        check_sizes([req.text, req.target or ""], "text")
+        check_length(req.text, "text")
+        check_length(req.target, "target")
+        if req.target is not None and not isinstance(engine, TranslationEngine):
+            raise InputError(
+                "target", f"target: only a translation model reads one, not a {engine.family}"
+            )
         [maps] = await run(engine.attention_job(req.text, req.target))
         return maps
 

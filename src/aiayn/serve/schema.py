@@ -56,7 +56,10 @@ def check_sizes(texts: list[str], field: str) -> None:
     if len(texts) > MAX_TEXTS:
         raise TooLarge(f"{field}: {len(texts)} texts; the limit is {MAX_TEXTS} a request")
     for i, text in enumerate(texts):
-        if len(text) > MAX_CHARS:
-            raise TooLarge(
-                f"{field}[{i}]: {len(text):,} characters; the limit is {MAX_CHARS:,} a text"
-            )
+        check_length(text, f"{field}[{i}]")
+
+
+def check_length(text: str | None, field: str) -> None:
+    """Refuse a text of more than MAX_CHARS characters."""
+    if text is not None and len(text) > MAX_CHARS:
+        raise TooLarge(f"{field}: {len(text):,} characters; the limit is {MAX_CHARS:,} a text")
