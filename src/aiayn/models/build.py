@@ -41,7 +41,15 @@ def _attention_options(cfg: ModelConfig) -> dict:
         "bias": cfg.bias,
         "qkv_bias": cfg.qkv_bias,
         "dropout": cfg.attn_dropout,
+        "scale_scores": cfg.scale_scores,
     }
+
+
+def _feed_forward(cfg: ModelConfig) -> nn.Module | None:
+    """The position-wise network of one layer; none where an ablation takes it away."""
+    return (
+        feed_forward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.bias) if cfg.feedforward else None
+    )
 
 
 def _stack_parts(cfg: ModelConfig):
@@ -69,10 +77,11 @@ def build_encoder(cfg: ModelConfig, causal: bool = False) -> Encoder:
     layers = [
         EncoderLayer(
             SelfAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
-            feed_forward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.bias),
+            _feed_forward(cfg),
             make_norm,
             cfg.dropout,
             cfg.norm_first,
+            cfg.residual,
         )
         for _ in range(cfg.n_layers)
     ]
@@ -86,10 +95,11 @@ def build_decoder(cfg: ModelConfig) -> Decoder:
         DecoderLayer(
             SelfAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
             CrossAttention(cfg.d_model, cfg.n_heads, **_attention_options(cfg)),
-            feed_forward(cfg.activation, cfg.d_model, cfg.d_ff, cfg.bias),
+            _feed_forward(cfg),
             make_norm,
             cfg.dropout,
             cfg.norm_first,
+            cfg.residual,
         )
         for _ in range(cfg.decoder_layers)
     ]

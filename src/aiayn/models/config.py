@@ -58,6 +58,11 @@ class ModelConfig:
     pad_id: int = 0
     n_classes: int = 2
     pooling: str = "cls"
+    # Ablations (what each module is worth): false takes the module away. norm = "none" is
+    # the ablation without normalisation.
+    residual: bool = True  # the residual connections around every sub-layer
+    feedforward: bool = True  # the position-wise feed-forward sub-layers
+    scale_scores: bool = True  # attention scores divided by sqrt(d_k) (§3.2.1)
 
     def __post_init__(self) -> None:
         for name in (
@@ -109,6 +114,7 @@ class ModelConfig:
         _one_of("positional", self.positional, POSITIONAL)
         _one_of("norm", self.norm, NORMS)
         _one_of("pooling", self.pooling, POOLINGS)
+        self._check_ablations()
         if self.positional == "rope":
             _require(
                 self.d_head % 2 == 0,
@@ -124,6 +130,14 @@ class ModelConfig:
                 f"used with one vocabulary; src_vocab_size={self.source_vocab} "
                 f"!= vocab_size={self.vocab_size}",
             )
+
+    def _check_ablations(self) -> None:
+        if self.norm != "none":
+            return
+        # post-norm is "normalise the residual sum": without a norm it is nothing at all
+        _require(self.norm_first, "norm", "none", "norm_first = true with it (pre-norm)")
+        _require(not self.embed_norm, "norm", "none", "embed_norm = false with it")
+        _require(self.final_norm is not True, "norm", "none", "final_norm unset or false with it")
 
     @property
     def d_head(self) -> int:

@@ -39,13 +39,20 @@ def auto_impl(q: Tensor, k: Tensor) -> str:
 
 
 def attention_math(
-    q: Tensor, k: Tensor, v: Tensor, mask: Mask = None, dropout_p: float = 0.0
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Mask = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """softmax(q k^T / sqrt(d_k) + mask) v; returns the output and the attention weights."""
+    """softmax(q k^T / sqrt(d_k) + mask) v; returns the output and the attention weights.
+    `scale` replaces 1 / sqrt(d_k) (1.0: the unscaled scores of the ablation study)."""
     # q: (B, H, T_q, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v)
     if mask is CAUSAL:
         mask = causal_mask(q.size(-2), k.size(-2), q.device)
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, T_q, T_k)
+    scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = q @ k.transpose(-2, -1) * scale  # (B, H, T_q, T_k)
     if mask is not None and mask.dtype == torch.bool:
         scores = scores.masked_fill(~mask, float("-inf"))
     elif mask is not None:
@@ -62,17 +69,20 @@ def attention(
     mask: Mask = None,
     dropout_p: float = 0.0,
     impl: str = "auto",
+    scale: float | None = None,
 ) -> Tensor:
-    """Scaled dot-product attention by the chosen path ("auto", "sdpa" or "math")."""
+    """Scaled dot-product attention by the chosen path ("auto", "sdpa" or "math"); `scale`
+    replaces 1 / sqrt(d_k)."""
     # q: (B, H, T_q, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v) -> (B, H, T_q, d_v)
     if impl == "auto":
         impl = auto_impl(q, k)
+    kw = {"dropout_p": dropout_p, "scale": scale}
     if impl == "sdpa" and mask is CAUSAL:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kw)
     if impl == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
     if impl == "math":
-        return attention_math(q, k, v, mask, dropout_p)[0]
+        return attention_math(q, k, v, mask, dropout_p, scale)[0]
     raise ValueError(f"attention impl={impl!r} is unknown; expected one of {ATTENTION_IMPLS}")
 
 
@@ -97,12 +107,14 @@ class MultiHeadAttention(nn.Module):
         impl: str = "auto",
         d_head: int | None = None,
         qkv_bias: bool | None = None,
+        scale_scores: bool = True,
     ) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads
         self.d_model, self.d_head = d_model, d_head or d_model // n_heads
         self.qkv_bias = bias if qkv_bias is None else qkv_bias
         self.dropout, self.impl = dropout, impl
+        self.scale = None if scale_scores else 1.0  # None: 1 / sqrt(d_head), the paper's
         self.out = nn.Linear(n_heads * self.d_head, d_model, bias=bias)
         self.record = False
         self.last_weights: Tensor | None = None
@@ -118,10 +130,10 @@ class MultiHeadAttention(nn.Module):
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         p = self.dropout if self.training else 0.0
         if self.record:
-            out, weights = attention_math(q, k, v, mask, p)
+            out, weights = attention_math(q, k, v, mask, p, self.scale)
             self.last_weights = weights.detach()
         else:
-            out = attention(q, k, v, mask, p, self.impl)
+            out = attention(q, k, v, mask, p, self.impl, self.scale)
         return self.out(out.transpose(1, 2).flatten(2))
 
 

@@ -29,22 +29,42 @@ def pre_norm(x: Tensor, sublayer: Sublayer, norm: nn.Module, drop: nn.Module) ->
     return x + drop(sublayer(norm(x)))
 
 
+# Without the residual connection (an ablation: what the skip path is worth), the sub-layer's
+# output replaces its input.
+def post_norm_alone(x: Tensor, sublayer: Sublayer, norm: nn.Module, drop: nn.Module) -> Tensor:
+    return norm(drop(sublayer(x)))
+
+
+def pre_norm_alone(x: Tensor, sublayer: Sublayer, norm: nn.Module, drop: nn.Module) -> Tensor:
+    return drop(sublayer(norm(x)))
+
+
+CONNECTIONS = {  # (norm_first, residual) -> how a sub-layer joins the stream
+    (False, True): post_norm,
+    (True, True): pre_norm,
+    (False, False): post_norm_alone,
+    (True, False): pre_norm_alone,
+}
+
+
 class EncoderLayer(nn.Module):
-    """Self-attention then feed-forward; with a causal mask, also a GPT-style decoder layer."""
+    """Self-attention then feed-forward; with a causal mask, also a GPT-style decoder layer.
+    Without `ffn` (an ablation) the layer is its attention sub-layer alone."""
 
     def __init__(
         self,
         self_attn: SelfAttention,
-        ffn: nn.Module,
+        ffn: nn.Module | None,
         make_norm: Callable[[], nn.Module],
         dropout: float = 0.1,
         norm_first: bool = False,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         self.self_attn, self.ffn = self_attn, ffn
-        self.norm1, self.norm2 = make_norm(), make_norm()
+        self.norm1, self.norm2 = make_norm(), None if ffn is None else make_norm()
         self.drop = Dropout(dropout)
-        self.residual = pre_norm if norm_first else post_norm
+        self.residual = CONNECTIONS[norm_first, residual]
 
     def forward(
         self,
@@ -56,26 +76,29 @@ class EncoderLayer(nn.Module):
         # x: (B, T, d_model) -> (B, T, d_model)
         attn = partial(self.self_attn, mask=mask, rotation=rotation, cache=cache)
         x = self.residual(x, attn, self.norm1, self.drop)
-        return self.residual(x, self.ffn, self.norm2, self.drop)
+        return x if self.ffn is None else self.residual(x, self.ffn, self.norm2, self.drop)
 
 
 class DecoderLayer(nn.Module):
-    """Masked self-attention, attention over the encoder's output, then feed-forward."""
+    """Masked self-attention, attention over the encoder's output, then feed-forward (left
+    out without `ffn`)."""
 
     def __init__(
         self,
         self_attn: SelfAttention,
         cross_attn: CrossAttention,
-        ffn: nn.Module,
+        ffn: nn.Module | None,
         make_norm: Callable[[], nn.Module],
         dropout: float = 0.1,
         norm_first: bool = False,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         self.self_attn, self.cross_attn, self.ffn = self_attn, cross_attn, ffn
-        self.norm1, self.norm2, self.norm3 = make_norm(), make_norm(), make_norm()
+        self.norm1, self.norm2 = make_norm(), make_norm()
+        self.norm3 = None if ffn is None else make_norm()
         self.drop = Dropout(dropout)
-        self.residual = pre_norm if norm_first else post_norm
+        self.residual = CONNECTIONS[norm_first, residual]
 
     def forward(
         self,
@@ -91,4 +114,4 @@ class DecoderLayer(nn.Module):
         x = self.residual(x, attn, self.norm1, self.drop)
         cross = partial(self.cross_attn, memory=memory, mask=memory_mask, cache=cache)
         x = self.residual(x, cross, self.norm2, self.drop)
-        return self.residual(x, self.ffn, self.norm3, self.drop)
+        return x if self.ffn is None else self.residual(x, self.ffn, self.norm3, self.drop)

@@ -58,6 +58,7 @@ class RMSNorm(nn.Module):
 NORMS: dict[str, Callable[[int, float, bool], nn.Module]] = {
     "layernorm": LayerNorm,
     "rmsnorm": lambda d_model, eps, bias: RMSNorm(d_model, eps),
+    "none": lambda d_model, eps, bias: nn.Identity(),  # the ablation without normalisation
 }
 
 
