@@ -351,8 +351,10 @@ def parser() -> argparse.ArgumentParser:
     add_device(attn)
     attn.set_defaults(run=cmd_plot_attention)
 
+    from aiayn.explain import add_parser as add_explain
     from aiayn.serve import add_parser as add_serve
 
+    add_explain(sub, add_device)
     add_serve(sub, add_device)
     return p
 

@@ -65,8 +65,9 @@ class TextTokenizer:
         return [_before(f, p) + p for p, f in zip(plain, framed, strict=True)]
 
     def tokens(self, ids: list[int]) -> list[str]:
-        """The subword strings of ids, for labelling plots."""
-        return [self.tok.id_to_token(i) for i in ids]
+        """The subword strings of ids, for labelling plots (an id the tokenizer lacks, which a
+        model with a larger vocabulary may choose, as <id N>)."""
+        return [t if (t := self.tok.id_to_token(i)) is not None else f"<id {i}>" for i in ids]
 
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.tok.decode_batch(ids, skip_special_tokens=True)

@@ -110,9 +110,12 @@ class Translator:
         return rows
 
     @torch.no_grad()
-    def attention(self, source: str, target: str | None = None) -> AttentionMaps:
-        """Per-layer, per-head attention while the model reads `source` and writes `target`
-        (by default its own greedy translation)."""
+    def inputs(
+        self, source: str, target: str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
+        """The model's inputs for reading `source` and writing `target` (by default its own
+        greedy translation): source ids (1, S), decoder input ids (1, T) (<s>, then the target),
+        and their token labels."""
         [src_ids] = self._source_ids([source])
         if target is None:
             src = torch.tensor([src_ids], device=self.device)
@@ -120,13 +123,20 @@ class Translator:
         else:
             # cut as a source is: the decoder reads at most max_len tokens, <s> first
             tgt_ids = self.tgt_tok.encode([target])[0][: self.max_len - 1]
+        src = torch.tensor([src_ids], device=self.device)
         tgt_in = torch.tensor([[self.special.bos, *tgt_ids]], device=self.device)
-        with record_attention(self.model) as weights:
-            self.model(torch.tensor([src_ids], device=self.device), tgt_in)
         src_labels = [*self.src_tok.tokens(src_ids[:-1]), "</s>"]
-        out_labels = [*self.tgt_tok.tokens(tgt_ids), "</s>"]
-        in_labels = ["<s>", *out_labels[:-1]]
-        maps = AttentionMaps(self._detokenize([tgt_ids])[0], {})
+        return src, tgt_in, src_labels, ["<s>", *self.tgt_tok.tokens(tgt_ids)]
+
+    @torch.no_grad()
+    def attention(self, source: str, target: str | None = None) -> AttentionMaps:
+        """Per-layer, per-head attention while the model reads `source` and writes `target`
+        (by default its own greedy translation)."""
+        src, tgt_in, src_labels, in_labels = self.inputs(source, target)
+        with record_attention(self.model) as weights:
+            self.model(src, tgt_in)
+        out_labels = [*in_labels[1:], "</s>"]
+        maps = AttentionMaps(self._detokenize([tgt_in[0, 1:].tolist()])[0], {})
         for name, w in weights.items():
             layer = int(name.split(".")[3])
             if ".encoder." in name:
