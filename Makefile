@@ -68,6 +68,13 @@ sst2:
 	done
 	$(BIN)/aiayn evaluate $(foreach s,$(SST2_SEEDS),--model runs/sst2/seed$(s)) $(SST2_DEV)
 
+# The ablation study: the base with three seeds and 25 variants on one step budget (about an
+# hour on a 2-core CPU; an interrupted study goes on where it stopped), written to
+# results/ablations.md and .png.
+.PHONY: ablations
+ablations: $(VENV)/.installed
+	$(BIN)/aiayn ablate configs/ablations.toml
+
 # Every GPU check and figure in one run (tests marked gpu, GPU benchmarks, shakespeare_char.toml
 # to its loss; about 8 minutes on an H200): see the script's header for what to bring along.
 .PHONY: gpu-checks

@@ -351,9 +351,11 @@ def parser() -> argparse.ArgumentParser:
     add_device(attn)
     attn.set_defaults(run=cmd_plot_attention)
 
+    from aiayn.ablate import add_parser as add_ablate
     from aiayn.explain import add_parser as add_explain
     from aiayn.serve import add_parser as add_serve
 
+    add_ablate(sub)
     add_explain(sub, add_device)
     add_serve(sub, add_device)
     return p

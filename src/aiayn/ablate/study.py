@@ -1,0 +1,193 @@
+"""An ablation study: one base config, variants of it, each trained on the same step budget
+and seed, then scored on the validation and test sets.
+
+A study is one TOML file: the base run's tables ([data], [model], [train], [decode]) and an
+[ablate] table:
+
+    [ablate]
+    seeds = [1, 2, 3]             # the base trains once per seed: its spread is the noise
+    out = "runs/ablations"        # one run directory per variant (and per base seed)
+    report = "results/ablations"  # REPORT.md and REPORT.png
+    test_beam = 1                 # the test set's beam (1: greedy; unset: decode.beam)
+
+    [[ablate.variants]]
+    name = "1 head"               # a row of the table
+    group = "A"                   # rows of a group sit together
+    set = ["model.n_heads=1"]     # --set overrides of the base
+    paper = "Table 3 (A): 24.9 BLEU, 5.29 PPL"   # optional: the paper's figure beside it
+
+Every variant is validated before anything trains; a finished run (its result.json) is not
+trained again, so an interrupted study goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiayn.atomic import atomic_write
+from aiayn.config import RunConfig
+from aiayn.configfile import apply_overrides, load_toml
+
+BASE = "base"
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    group: str
+    overrides: tuple[str, ...]
+    paper: str
+    cfg: RunConfig
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class Study:
+    base: list[Variant]  # one per seed
+    variants: list[Variant]
+    out: Path
+    report: Path
+    test_beam: int | None
+
+
+def load_study(path: str | Path) -> Study:
+    """The study of a TOML file, every variant's config checked."""
+    data = load_toml(path)
+    table = data.pop("ablate", None)
+    if not isinstance(table, dict):
+        raise ValueError(f"{path}: no [ablate] table (a study needs seeds and variants)")
+    known = {"seeds", "out", "report", "test_beam", "variants"}
+    if unknown := sorted(set(table) - known):
+        raise ValueError(f"{path}: [ablate] has unknown key {unknown[0]!r}; known: {sorted(known)}")
+    seeds = table.get("seeds", [1])
+    if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
+        raise ValueError(f"{path}: ablate.seeds={seeds!r} must be a non-empty list of integers")
+    test_beam = table.get("test_beam")
+    if test_beam is not None and not (type(test_beam) is int and test_beam >= 1):
+        raise ValueError(f"{path}: ablate.test_beam={test_beam!r} must be an integer >= 1")
+    base = [
+        Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})"))
+        for s in seeds
+    ]
+    variants = [variant(data, v, seeds[0], f"{path}: ablate.variants[{i}]")
+                for i, v in enumerate(table.get("variants", []))]  # fmt: skip
+    slugs = [v.slug for v in variants]
+    if dup := sorted({s for s in slugs if slugs.count(s) > 1 or s == BASE}):
+        raise ValueError(f"{path}: two variants (or one and the base) are named {dup[0]!r}")
+    for key in ("out", "report"):
+        if not isinstance(table.get(key, ""), str):
+            raise ValueError(f"{path}: ablate.{key} must be a path")
+    out = Path(table.get("out", "runs/ablations"))
+    return Study(base, variants, out, Path(table.get("report", "results/ablations")), test_beam)
+
+
+def config(data: dict[str, Any], overrides: list[str], where: str) -> RunConfig:
+    try:
+        return RunConfig.from_dict(apply_overrides(data, overrides))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def variant(data: dict[str, Any], v: object, seed: int, where: str) -> Variant:
+    if not isinstance(v, dict) or not isinstance(v.get("name"), str) or not v["name"].strip():
+        raise ValueError(f"{where}: a variant is a table with a name")
+    overrides = v.get("set", [])
+    if not (isinstance(overrides, list) and all(isinstance(o, str) for o in overrides)):
+        raise ValueError(f"{where} ({v['name']}): set must be a list of 'section.key=value'")
+    if unknown := sorted(set(v) - {"name", "group", "set", "paper"}):
+        raise ValueError(f"{where} ({v['name']}): unknown key {unknown[0]!r}")
+    cfg = config(data, [f"train.seed={seed}", *overrides], f"{where} ({v['name']})")
+    group, paper = str(v.get("group", "")), str(v.get("paper", ""))
+    return Variant(v["name"], group, tuple(overrides), paper, cfg)
+
+
+def run_variant(v: Variant, run_dir: Path, test_beam: int | None, log: Callable) -> dict:
+    """Train `v` into `run_dir` (unless its result is there), score it, and return its result."""
+    done = run_dir / "result.json"
+    if done.exists():
+        return json.loads(done.read_text(encoding="utf-8"))
+    from aiayn.models import build_model, count_parameters
+    from aiayn.tasks import train
+
+    start = time.perf_counter()
+    if run_dir.exists():  # a run cut short: train it again from the start
+        import shutil
+
+        shutil.rmtree(run_dir)
+    train(v.cfg, run_dir, log=log)
+    minutes = (time.perf_counter() - start) / 60
+    result = {
+        "name": v.name,
+        "group": v.group,
+        "set": list(v.overrides),
+        "paper": v.paper,
+        "seed": v.cfg.train.seed,
+        "minutes": round(minutes, 2),
+        **validation(run_dir),
+        "test_bleu": test_bleu(v.cfg, run_dir, test_beam),
+    }
+    from aiayn.tasks import read_run_config
+
+    result["parameters"] = count_parameters(build_model(read_run_config(run_dir).model, "meta"))
+    atomic_write(done, lambda tmp: tmp.write_text(json.dumps(result), encoding="utf-8"))
+    return result
+
+
+def validation(run_dir: Path) -> dict[str, Any]:
+    """The last validation's loss and BLEU, the steps trained, and the validation curve."""
+    from aiayn.train.metrics import read_metrics
+
+    records, _ = read_metrics(run_dir / "metrics.jsonl")
+    evals = [r for r in records if r.get("val_loss") is not None]
+    if not evals:
+        raise ValueError(f"{run_dir}: the run logged no validation; set train.eval_every")
+    steps = max(r["step"] for r in records)
+    curve = [[r["step"], r["val_loss"]] for r in evals]
+    return {
+        "val_nll": evals[-1]["val_loss"],
+        "val_bleu": evals[-1].get("val_bleu"),
+        "steps": steps,
+        "curve": curve,
+    }
+
+
+def test_bleu(cfg: RunConfig, run_dir: Path, beam: int | None) -> float | None:
+    if not (cfg.data.test_src and cfg.data.test_tgt):
+        return None
+    from aiayn.data.text import read_parallel
+    from aiayn.evaluate import score_translations
+    from aiayn.tasks.translation import load_translator
+
+    src, ref = read_parallel(cfg.data.test_src, cfg.data.test_tgt)
+    translator = load_translator(run_dir, log=lambda _: None)
+    return score_translations(translator.translate(src, beam), ref)["bleu"]
+
+
+def run_study(study: Study, log: Callable[[str], None]) -> list[dict]:
+    """Every run of the study (the base per seed, then each variant), in order."""
+    runs = [(f"{BASE}-seed{v.cfg.train.seed}", v) for v in study.base]
+    runs += [(v.slug, v) for v in study.variants]
+    results = []
+    for i, (slug, v) in enumerate(runs, start=1):
+        log(f"[{i}/{len(runs)}] {v.name} ({', '.join(v.overrides) or 'the base config'})")
+        results.append(run_variant(v, study.out / slug, study.test_beam, quiet_log(log)))
+    return results
+
+
+def quiet_log(log: Callable[[str], None]) -> Callable[[str], None]:
+    """A trainer's log that passes on only its validation and end lines."""
+
+    def passed(line: str) -> None:
+        if "val_" in line or line.startswith("stopped"):
+            log(f"    {line}")
+
+    return passed

@@ -1,0 +1,78 @@
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from aiayn.ablate.study import load_study
+from aiayn.cli import main
+from tests.cli_helpers import write_config
+
+
+def write_study(folder: Path, variants: list[dict], **ablate) -> Path:
+    config = write_config(folder, max_steps=20, eval_every=10)
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    data["data"]["test_src"] = data["data"]["valid_src"]
+    data["data"]["test_tgt"] = data["data"]["valid_tgt"]
+    data["ablate"] = {
+        "seeds": [1, 2],
+        "out": str(folder / "runs"),
+        "report": str(folder / "report" / "ablations"),
+        "test_beam": 1,
+        "variants": variants,
+        **ablate,
+    }
+    path = folder / "study.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+VARIANTS = [
+    {"name": "no positions", "group": "E", "set": ["model.positional=none"], "paper": ""},
+    {"name": "1 head", "group": "A", "set": ["model.n_heads=1"], "paper": "24.9 BLEU"},
+]
+
+
+def test_a_study_trains_every_variant_and_writes_the_table_and_picture(tmp_path, capsys):
+    study = write_study(tmp_path, VARIANTS)
+    assert main(["ablate", str(study)]) == 0
+    md = (tmp_path / "report" / "ablations.md").read_text(encoding="utf-8")
+    assert (tmp_path / "report" / "ablations.png").stat().st_size > 10_000
+    rows = [line for line in md.splitlines() if line.startswith("| ")][2:]
+    assert [r.split(" | ")[0] for r in rows] == [
+        "| base (seed 1)", "| base (seed 2)", "| no positions", "| 1 head"
+    ]  # fmt: skip
+    assert "`model.positional=none`" in md and "24.9 BLEU" in md
+    results = [json.loads((tmp_path / "runs" / d / "result.json").read_text())
+               for d in ("base-seed1", "base-seed2", "no-positions", "1-head")]  # fmt: skip
+    assert [r["seed"] for r in results] == [1, 2, 1, 1]
+    assert all(r["steps"] == 20 and r["test_bleu"] is not None for r in results)
+    assert results[0]["parameters"] == results[2]["parameters"]  # sinusoids have no weights
+    assert md.count("\n- ") == 2  # a finding per variant
+    # a second call trains nothing: every result is there
+    before = {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("result.json")}
+    capsys.readouterr()
+    assert main(["ablate", str(study)]) == 0
+    assert before == {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("result.json")}
+
+
+@pytest.mark.parametrize(
+    ("variants", "ablate", "message"),
+    [
+        ([{"name": "x", "set": ["model.norm=none"]}], {}, "variants[0] (x): model.norm='none'"),
+        ([{"name": "x", "set": ["model.n_heads=3"]}], {}, "variants[0] (x): model.d_model=32"),
+        ([{"name": "x"}, {"name": "X"}], {}, "two variants (or one and the base) are named 'x'"),
+        ([{"name": "base"}], {}, "named 'base'"),
+        ([{"name": "x", "sett": []}], {}, "unknown key 'sett'"),
+        ([], {"seeds": []}, "ablate.seeds=[] must be a non-empty list"),
+        ([], {"test_beam": 0}, "ablate.test_beam=0 must be an integer >= 1"),
+        ([], {"steps": 3}, "[ablate] has unknown key 'steps'"),
+    ],
+)
+def test_a_bad_study_is_refused_before_anything_trains(tmp_path, variants, ablate, message):
+    study = write_study(tmp_path, variants, **ablate)
+    with pytest.raises(ValueError) as e:
+        load_study(study)
+    assert message in str(e.value)
+    assert not (tmp_path / "runs").exists()
