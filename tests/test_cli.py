@@ -46,7 +46,13 @@ def test_module_entry_point_reports_a_missing_file_without_traceback(tmp_path):
 
 
 def test_every_shipped_config_loads() -> None:
+    import tomllib
+
+    from aiayn.ablate.study import load_study
     from aiayn.config import RunConfig
 
     for path in sorted((ROOT / "configs").glob("*.toml")):
-        RunConfig.load(path)
+        if "ablate" in tomllib.loads(path.read_text(encoding="utf-8")):
+            load_study(path)  # a study: its base and every variant are validated configs
+        else:
+            RunConfig.load(path)
