@@ -7,11 +7,13 @@ BIN := $(VENV)/bin
 
 .PHONY: install test lint demo browser
 
-# The first command of the README: set up (once), then train and show the demo (~8 min).
+# The first command of the README: set up (once), then train and show the demo (~8 min). The
+# demo needs aiayn's own dependencies only; the test-only ones (pytest, ruff, transformers,
+# playwright, ...) come with `make install` and `make test`.
 demo: $(VENV)/.installed
 	$(BIN)/aiayn demo
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed-dev
 
 $(VENV)/.installed: pyproject.toml
 	@if $(PYTHON) -c "import torch" 2>/dev/null; then \
@@ -20,6 +22,10 @@ $(VENV)/.installed: pyproject.toml
 		$(PYTHON) -m venv $(VENV); \
 	fi
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -e '.[dev]'
 	@touch $@
 
@@ -31,7 +37,7 @@ browser:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 	@chromium --version
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
