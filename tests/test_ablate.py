@@ -19,7 +19,7 @@ def write_study(folder: Path, variants: list[dict], **ablate) -> Path:
         "seeds": [1, 2],
         "out": str(folder / "runs"),
         "report": str(folder / "report" / "ablations"),
-        "test_beam": 1,
+        "beam": 1,
         "variants": variants,
         **ablate,
     }
@@ -48,6 +48,7 @@ def test_a_study_trains_every_variant_and_writes_the_table_and_picture(tmp_path,
                for d in ("base-seed1", "base-seed2", "no-positions", "1-head")]  # fmt: skip
     assert [r["seed"] for r in results] == [1, 2, 1, 1]
     assert all(r["steps"] == 20 and r["test_bleu"] is not None for r in results)
+    assert all(r["val_bleu"] is not None and r["minutes"] >= r["train_minutes"] for r in results)
     assert results[0]["parameters"] == results[2]["parameters"]  # sinusoids have no weights
     assert md.count("\n- ") == 2  # a finding per variant
     # a second call trains nothing: every result is there
@@ -55,6 +56,22 @@ def test_a_study_trains_every_variant_and_writes_the_table_and_picture(tmp_path,
     capsys.readouterr()
     assert main(["ablate", str(study)]) == 0
     assert before == {p: p.stat().st_mtime for p in (tmp_path / "runs").rglob("result.json")}
+
+
+@pytest.mark.parametrize(
+    ("bleu", "says"),
+    [
+        (10.0, "costs 10.00 BLEU, more than 3x"),  # 10 > 3 x 2
+        (15.0, "costs 5.00 BLEU, outside the base's seeds"),  # 2 < 5 <= 6
+        (21.5, "+1.50 BLEU, inside the base's seed-to-seed spread"),
+    ],
+)
+def test_a_finding_claims_no_more_than_the_spread_allows(bleu, says):
+    from aiayn.ablate.report import base_stats, finding
+
+    mean, spread = base_stats([{"test_bleu": 19.0}, {"test_bleu": 21.0}])
+    assert (mean, spread) == (20.0, 2.0)
+    assert says in finding({"name": "v", "test_bleu": bleu}, mean, spread)
 
 
 @pytest.mark.parametrize(
@@ -66,7 +83,7 @@ def test_a_study_trains_every_variant_and_writes_the_table_and_picture(tmp_path,
         ([{"name": "base"}], {}, "named 'base'"),
         ([{"name": "x", "sett": []}], {}, "unknown key 'sett'"),
         ([], {"seeds": []}, "ablate.seeds=[] must be a non-empty list"),
-        ([], {"test_beam": 0}, "ablate.test_beam=0 must be an integer >= 1"),
+        ([], {"beam": 0}, "ablate.beam=0 must be an integer >= 1"),
         ([], {"steps": 3}, "[ablate] has unknown key 'steps'"),
     ],
 )

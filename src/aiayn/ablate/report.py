@@ -2,7 +2,8 @@
 
 Each variant's test BLEU is set against the base's mean over its seeds; the base's spread
 (the range of its seeds' scores) is the noise a difference is read against: a change larger
-than three times the spread is reported as an effect, a smaller one as within noise.
+than three times the spread is reported as an effect, one inside the spread as no measurable
+difference, and one between the two as a possible effect that the seeds cannot confirm.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import matplotlib.pyplot as plt
 
 from aiayn.ablate.study import Study
 from aiayn.atomic import atomic_write
+from aiayn.machine import machine
 
 NOISE = 3  # a difference counts as an effect past this many times the base's spread
 
@@ -35,16 +37,23 @@ def base_stats(base: list[dict]) -> tuple[float, float]:
 
 
 def finding(result: dict, mean: float, spread: float) -> str:
+    """One sentence that says no more than the difference and the base's spread support."""
     change = score(result) - mean
+    way = "costs" if change < 0 else "gains"
     if abs(change) > NOISE * max(spread, 1e-9):
-        way = "costs" if change < 0 else "gains"
         return (
             f"{result['name']} {way} {abs(change):.2f} BLEU, more than {NOISE}x the base's "
-            f"seed-to-seed spread of {spread:.2f}."
+            f"seed-to-seed spread of {spread:.2f}: an effect."
+        )
+    if abs(change) > spread:
+        return (
+            f"{result['name']} {way} {abs(change):.2f} BLEU, outside the base's seeds "
+            f"(spread {spread:.2f}) but within {NOISE}x their spread: perhaps an effect, "
+            "which more seeds would have to confirm."
         )
     return (
-        f"{result['name']}: {change:+.2f} BLEU, within {NOISE}x the base's spread of "
-        f"{spread:.2f}; at this scale it makes no measurable difference."
+        f"{result['name']}: {change:+.2f} BLEU, inside the base's seed-to-seed spread of "
+        f"{spread:.2f}: at this scale it makes no measurable difference."
     )
 
 
@@ -53,13 +62,13 @@ def table(base: list[dict], variants: list[dict]) -> list[str]:
     fmt = lambda x, p=2: "n/a" if x is None else f"{x:.{p}f}"  # noqa: E731
     rows = [
         "| variant | group | what changed | parameters | val NLL | val BLEU | test BLEU "
-        "| minutes | Δ test BLEU | the paper |",
+        "| train min | Δ test BLEU | the paper |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in base:
         rows.append(
             f"| base (seed {r['seed']}) | | | {r['parameters']:,} | {fmt(r['val_nll'], 3)} "
-            f"| {fmt(r['val_bleu'])} | {fmt(r['test_bleu'])} | {fmt(r['minutes'], 1)} "
+            f"| {fmt(r['val_bleu'])} | {fmt(r['test_bleu'])} | {fmt(r['train_minutes'], 1)} "
             f"| {score(r) - mean:+.2f} | |"
         )
     for r in variants:
@@ -67,7 +76,7 @@ def table(base: list[dict], variants: list[dict]) -> list[str]:
         rows.append(
             f"| {r['name']} | {r['group']} | {changed} | {r['parameters']:,} "
             f"| {fmt(r['val_nll'], 3)} | {fmt(r['val_bleu'])} | {fmt(r['test_bleu'])} "
-            f"| {fmt(r['minutes'], 1)} | **{score(r) - mean:+.2f}** | {r['paper']} |"
+            f"| {fmt(r['train_minutes'], 1)} | **{score(r) - mean:+.2f}** | {r['paper']} |"
         )
     return rows
 
@@ -77,16 +86,21 @@ def write_report(study: Study, results: list[dict]) -> list[Path]:
     base, variants = results[: len(study.base)], results[len(study.base) :]
     mean, spread = base_stats(base)
     minutes = sum(r["minutes"] for r in results)
+    train_minutes = sum(r["train_minutes"] for r in results)
     steps = sum(r["steps"] for r in results)
+    m = machine()
     md, png = study.report.with_suffix(".md"), study.report.with_suffix(".png")
     lines = [
         "# Ablations",
         "",
-        f"{len(results)} runs of {base[0]['steps']:,} steps each (the base with seeds "
+        f"{len(results)} runs of {base[0]['steps']:,} steps of "
+        f"{study.base[0].cfg.train.batch_tokens:,} tokens each (the base with seeds "
         f"{', '.join(str(r['seed']) for r in base)}; each variant with seed {base[0]['seed']}), "
-        f"{minutes:.1f} minutes of training and scoring in all: {steps / minutes:.0f} steps a "
-        "minute on this machine, so a slower one takes longer for the same numbers. Δ is each "
-        f"run's test BLEU minus the base's mean ({mean:.2f}); the base's seeds span {spread:.2f}.",
+        f"{minutes:.1f} minutes in all, {train_minutes:.1f} of them training at "
+        f"{steps / train_minutes:.0f} steps a minute, the rest decoding the validation and test "
+        f"sets, on {m['cpu']} ({m['cores']} cores, {m['threads']} torch threads, torch "
+        f"{m['torch']}): a slower machine takes longer for the same numbers. Δ is each run's "
+        f"test BLEU minus the base's mean ({mean:.2f}); the base's seeds span {spread:.2f}.",
         "",
         *table(base, variants),
         "",

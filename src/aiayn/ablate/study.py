@@ -8,7 +8,7 @@ A study is one TOML file: the base run's tables ([data], [model], [train], [deco
     seeds = [1, 2, 3]             # the base trains once per seed: its spread is the noise
     out = "runs/ablations"        # one run directory per variant (and per base seed)
     report = "results/ablations"  # REPORT.md and REPORT.png
-    test_beam = 1                 # the test set's beam (1: greedy; unset: decode.beam)
+    beam = 1                      # the beam of validation and test BLEU (unset: decode.beam)
 
     [[ablate.variants]]
     name = "1 head"               # a row of the table
@@ -56,7 +56,7 @@ class Study:
     variants: list[Variant]
     out: Path
     report: Path
-    test_beam: int | None
+    beam: int | None
 
 
 def load_study(path: str | Path) -> Study:
@@ -65,15 +65,15 @@ def load_study(path: str | Path) -> Study:
     table = data.pop("ablate", None)
     if not isinstance(table, dict):
         raise ValueError(f"{path}: no [ablate] table (a study needs seeds and variants)")
-    known = {"seeds", "out", "report", "test_beam", "variants"}
+    known = {"seeds", "out", "report", "beam", "variants"}
     if unknown := sorted(set(table) - known):
         raise ValueError(f"{path}: [ablate] has unknown key {unknown[0]!r}; known: {sorted(known)}")
     seeds = table.get("seeds", [1])
     if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
         raise ValueError(f"{path}: ablate.seeds={seeds!r} must be a non-empty list of integers")
-    test_beam = table.get("test_beam")
-    if test_beam is not None and not (type(test_beam) is int and test_beam >= 1):
-        raise ValueError(f"{path}: ablate.test_beam={test_beam!r} must be an integer >= 1")
+    beam = table.get("beam")
+    if beam is not None and not (type(beam) is int and beam >= 1):
+        raise ValueError(f"{path}: ablate.beam={beam!r} must be an integer >= 1")
     base = [
         Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})"))
         for s in seeds
@@ -87,7 +87,7 @@ def load_study(path: str | Path) -> Study:
         if not isinstance(table.get(key, ""), str):
             raise ValueError(f"{path}: ablate.{key} must be a path")
     out = Path(table.get("out", "runs/ablations"))
-    return Study(base, variants, out, Path(table.get("report", "results/ablations")), test_beam)
+    return Study(base, variants, out, Path(table.get("report", "results/ablations")), beam)
 
 
 def config(data: dict[str, Any], overrides: list[str], where: str) -> RunConfig:
@@ -110,7 +110,7 @@ def variant(data: dict[str, Any], v: object, seed: int, where: str) -> Variant:
     return Variant(v["name"], group, tuple(overrides), paper, cfg)
 
 
-def run_variant(v: Variant, run_dir: Path, test_beam: int | None, log: Callable) -> dict:
+def run_variant(v: Variant, run_dir: Path, beam: int | None, log: Callable) -> dict:
     """Train `v` into `run_dir` (unless its result is there), score it, and return its result."""
     done = run_dir / "result.json"
     if done.exists():
@@ -124,17 +124,18 @@ def run_variant(v: Variant, run_dir: Path, test_beam: int | None, log: Callable)
 
         shutil.rmtree(run_dir)
     train(v.cfg, run_dir, log=log)
-    minutes = (time.perf_counter() - start) / 60
+    train_minutes = (time.perf_counter() - start) / 60
     result = {
         "name": v.name,
         "group": v.group,
         "set": list(v.overrides),
         "paper": v.paper,
         "seed": v.cfg.train.seed,
-        "minutes": round(minutes, 2),
+        "train_minutes": round(train_minutes, 2),
         **validation(run_dir),
-        "test_bleu": test_bleu(v.cfg, run_dir, test_beam),
+        **bleu(v.cfg, run_dir, beam),
     }
+    result["minutes"] = round((time.perf_counter() - start) / 60, 2)  # trained and scored
     from aiayn.tasks import read_run_config
 
     result["parameters"] = count_parameters(build_model(read_run_config(run_dir).model, "meta"))
@@ -143,7 +144,7 @@ def run_variant(v: Variant, run_dir: Path, test_beam: int | None, log: Callable)
 
 
 def validation(run_dir: Path) -> dict[str, Any]:
-    """The last validation's loss and BLEU, the steps trained, and the validation curve."""
+    """The last validation's loss, the steps trained, and the validation curve."""
     from aiayn.train.metrics import read_metrics
 
     records, _ = read_metrics(run_dir / "metrics.jsonl")
@@ -154,22 +155,30 @@ def validation(run_dir: Path) -> dict[str, Any]:
     curve = [[r["step"], r["val_loss"]] for r in evals]
     return {
         "val_nll": evals[-1]["val_loss"],
-        "val_bleu": evals[-1].get("val_bleu"),
         "steps": steps,
         "curve": curve,
     }
 
 
-def test_bleu(cfg: RunConfig, run_dir: Path, beam: int | None) -> float | None:
-    if not (cfg.data.test_src and cfg.data.test_tgt):
-        return None
+def bleu(cfg: RunConfig, run_dir: Path, beam: int | None) -> dict[str, float | None]:
+    """Validation and test BLEU of the trained run, decoded here with one beam for both (so the
+    trainer need not decode the validation set at each evaluation: train.bleu can stay off)."""
     from aiayn.data.text import read_parallel
     from aiayn.evaluate import score_translations
     from aiayn.tasks.translation import load_translator
 
-    src, ref = read_parallel(cfg.data.test_src, cfg.data.test_tgt)
     translator = load_translator(run_dir, log=lambda _: None)
-    return score_translations(translator.translate(src, beam), ref)["bleu"]
+    scores: dict[str, float | None] = {}
+    for split, src_path, tgt_path in (
+        ("val_bleu", cfg.data.valid_src, cfg.data.valid_tgt),
+        ("test_bleu", cfg.data.test_src, cfg.data.test_tgt),
+    ):
+        if not (src_path and tgt_path):
+            scores[split] = None
+            continue
+        src, ref = read_parallel(src_path, tgt_path)
+        scores[split] = score_translations(translator.translate(src, beam), ref)["bleu"]
+    return scores
 
 
 def run_study(study: Study, log: Callable[[str], None]) -> list[dict]:
@@ -179,7 +188,7 @@ def run_study(study: Study, log: Callable[[str], None]) -> list[dict]:
     results = []
     for i, (slug, v) in enumerate(runs, start=1):
         log(f"[{i}/{len(runs)}] {v.name} ({', '.join(v.overrides) or 'the base config'})")
-        results.append(run_variant(v, study.out / slug, study.test_beam, quiet_log(log)))
+        results.append(run_variant(v, study.out / slug, study.beam, quiet_log(log)))
     return results
 
 
