@@ -353,10 +353,12 @@ def parser() -> argparse.ArgumentParser:
 
     from aiayn.ablate import add_parser as add_ablate
     from aiayn.explain import add_parser as add_explain
+    from aiayn.interop import add_parser as add_export_hf
     from aiayn.serve import add_parser as add_serve
 
     add_ablate(sub)
     add_explain(sub, add_device)
+    add_export_hf(sub)
     add_serve(sub, add_device)
     return p
 

@@ -1,0 +1,228 @@
+"""`aiayn export-hf`: a run directory written as a Hugging Face model directory.
+
+The export is the import read backwards: the same naming plans (`aiayn.interop.hf`), each
+aiayn tensor split into the checkpoint tensors it is joined from, transposed back where the
+format stores (in, out). Each family goes to the one `transformers` class that computes what
+it computes: an encoder-decoder to `MarianMTModel` (post-norm, sines-then-cosines positions),
+a decoder-only model to `GPT2LMHeadModel` (pre-norm, learned positions), a classifier to
+`BertForSequenceClassification` (post-norm, learned positions, an embedding norm). A run
+whose model the class cannot compute exactly is refused, naming the field, its value and what
+the class needs: never a silent approximation. Two parts the class always has and a run may
+lack are written as zeros, which compute what the run computes: Marian's output bias and
+BERT's segment (token type) embedding. Only aiayn's own code writes the files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor, nn
+
+from aiayn.atomic import atomic_write
+from aiayn.interop.hf import FORMATS, Plan
+from aiayn.interop.hf_rules import ACTIVATIONS
+from aiayn.models import ModelConfig
+from aiayn.tasks import load_run, read_run_config
+from aiayn.train.checkpoint import TOKENIZER
+from aiayn.train.rundir import RunLock, inside
+
+FORMAT = {"encoder_decoder": "marian", "decoder_only": "gpt2", "encoder_classifier": "bert"}
+CLASS = {
+    "marian": "MarianMTModel",
+    "gpt2": "GPT2LMHeadModel",
+    "bert": "BertForSequenceClassification",
+}
+# aiayn's activation -> the name transformers gives it (the first of the import's names)
+HF_ACTIVATION = {ours: theirs for theirs, ours in reversed(ACTIVATIONS.items())}
+FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+
+
+def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any, ...]]]:
+    """What the target class computes: for each field, how to read it and the values allowed."""
+    common = {
+        "norm": (lambda m: m.norm, ("layernorm",)),
+        "bias": (lambda m: m.bias, (True,)),
+        "qkv_bias": (lambda m: m.bias if m.qkv_bias is None else m.qkv_bias, (True,)),
+        "n_kv_heads": (lambda m: m.kv_heads, ("n_heads",)),
+        "head_dim": (lambda m: m.d_head, ("d_model / n_heads",)),
+        "activation": (lambda m: m.activation, tuple(HF_ACTIVATION)),
+        "residual": (lambda m: m.residual, (True,)),
+        "feedforward": (lambda m: m.feedforward, (True,)),
+        "scale_scores": (lambda m: m.scale_scores, (True,)),
+        "attn_window": (lambda m: m.attn_window, (None,)),
+    }
+    post_norm = {
+        "norm_first": (lambda m: m.norm_first, (False,)),
+        "final_norm": (lambda m: m.final_norm, (None, False)),
+    }
+    return (
+        common
+        | {
+            "marian": {
+                **post_norm,
+                "positional": (lambda m: m.positional, ("sinusoidal_halves",)),
+                "embed_norm": (lambda m: m.embed_norm, (False,)),
+                "share_embeddings": (lambda m: m.share_embeddings, (True,)),
+                "tie_output": (lambda m: m.tie_output, (True,)),
+            },
+            "gpt2": {
+                "norm_first": (lambda m: m.norm_first, (True,)),
+                "final_norm": (lambda m: m.final_norm, (None, True)),
+                "positional": (lambda m: m.positional, ("learned",)),
+                "scale_embeddings": (lambda m: m.scale_embeddings, (False,)),
+                "embed_norm": (lambda m: m.embed_norm, (False,)),
+            },
+            "bert": {
+                **post_norm,
+                "positional": (lambda m: m.positional, ("learned",)),
+                "scale_embeddings": (lambda m: m.scale_embeddings, (False,)),
+                "embed_norm": (lambda m: m.embed_norm, (True,)),
+                "pooling": (lambda m: m.pooling, ("cls",)),
+            },
+        }[kind]
+    )
+
+
+def check_exportable(m: ModelConfig) -> str:
+    """The Hugging Face format of `m`, or a ValueError naming the first field it cannot hold."""
+    kind = FORMAT[m.arch]
+    symbolic = {"n_heads": m.n_heads, "d_model / n_heads": m.d_model // m.n_heads}
+    for field, (read, allowed) in needs(kind).items():
+        values = [symbolic.get(a, a) if isinstance(a, str) else a for a in allowed]
+        if (value := read(m)) not in values:
+            shown = [
+                f"{v!r} ({a})" if a in symbolic else repr(v)
+                for a, v in zip(allowed, values, strict=True)
+            ]
+            raise ValueError(
+                f"model.{field}={value!r} cannot be exported: {CLASS[kind]} needs "
+                f"{' or '.join(shown)} (arch {m.arch})"
+            )
+    return kind
+
+
+def hf_config(
+    m: ModelConfig, kind: str, special: dict[str, int], labels: list[str] | None
+) -> dict[str, Any]:
+    """config.json of the class that computes `m`: the import's translation inverted."""
+    act = HF_ACTIVATION[m.activation]
+    base = {"architectures": [CLASS[kind]], "model_type": kind, "dtype": "float32"}
+    if kind == "gpt2":
+        return base | {
+            "vocab_size": m.vocab_size, "n_embd": m.d_model, "n_head": m.n_heads,
+            "n_inner": m.d_ff, "n_layer": m.n_layers, "n_positions": m.max_len,
+            "activation_function": act, "resid_pdrop": m.dropout, "embd_pdrop": m.dropout,
+            "attn_pdrop": m.attn_dropout, "layer_norm_epsilon": m.norm_eps,
+            "tie_word_embeddings": m.tie_output, "scale_attn_weights": True,
+            "scale_attn_by_inverse_layer_idx": False, "reorder_and_upcast_attn": False,
+            "bos_token_id": special["bos"], "eos_token_id": special["eos"],
+            "pad_token_id": special["pad"],
+        }  # fmt: skip
+    if kind == "bert":
+        names = labels or [f"LABEL_{i}" for i in range(m.n_classes)]
+        return base | {
+            "vocab_size": m.vocab_size, "hidden_size": m.d_model,
+            "num_attention_heads": m.n_heads, "intermediate_size": m.d_ff,
+            "num_hidden_layers": m.n_layers, "hidden_act": act,
+            "hidden_dropout_prob": m.dropout, "attention_probs_dropout_prob": m.attn_dropout,
+            "max_position_embeddings": m.max_len, "layer_norm_eps": m.norm_eps,
+            "type_vocab_size": max(m.n_segments, 1), "pad_token_id": m.pad_id,
+            "position_embedding_type": "absolute",
+            "id2label": {str(i): n for i, n in enumerate(names)},
+            "label2id": {n: i for i, n in enumerate(names)},
+        }  # fmt: skip
+    return base | {
+        "vocab_size": m.vocab_size, "decoder_vocab_size": m.vocab_size, "d_model": m.d_model,
+        "encoder_layers": m.n_layers, "decoder_layers": m.decoder_layers,
+        "encoder_attention_heads": m.n_heads, "decoder_attention_heads": m.n_heads,
+        "encoder_ffn_dim": m.d_ff, "decoder_ffn_dim": m.d_ff, "activation_function": act,
+        "dropout": m.dropout, "attention_dropout": m.attn_dropout,
+        "max_position_embeddings": m.max_len, "scale_embedding": m.scale_embeddings,
+        "share_encoder_decoder_embeddings": True, "tie_word_embeddings": True,
+        "pad_token_id": m.pad_id, "eos_token_id": special["eos"],
+        "decoder_start_token_id": special["bos"], "forced_eos_token_id": None,
+        "bad_words_ids": [[m.pad_id]],  # aiayn's searches never emit <pad>
+    }  # fmt: skip
+
+
+def split(value: Tensor, names: tuple[str, ...], transpose: bool, row: bool) -> dict[str, Tensor]:
+    """The checkpoint tensors that the import joins into `value` (equal row blocks)."""
+    parts = value.chunk(len(names), dim=0) if len(names) > 1 else (value,)
+    out = {}
+    for name, part in zip(names, parts, strict=True):
+        part = part.t() if transpose else part
+        out[name] = (part.unsqueeze(0) if row else part).contiguous()
+    return out
+
+
+def hf_tensors(model: nn.Module, plan: Plan, kind: str) -> dict[str, Tensor]:
+    """The checkpoint of `model` under `plan`; a tensor tied in aiayn is stored once."""
+    state = model.state_dict()
+    m: ModelConfig = model.cfg
+    if kind == "marian" and "generator.bias" not in state:  # output_bias = false
+        state["generator.bias"] = torch.zeros(m.vocab_size)
+    if kind == "bert" and "segment_embed.weight" not in state:  # n_segments = 0
+        state["segment_embed.weight"] = torch.zeros(1, m.d_model)
+    tensors: dict[str, Tensor] = {}
+    for name, value in state.items():
+        if name not in plan:
+            raise ValueError(f"aiayn tensor {name} has no place in {CLASS[kind]}")
+        t = plan[name]
+        for hf_name, part in split(value.float(), t.names, t.transpose, t.row).items():
+            if hf_name in tensors and not torch.equal(tensors[hf_name], part):
+                raise ValueError(f"{hf_name} would hold two different aiayn tensors")
+            tensors[hf_name] = part
+    return tensors
+
+
+def tokenizer_config(special: dict[str, str], kind: str) -> dict[str, Any]:
+    """What `transformers` needs beside tokenizer.json to know the special tokens."""
+    return {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "pad_token": special["pad"], "bos_token": special["bos"],
+        "eos_token": special["eos"], "unk_token": special["unk"],
+        "model_max_length": None, "padding_side": "left" if kind == "gpt2" else "right",
+    }  # fmt: skip
+
+
+def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
+    """Write the Hugging Face directory `out` (new or empty) of the run `run_dir`; returns the
+    class it loads with."""
+    run_dir, out = Path(run_dir), Path(out)
+    cfg = read_run_config(run_dir)
+    kind = check_exportable(cfg.model)
+    _, model = load_run(run_dir, cfg.model.arch, log=log)
+    from aiayn.data.tokenizer import TextTokenizer
+
+    tok = TextTokenizer.load(inside(run_dir, TOKENIZER))
+    ids = {"pad": tok.pad_id, "bos": tok.bos_id, "eos": tok.eos_id, "unk": tok.unk_id}
+    names = {k: tok.tok.id_to_token(i) for k, i in ids.items()}
+    labels = None
+    if kind == "bert":
+        from aiayn.tasks.classification import load_labels
+
+        labels = load_labels(run_dir, cfg.model.n_classes)
+    fmt = FORMATS[kind]
+    tensors = hf_tensors(model, fmt.plan(cfg.model, fmt.prefix), kind)
+    config = hf_config(cfg.model, kind, ids, labels)
+    with RunLock(out, fresh=True, option="--out"):
+        try:
+            atomic_write(out / "model.safetensors", lambda t: save_file(tensors, str(t)))
+            tok.save(out / "tokenizer.json")
+            for name, data in (
+                ("config.json", config),
+                ("tokenizer_config.json", tokenizer_config(names, kind)),
+            ):
+                text = json.dumps(data, indent=2) + "\n"
+                atomic_write(out / name, lambda t, text=text: t.write_text(text, encoding="utf-8"))
+        except BaseException:  # a half-written export would block the next one into `out`
+            for name in FILES:
+                (out / name).unlink(missing_ok=True)
+            raise
+    log(f"exported {run_dir} ({cfg.model.arch}) as {CLASS[kind]} into {out}")
+    return CLASS[kind]
