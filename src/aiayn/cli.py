@@ -114,6 +114,10 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
     lines = stream_lines(args.input)
     translator = cli_translator(args, args.model)
+    if args.engine == "ct2":
+        from aiayn.interop.ct2 import ct2_translator
+
+        translator = ct2_translator(translator, args.model, args.ct2)
     if args.input is None and sys.stdin.isatty():  # a person typing: answer each line
         log("type a sentence and press Enter; Ctrl-D ends")
         while line := prompt("> "):
@@ -295,6 +299,8 @@ def parser() -> argparse.ArgumentParser:
         add_device(cmd)
         if name == "translate":
             cmd.add_argument("--input", help="file of sentences, one a line (default: stdin)")
+            cmd.add_argument("--engine", choices=("aiayn", "ct2"), default="aiayn")
+            cmd.add_argument("--ct2", help="export-ct2's folder (default: MODEL/ct2)")
             cmd.set_defaults(run=cmd_translate)
         else:
             cmd.add_argument(

@@ -1,0 +1,233 @@
+"""CTranslate2, the engine people serve translation models with on CPUs: `aiayn export-ct2`
+writes an encoder-decoder run as a CTranslate2 model, and `aiayn translate --engine ct2`
+decodes with it, through the run's own tokenizers and recaser.
+
+The model is described with CTranslate2's own specification API, as its OpenNMT-py converter
+does: pre- or post-norm layers, the run's position table given as it is (so the paper's
+interleaved sinusoids, Marian's halves and learned positions all carry over), embeddings scaled
+by sqrt(d_model) or not, shared or separate vocabularies. What the spec cannot hold (RoPE,
+ALiBi, grouped-query attention, an ablation) is refused by name. `ctranslate2` is an optional
+dependency: `pip install 'aiayn[ct2]'`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aiayn.decode.translate import Translator
+from aiayn.models import ModelConfig
+from aiayn.nn.positional import sinusoid_table
+from aiayn.tasks.translation import load_translator
+from aiayn.train.rundir import RunLock
+
+CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
+ACTIVATION = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}
+QUANTIZATIONS = ("float32", "int8", "int8_float32")
+
+
+def ctranslate2() -> Any:
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ValueError(
+            "CTranslate2 is not installed: pip install 'aiayn[ct2]' (or ctranslate2)"
+        ) from None
+    return ctranslate2
+
+
+def check_convertible(m: ModelConfig) -> None:
+    """A ValueError naming the first field of `m` that CTranslate2's Transformer cannot hold."""
+    if m.arch != "encoder_decoder":
+        raise ValueError(f"model.arch={m.arch!r}: export-ct2 writes encoder-decoder runs only")
+    needs = {
+        "positional": (m.positional, ("sinusoidal", "sinusoidal_halves", "learned")),
+        "activation": (m.activation, tuple(ACTIVATION)),
+        "norm": (m.norm, ("layernorm", "rmsnorm")),
+        "n_kv_heads": (m.kv_heads, (m.n_heads,)),
+        "head_dim": (m.d_head, (m.d_model // m.n_heads,)),
+        "final_norm": (m.final_norm, (None, m.norm_first)),
+        "embed_norm": (m.embed_norm, (False,)),
+        "residual": (m.residual, (True,)),
+        "feedforward": (m.feedforward, (True,)),
+        "scale_scores": (m.scale_scores, (True,)),
+    }
+    for field, (value, allowed) in needs.items():
+        if value not in allowed:
+            raise ValueError(
+                f"model.{field}={value!r} cannot be exported to CTranslate2: it needs "
+                f"{' or '.join(map(repr, allowed))}"
+            )
+
+
+def position_table(model: torch.nn.Module, side: str, m: ModelConfig) -> torch.Tensor:
+    """The (max_len, d_model) table the run adds to `side`'s embeddings."""
+    if m.positional == "learned":
+        return model.state_dict()[f"transformer.{side}.pos.table.weight"]
+    halves = m.positional == "sinusoidal_halves"
+    return sinusoid_table(torch.arange(m.max_len), m.d_model, halves)
+
+
+def build_spec(translator: Translator) -> Any:
+    """CTranslate2's TransformerSpec of a translator's model, with its vocabularies, validated."""
+    ctranslate2()  # installed, or a ValueError saying how
+    from ctranslate2.specs import common_spec, transformer_spec
+
+    model, m = translator.model, translator.model.cfg
+    check_convertible(m)
+    spec = transformer_spec.TransformerSpec.from_config(
+        (m.n_layers, m.decoder_layers),
+        m.n_heads,
+        pre_norm=m.norm_first,
+        activation=getattr(common_spec.Activation, ACTIVATION[m.activation]),
+        rms_norm=m.norm == "rmsnorm",
+    )
+    # copies: CTranslate2 optimises (quantizes) the arrays it is given in place
+    w = {k: v.detach().float().numpy().copy() for k, v in model.state_dict().items()}
+    for side, stack in (("encoder", spec.encoder), ("decoder", spec.decoder)):
+        embed = "src_embed.weight" if side == "encoder" else "tgt_embed.weight"
+        embeddings = stack.embeddings[0] if isinstance(stack.embeddings, list) else stack.embeddings
+        embeddings.weight = w.get(embed, w["src_embed.weight"])  # shared: one table
+        stack.scale_embeddings = m.scale_embeddings
+        stack.position_encodings.encodings = position_table(model, side, m).float().numpy().copy()
+        if m.norm_first:
+            norm(stack.layer_norm, w, f"transformer.{side}.norm")
+        for i, layer in enumerate(stack.layer):
+            p = f"transformer.{side}.layers.{i}"
+            linear(layer.self_attention.linear[0], w, f"{p}.self_attn.qkv")
+            linear(layer.self_attention.linear[1], w, f"{p}.self_attn.out")
+            norm(layer.self_attention.layer_norm, w, f"{p}.norm1")
+            ffn_norm = f"{p}.norm2"
+            if side == "decoder":
+                linear(layer.attention.linear[0], w, f"{p}.cross_attn.q")
+                linear(layer.attention.linear[1], w, f"{p}.cross_attn.kv")
+                linear(layer.attention.linear[2], w, f"{p}.cross_attn.out")
+                norm(layer.attention.layer_norm, w, f"{p}.norm2")
+                ffn_norm = f"{p}.norm3"
+            linear(layer.ffn.linear_0, w, f"{p}.ffn.w_in")
+            linear(layer.ffn.linear_1, w, f"{p}.ffn.w_out")
+            norm(layer.ffn.layer_norm, w, ffn_norm)
+    linear(spec.decoder.projection, w, "generator")
+    src_tok, tgt_tok = translator.src_tok, translator.tgt_tok
+    spec.register_source_vocabulary(vocabulary(src_tok, m.source_vocab))
+    spec.register_target_vocabulary(vocabulary(tgt_tok, m.vocab_size))
+    special = translator.special
+    spec.config.bos_token = spec.config.decoder_start_token = tgt_tok.tok.id_to_token(special.bos)
+    spec.config.eos_token = tgt_tok.tok.id_to_token(special.eos)
+    spec.config.unk_token = tgt_tok.tok.id_to_token(tgt_tok.unk_id)
+    spec.config.layer_norm_epsilon = m.norm_eps
+    spec.validate()
+    return spec
+
+
+def linear(spec: Any, w: dict[str, Any], name: str) -> None:
+    spec.weight = w[f"{name}.weight"]
+    if f"{name}.bias" in w:
+        spec.bias = w[f"{name}.bias"]
+
+
+def norm(spec: Any, w: dict[str, Any], name: str) -> None:
+    spec.gamma = w[f"{name}.weight"]
+    if f"{name}.bias" in w:
+        spec.beta = w[f"{name}.bias"]
+
+
+def vocabulary(tok: Any, size: int) -> list[str]:
+    """Token strings by id, padded to the model's embedding rows with names no text makes."""
+    tokens = [tok.tok.id_to_token(i) for i in range(tok.vocab_size)]
+    return tokens + [f"<aiayn-unused-{i}>" for i in range(len(tokens), size)]
+
+
+def export_ct2(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    quantization: str = "float32",
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write the CTranslate2 model of the run `run_dir` into `out` (default RUN_DIR/ct2)."""
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"--quantization {quantization!r}: expected one of {QUANTIZATIONS}")
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / CT2_DIR
+    spec = build_spec(load_translator(run_dir, log=log))
+    spec.optimize(quantization=quantization)
+    with RunLock(out, fresh=True, option="--out"):
+        try:
+            spec.save(str(out))
+        except BaseException:  # a half-written model would block the next export into `out`
+            for path in out.iterdir():
+                if path.name != ".lock":
+                    path.unlink()
+            raise
+    log(f"exported {run_dir} to CTranslate2 ({quantization}) in {out}")
+    return out
+
+
+class CT2Translator(Translator):
+    """A Translator that decodes with CTranslate2: the same tokenizers, batches, length
+    limits, banned tokens, recaser and output as aiayn's own, another engine's search. Beam
+    search ranks by CTranslate2's length normalisation (score / length ** alpha), not GNMT's."""
+
+    def __init__(self, base: Translator, engine: Any) -> None:
+        super().__init__(
+            base.model, base.src_tok, base.tgt_tok, base.decode, base.max_len, base.recase
+        )
+        self.engine = engine  # a ctranslate2.Translator
+        cfg = self.model.cfg
+        self.src_tokens = vocabulary(self.src_tok, cfg.source_vocab)
+        self.tgt_ids = {t: i for i, t in enumerate(vocabulary(self.tgt_tok, cfg.vocab_size))}
+        # aiayn's searches never choose <s> or <pad> (Special.banned)
+        self.banned = [[self.tgt_tok.tok.id_to_token(i)] for i in self.special.banned]
+
+    def _weights(self) -> None:
+        return None  # the model's layers are not used
+
+    def _search(self, src: torch.Tensor, beam: int) -> list[list[tuple[list[int], float]]]:
+        rows = [[i for i in row if i != self.special.pad] for row in src.tolist()]
+        # aiayn's limit per sentence: its length + max_extra, within the model's positions
+        limits = [min(len(r) + self.decode.max_extra, self.max_len - 1) for r in rows]
+        results = self.engine.translate_batch(
+            [[self.src_tokens[i] for i in r] for r in rows],
+            beam_size=beam,
+            max_decoding_length=max(limits),
+            length_penalty=self.decode.alpha,
+            suppress_sequences=self.banned,
+            return_scores=False,
+        )
+        return [
+            [([self.tgt_ids[t] for t in res.hypotheses[0]][:limit], 0.0)]
+            for res, limit in zip(results, limits, strict=True)
+        ]
+
+
+def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | None) -> Translator:
+    """`base`'s translator decoding with the CTranslate2 model in `folder` (default
+    RUN_DIR/ct2), refused unless that model reads and writes the run's vocabularies."""
+    folder = Path(folder) if folder is not None else Path(run_dir) / CT2_DIR
+    m = base.model.cfg
+    expected = {
+        "source": vocabulary(base.src_tok, m.source_vocab),
+        "target": vocabulary(base.tgt_tok, m.vocab_size),
+    }
+    for side, tokens in expected.items():
+        path = folder / f"{side}_vocabulary.json"
+        if not path.is_file():
+            path = folder / "shared_vocabulary.json"
+        if not path.is_file() or path.stat().st_size > 64 << 20:
+            raise ValueError(f"{folder}: no CTranslate2 model of aiayn's (run export-ct2)")
+        try:
+            found = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError) as e:
+            raise ValueError(f"{path}: not a CTranslate2 vocabulary ({e})") from None
+        if found != tokens:
+            raise ValueError(f"{path}: not the {side} vocabulary of {run_dir}; export-ct2 again")
+    return CT2Translator(base, load_engine(folder))
+
+
+def load_engine(folder: Path, threads: int = 0) -> Any:
+    """CTranslate2's translator of `folder`, on the CPU (threads 0: its default)."""
+    return ctranslate2().Translator(str(folder), device="cpu", intra_threads=threads)

@@ -1,0 +1,123 @@
+"""`aiayn export-ct2` and `translate --engine ct2`: CTranslate2 decodes a tiny trained run
+to aiayn's own greedy output, pre- and post-norm, shared and separate vocabularies."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from aiayn.cli import main
+from aiayn.interop.ct2 import check_convertible
+from aiayn.models import ModelConfig
+from tests.cli_helpers import write_config
+
+VARIANTS = {
+    "pre-norm, shared": {"model": {"norm_first": True}},
+    "post-norm, learned positions, unscaled embeddings, separate vocabularies": {
+        "model": {
+            "positional": "learned",
+            "scale_embeddings": False,
+            "share_embeddings": False,
+            "activation": "gelu",
+        },
+        "data": {"joint_vocab": False},
+    },
+    "Marian's positions, RMSNorm, output bias": {
+        "model": {
+            "positional": "sinusoidal_halves",
+            "output_bias": True,
+            "activation": "silu",
+            "norm": "rmsnorm",
+            "norm_first": True,
+        },
+    },
+}
+
+
+RUNS: dict[str, Path] = {}
+
+
+def trained(variant: str, tmp_path_factory) -> Path:
+    """The run of `variant`, trained once for the module."""
+    if variant not in RUNS:
+        RUNS[variant] = tiny_run(tmp_path_factory.mktemp("ct2"), VARIANTS[variant])
+    return RUNS[variant]
+
+
+def tiny_run(folder: Path, change: dict, steps: int = 150) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_config(folder, max_steps=steps, eval_every=steps)
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    for table, values in change.items():
+        data[table] |= values
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    assert main(["train", str(path), "--out", str(folder / "run")]) == 0
+    return folder / "run"
+
+
+def translate(run: Path, inputs: Path, capsys, *engine: str) -> list[str]:
+    capsys.readouterr()
+    args = ["translate", "--model", str(run), "--beam", "1", "--input", str(inputs), *engine]
+    assert main(args) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_ct2_translates_exactly_as_aiayns_greedy_search(variant, tmp_path_factory, capsys):
+    run = trained(variant, tmp_path_factory)
+    if not (run / "ct2").exists():
+        assert main(["export-ct2", str(run)]) == 0  # into RUN/ct2, which --engine ct2 reads
+    inputs = run.parent / "valid.src"
+    ours = translate(run, inputs, capsys)
+    theirs = translate(run, inputs, capsys, "--engine", "ct2")
+    assert len(ours) == 20 and sum(len(t.split()) for t in ours) > 40
+    assert theirs == ours
+
+
+def test_int8_exports_and_translates(tmp_path, tmp_path_factory, capsys):
+    run = trained("pre-norm, shared", tmp_path_factory)
+    out = tmp_path / "int8"
+    assert main(["export-ct2", str(run), "--out", str(out), "--quantization", "int8"]) == 0
+    lines = translate(run, run.parent / "valid.src", capsys, "--engine", "ct2", "--ct2", str(out))
+    assert len(lines) == 20 and any(lines)
+
+
+def test_a_ct2_model_of_another_run_is_refused(tmp_path, capsys):
+    one = tiny_run(tmp_path / "one", {}, steps=2)
+    two = tiny_run(tmp_path / "two", {"data": {"vocab_size": 60}}, steps=2)
+    assert main(["export-ct2", str(one)]) == 0
+    capsys.readouterr()
+    args = ["translate", "--model", str(two), "--engine", "ct2", "--ct2", str(one / "ct2")]
+    assert main([*args, "--input", str(tmp_path / "one" / "valid.src")]) == 2
+    err = capsys.readouterr().err
+    assert "vocabulary.json: not the source vocabulary" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"positional": "rope"}, "model.positional='rope'"),
+        ({"positional": "alibi"}, "model.positional='alibi'"),
+        ({"n_kv_heads": 2}, "model.n_kv_heads=2"),
+        ({"activation": "swiglu"}, "model.activation='swiglu'"),
+        ({"scale_scores": False}, "model.scale_scores=False"),
+        ({"arch": "decoder_only"}, "model.arch='decoder_only'"),
+    ],
+)
+def test_what_ctranslate2_cannot_hold_is_refused_by_name(fields, named):
+    with pytest.raises(ValueError, match=named.replace("(", r"\(")):
+        check_convertible(ModelConfig(**fields))
+
+
+def test_quantizing_the_spec_leaves_the_model_as_it_was(tmp_path_factory):
+    import torch
+
+    from aiayn.interop.ct2 import build_spec
+    from aiayn.tasks.translation import load_translator
+
+    translator = load_translator(trained("pre-norm, shared", tmp_path_factory), log=print)
+    before = {k: v.clone() for k, v in translator.model.state_dict().items()}
+    build_spec(translator).optimize(quantization="int8")  # in place, on the spec's arrays
+    after = translator.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
