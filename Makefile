@@ -97,6 +97,12 @@ gpu-checks:
 bench-serve:
 	$(BIN)/python -m benchmarks.serve_load
 
+# aiayn against CTranslate2, beam 5, 2 threads, the same weights: the trained run $(RUN) (make
+# multi30k) on test_2016_flickr, then a Marian-base-shaped random model (~10 min in all).
+.PHONY: bench-ct2
+bench-ct2:
+	$(BIN)/python -m benchmarks.ct2 --run $(RUN)
+
 .PHONY: bench
 bench:
 	$(BIN)/python -m benchmarks.train_step --size small --precision fp32

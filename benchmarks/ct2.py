@@ -1,0 +1,156 @@
+"""Beam-5 translation speed, aiayn against CTranslate2 with the very same weights (exported by
+`aiayn export-ct2`'s spec), interleaved after warm-up, in one run, on `--threads` threads:
+
+(a) a trained run (`--run`, default runs/multi30k from `make multi30k`) on test_2016_flickr,
+    through each engine's whole translate path (tokenize, batch, search, detokenize);
+(b) a Marian-base-shaped model (d_model 512, 6+6 layers, d_ff 2048, 8 heads, post-norm) with
+    random weights on the same sentences, </s> barred (an output bias of -1e4) so that both
+    search exactly `--new-tokens` tokens a sentence: the same work on both sides.
+
+Precisions: fp32 against fp32, and CTranslate2's int8 beside them (aiayn has no int8 path yet,
+so that ratio is int8 against fp32, labelled so). Prints one JSON object per model and
+appends it to results/bench.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from aiayn.config import RunConfig
+from aiayn.data.parallel import pad_to_tensor
+from aiayn.data.text import read_lines
+from aiayn.data.tokenizer import fit_tokenizer
+from aiayn.decode.search import Special, beam_search
+from aiayn.decode.translate import Translator
+from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine
+from aiayn.models import ModelConfig, build_model
+from aiayn.tasks.translation import load_translator
+from benchmarks.common import interleaved, report
+
+TEST = "../shared/data/multi30k/test_2016_flickr.en.gz"
+
+
+def engine(spec, folder: Path, quantization: str, threads: int):
+    spec.optimize(quantization=quantization)
+    folder.mkdir()
+    spec.save(str(folder))
+    return load_engine(folder, threads)
+
+
+def trained(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
+    translator = load_translator(args.run, log=lambda _: None)
+    ct2 = {
+        q: engine(build_spec(translator), tmp / f"run-{q}", q, args.threads)
+        for q in ("float32", "int8")
+    }
+    engines = {
+        "aiayn fp32": translator,
+        **{f"ct2 {q}": CT2Translator(translator, e) for q, e in ct2.items()},
+    }
+    outputs = {name: t.translate(sentences, 5) for name, t in engines.items()}
+    greedy = {name: greedy_ids(t, sentences) for name, t in engines.items()}
+    seconds = interleaved(
+        {name: (lambda t=t: t.translate(sentences, 5)) for name, t in engines.items()},
+        args.rounds,
+        warmup=0,
+    )
+    summary(args, "trained run " + str(args.run), len(sentences), seconds, outputs, greedy)
+
+
+def greedy_ids(t: Translator, sentences: list[str]) -> list[str]:
+    """Each sentence's greedy token ids, through the translator's own batches and search."""
+    t._detokenize = lambda hyps: [" ".join(map(str, h)) for h in hyps]
+    try:
+        return t.translate(sentences, 1)
+    finally:
+        del t._detokenize  # the class's own again
+
+
+def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
+    d = RunConfig.load("configs/demo.toml").data
+    tok = fit_tokenizer("bpe", read_lines(d.train_src) + read_lines(d.train_tgt), d.vocab_size)
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size, d_model=512, n_heads=8, d_ff=2048, n_layers=6,
+        n_decoder_layers=6, positional="sinusoidal_halves", norm_first=False,
+        output_bias=True, max_len=256, dropout=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        model.generator.bias[tok.eos_id] = -1e4
+    translator = Translator(model, tok, tok, RunConfig().decode, cfg.max_len)
+    ct2 = {q: engine(build_spec(translator), tmp / f"base-{q}", q, args.threads)
+           for q in ("float32", "int8")}  # fmt: skip
+    rows = sorted(([*ids, tok.eos_id] for ids in tok.encode(sentences)), key=len)
+    batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
+    special, n = Special(tok.bos_id, tok.eos_id, tok.pad_id), args.new_tokens
+    tensors = [pad_to_tensor(b, tok.pad_id) for b in batches]
+    words = [[[tok.tok.id_to_token(i) for i in r] for r in b] for b in batches]
+
+    @torch.inference_mode()
+    def ours() -> None:
+        for src in tensors:
+            beam_search(model, src, special, beam=5, alpha=0.6, max_extra=10**6, cap=n)
+
+    def theirs(e) -> None:
+        for b in words:
+            e.translate_batch(b, beam_size=5, max_decoding_length=n, return_scores=False)
+
+    fns = {"aiayn fp32": ours, **{f"ct2 {q}": (lambda e=e: theirs(e)) for q, e in ct2.items()}}
+    summary(args, "marian-base-shaped d512 6+6 H8 ff2048, random", len(rows),
+            interleaved(fns, args.rounds, warmup=1), None, None)  # fmt: skip
+
+
+def summary(args, model: str, n: int, seconds: dict, outputs, greedy) -> None:
+    rate = {k: round(n / v, 1) for k, v in seconds.items()}
+    record = {
+        "bench": "ct2",
+        "model": model,
+        "sentences": n,
+        "beam": 5,
+        "threads": args.threads,
+        "sentences_per_s": rate,
+        "aiayn_fp32_vs_ct2_fp32": round(rate["aiayn fp32"] / rate["ct2 float32"], 2),
+        "aiayn_fp32_vs_ct2_int8": round(rate["aiayn fp32"] / rate["ct2 int8"], 2),
+    }
+    if outputs:
+        ref = outputs["aiayn fp32"]
+        record["beam5_same_text_as_aiayn"] = {
+            k: sum(a == b for a, b in zip(ref, v, strict=True)) for k, v in outputs.items()
+        }
+        ref = greedy["aiayn fp32"]
+        record["greedy_same_tokens_as_aiayn"] = {
+            k: sum(a == b for a, b in zip(ref, v, strict=True)) for k, v in greedy.items()
+        }
+    else:
+        record["new_tokens"] = args.new_tokens
+    report(record)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--run", default="runs/multi30k", help="a trained encoder-decoder run")
+    p.add_argument("--sentences", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--only", choices=("trained", "base"), help="one of the two models")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    sentences = read_lines(TEST)[: args.sentences]
+    with tempfile.TemporaryDirectory() as folder:
+        if args.only != "base":
+            if not Path(args.run).exists():
+                raise SystemExit(f"{args.run}: no such run (make multi30k trains it)")
+            trained(args, sentences, Path(folder))
+        if args.only != "trained":
+            marian_base(args, sentences, Path(folder))
+
+
+if __name__ == "__main__":
+    main()
