@@ -106,6 +106,10 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
     translator = load_translator(model_dir, args.weights, cli_device(args), log=log)
     if args.alpha is not None:
         translator.decode = dataclasses.replace(translator.decode, alpha=args.alpha)
+    if getattr(args, "int8", False):
+        from aiayn.decode.quantize import quantize_int8
+
+        translator.model = quantize_int8(translator.model)
     return translator
 
 
@@ -116,6 +120,9 @@ def cmd_translate(args: argparse.Namespace) -> None:
     translator = cli_translator(args, args.model)
     if args.engine == "ct2":
         from aiayn.interop.ct2 import ct2_translator
+
+        if args.int8:
+            raise ValueError("--int8 is aiayn's own int8; give ct2 export-ct2's int8 model")
 
         translator = ct2_translator(translator, args.model, args.ct2)
     if args.input is None and sys.stdin.isatty():  # a person typing: answer each line
@@ -201,6 +208,8 @@ def evaluate_classifier(args: argparse.Namespace) -> None:
     from aiayn.data.text import read_labelled
     from aiayn.tasks.classification import load_classifiers
 
+    if args.int8:
+        raise ValueError("--int8 decodes translation models; this run is a classifier")
     texts, labels = read_labelled(args.src)
     classifier = load_classifiers(args.model, args.weights, cli_device(args), log=log)
     predicted = [label for label, _ in classifier.predict(texts)]
@@ -296,6 +305,7 @@ def parser() -> argparse.ArgumentParser:
             "--alpha", type=float, help="beam search's length penalty (default: the config's)"
         )
         cmd.add_argument("--weights", help="model, best or average (default: the best there)")
+        cmd.add_argument("--int8", action="store_true", help="int8 linear layers (CPU)")
         add_device(cmd)
         if name == "translate":
             cmd.add_argument("--input", help="file of sentences, one a line (default: stdin)")
