@@ -7,8 +7,8 @@
     random weights on the same sentences, </s> barred (an output bias of -1e4) so that both
     search exactly `--new-tokens` tokens a sentence: the same work on both sides.
 
-Precisions: fp32 against fp32, and CTranslate2's int8 beside them (aiayn has no int8 path yet,
-so that ratio is int8 against fp32, labelled so). Prints one JSON object per model and
+Precisions: fp32 against fp32 and int8 against int8 (aiayn's `--int8`: torch's dynamic int8
+linear layers; CTranslate2's int8 export). Prints one JSON object per model and
 appends it to results/bench.jsonl.
 """
 
@@ -24,6 +24,7 @@ from aiayn.config import RunConfig
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import read_lines
 from aiayn.data.tokenizer import fit_tokenizer
+from aiayn.decode.quantize import quantize_int8
 from aiayn.decode.search import Special, beam_search
 from aiayn.decode.translate import Translator
 from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine
@@ -47,8 +48,11 @@ def trained(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
         q: engine(build_spec(translator), tmp / f"run-{q}", q, args.threads)
         for q in ("float32", "int8")
     }
+    int8 = Translator(quantize_int8(translator.model), translator.src_tok, translator.tgt_tok,
+                      translator.decode, translator.max_len, translator.recase)  # fmt: skip
     engines = {
         "aiayn fp32": translator,
+        "aiayn int8": int8,
         **{f"ct2 {q}": CT2Translator(translator, e) for q, e in ct2.items()},
     }
     outputs = {name: t.translate(sentences, 5) for name, t in engines.items()}
@@ -92,15 +96,20 @@ def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> No
     words = [[[tok.tok.id_to_token(i) for i in r] for r in b] for b in batches]
 
     @torch.inference_mode()
-    def ours() -> None:
+    def ours(m) -> None:
         for src in tensors:
-            beam_search(model, src, special, beam=5, alpha=0.6, max_extra=10**6, cap=n)
+            beam_search(m, src, special, beam=5, alpha=0.6, max_extra=10**6, cap=n)
 
     def theirs(e) -> None:
         for b in words:
             e.translate_batch(b, beam_size=5, max_decoding_length=n, return_scores=False)
 
-    fns = {"aiayn fp32": ours, **{f"ct2 {q}": (lambda e=e: theirs(e)) for q, e in ct2.items()}}
+    int8 = quantize_int8(model)
+    fns = {
+        "aiayn fp32": lambda: ours(model),
+        "aiayn int8": lambda: ours(int8),
+        **{f"ct2 {q}": (lambda e=e: theirs(e)) for q, e in ct2.items()},
+    }
     summary(args, "marian-base-shaped d512 6+6 H8 ff2048, random", len(rows),
             interleaved(fns, args.rounds, warmup=1), None, None)  # fmt: skip
 
@@ -115,7 +124,8 @@ def summary(args, model: str, n: int, seconds: dict, outputs, greedy) -> None:
         "threads": args.threads,
         "sentences_per_s": rate,
         "aiayn_fp32_vs_ct2_fp32": round(rate["aiayn fp32"] / rate["ct2 float32"], 2),
-        "aiayn_fp32_vs_ct2_int8": round(rate["aiayn fp32"] / rate["ct2 int8"], 2),
+        "aiayn_int8_vs_ct2_int8": round(rate["aiayn int8"] / rate["ct2 int8"], 2),
+        "aiayn_int8_vs_aiayn_fp32": round(rate["aiayn int8"] / rate["aiayn fp32"], 2),
     }
     if outputs:
         ref = outputs["aiayn fp32"]
