@@ -23,7 +23,7 @@ from aiayn.decode.translate import Translator
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
 from aiayn.tasks.translation import load_translator
-from aiayn.train.rundir import RunLock
+from aiayn.train.rundir import LOCK, RunLock
 
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
 ACTIVATION = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}
@@ -160,7 +160,7 @@ def export_ct2(
             spec.save(str(out))
         except BaseException:  # a half-written model would block the next export into `out`
             for path in out.iterdir():
-                if path.name != ".lock":
+                if path.name != LOCK:
                     path.unlink()
             raise
     log(f"exported {run_dir} to CTranslate2 ({quantization}) in {out}")
