@@ -74,8 +74,8 @@ sst2:
 	done
 	$(BIN)/aiayn evaluate $(foreach s,$(SST2_SEEDS),--model runs/sst2/seed$(s)) $(SST2_DEV)
 
-# The ablation study: the base with three seeds and 25 variants on one step budget (under an
-# hour on a 2-core CPU; an interrupted study goes on where it stopped), written to
+# The ablation study: the base with three seeds and 25 variants on one step budget (32 min on
+# a 2-core Intel Xeon; an interrupted study goes on where it stopped), written to
 # results/ablations.md and .png. Its models are small, so oneDNN may keep its kernels between
 # steps (aiayn.train.allocator turns that cache off, for a large run's memory): the base's 350
 # steps took 0.97 min with the cache against 1.78 without, with the same losses and BLEU.
