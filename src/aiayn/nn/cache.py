@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -63,6 +64,15 @@ class KVCache:
         their own sentence's rows, whose cross-attention memory is the same: it stays."""
         for layer in self.layers:
             if layer.k is not None:
-                layer.k, layer.v = layer.k[index], layer.v[index]
+                layer.k = _rows(layer.k, index, layer.length)
+                layer.v = _rows(layer.v, index, layer.length)
         if self.key_pad is not None:
             self.key_pad, self.key_pos = self.key_pad[index], self.key_pos[index]
+
+
+def _rows(buf: Tensor, index: Tensor, length: int) -> Tensor:
+    """A buffer of `buf`'s capacity holding rows `index` of its first `length` positions: the
+    spare room past `length` (up to as much again) is not copied."""
+    out = buf.new_empty(index.numel(), *buf.shape[1:])
+    torch.index_select(buf[:, :, :length], 0, index, out=out[:, :, :length])
+    return out
