@@ -116,13 +116,12 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
 def cmd_translate(args: argparse.Namespace) -> None:
     from aiayn.data.text import stream_lines
 
+    if args.engine == "ct2" and args.int8:  # refused before anything is loaded
+        raise ValueError("--int8 is aiayn's own int8; give ct2 export-ct2's int8 model")
     lines = stream_lines(args.input)
     translator = cli_translator(args, args.model)
     if args.engine == "ct2":
         from aiayn.interop.ct2 import ct2_translator
-
-        if args.int8:
-            raise ValueError("--int8 is aiayn's own int8; give ct2 export-ct2's int8 model")
 
         translator = ct2_translator(translator, args.model, args.ct2)
     if args.input is None and sys.stdin.isatty():  # a person typing: answer each line

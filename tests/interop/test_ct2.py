@@ -121,3 +121,17 @@ def test_quantizing_the_spec_leaves_the_model_as_it_was(tmp_path_factory):
     build_spec(translator).optimize(quantization="int8")  # in place, on the spec's arrays
     after = translator.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_vocabulary_linked_out_of_the_ct2_folder_is_refused(tmp_path, capsys):
+    run = tiny_run(tmp_path / "run", {}, steps=2)
+    assert main(["export-ct2", str(run)]) == 0
+    vocab = next((run / "ct2").glob("*_vocabulary.json"))
+    outside = tmp_path / "elsewhere.json"
+    outside.write_bytes(vocab.read_bytes())
+    vocab.unlink()
+    vocab.symlink_to(outside)
+    capsys.readouterr()
+    args = ["translate", "--model", str(run), "--engine", "ct2"]
+    assert main([*args, "--input", str(tmp_path / "run" / "valid.src")]) == 2
+    assert "a link out of its directory" in capsys.readouterr().err

@@ -23,7 +23,7 @@ from aiayn.decode.translate import Translator
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
 from aiayn.tasks.translation import load_translator
-from aiayn.train.rundir import LOCK, RunLock
+from aiayn.train.rundir import LOCK, RunLock, inside
 
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
 ACTIVATION = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}
@@ -188,8 +188,9 @@ class CT2Translator(Translator):
 
     def _search(self, src: torch.Tensor, beam: int) -> list[list[tuple[list[int], float]]]:
         rows = [[i for i in row if i != self.special.pad] for row in src.tolist()]
-        # aiayn's limit per sentence: its length + max_extra, within the model's positions
-        limits = [min(len(r) + self.decode.max_extra, self.max_len - 1) for r in rows]
+        # aiayn's limit per sentence (search._limits): its length + max_extra, capped at the
+        # model's positions
+        limits = [min(len(r) + self.decode.max_extra, self.max_len) for r in rows]
         results = self.engine.translate_batch(
             [[self.src_tokens[i] for i in r] for r in rows],
             beam_size=beam,
@@ -214,9 +215,9 @@ def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | N
         "target": vocabulary(base.tgt_tok, m.vocab_size),
     }
     for side, tokens in expected.items():
-        path = folder / f"{side}_vocabulary.json"
+        path = inside(folder, f"{side}_vocabulary.json")
         if not path.is_file():
-            path = folder / "shared_vocabulary.json"
+            path = inside(folder, "shared_vocabulary.json")
         if not path.is_file() or path.stat().st_size > 64 << 20:
             raise ValueError(f"{folder}: no CTranslate2 model of aiayn's (run export-ct2)")
         try:
