@@ -27,9 +27,9 @@ from aiayn.atomic import atomic_write
 from aiayn.interop.hf import FORMATS, Plan
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
-from aiayn.tasks import load_run, read_run_config
+from aiayn.tasks import load_run, load_tokenizer, read_run_config
 from aiayn.train.checkpoint import TOKENIZER
-from aiayn.train.rundir import RunLock, inside
+from aiayn.train.rundir import RunLock
 
 FORMAT = {"encoder_decoder": "marian", "decoder_only": "gpt2", "encoder_classifier": "bert"}
 CLASS = {
@@ -197,9 +197,7 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     cfg = read_run_config(run_dir)
     kind = check_exportable(cfg.model)
     _, model = load_run(run_dir, cfg.model.arch, log=log)
-    from aiayn.data.tokenizer import TextTokenizer
-
-    tok = TextTokenizer.load(inside(run_dir, TOKENIZER))
+    tok = load_tokenizer(run_dir, TOKENIZER, cfg.model.vocab_size)
     ids = {"pad": tok.pad_id, "bos": tok.bos_id, "eos": tok.eos_id, "unk": tok.unk_id}
     names = {k: tok.tok.id_to_token(i) for k, i in ids.items()}
     labels = None
