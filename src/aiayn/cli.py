@@ -19,6 +19,7 @@ import torch
 from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model, parameter_breakdown
+from aiayn.train.checkpoint import WEIGHTS_HELP
 
 if TYPE_CHECKING:
     from aiayn.decode.translate import Translator
@@ -135,12 +136,13 @@ def cmd_translate(args: argparse.Namespace) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> None:
     from aiayn.decode.text import check_options, stream
+    from aiayn.tasks import place
     from aiayn.tasks.language_model import load_language_model
 
     options = (args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     check_options(*options, label=lambda name, value: f"--{name.replace('_', '-')} {value}")
     model, tok = load_language_model(args.model, args.weights, log=log)
-    model = model.to(cli_device(args))
+    model = place(model, cli_device(args))
     prompts = args.prompt or ["\n"]
     if len(prompts) == 1:  # one prompt: its text as it comes
         print(tok.decode(tok.encode_prompts(prompts))[0], end="", flush=True)
@@ -303,7 +305,7 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument(
             "--alpha", type=float, help="beam search's length penalty (default: the config's)"
         )
-        cmd.add_argument("--weights", help="model, best or average (default: the best there)")
+        cmd.add_argument("--weights", help=WEIGHTS_HELP)
         cmd.add_argument("--int8", action="store_true", help="int8 linear layers (CPU)")
         add_device(cmd)
         if name == "translate":
@@ -334,14 +336,14 @@ def parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, default=0, help="sample from the k likeliest; 0: all")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
     gen.add_argument("--seed", type=int, help="the same seed gives the same text")
-    gen.add_argument("--weights", help="model, best or average (default: the best there)")
+    gen.add_argument("--weights", help=WEIGHTS_HELP)
     add_device(gen)
     gen.set_defaults(run=cmd_generate)
 
     classify = sub.add_parser("classify", help="label each line (stdin or --input)")
     classify.add_argument("--model", required=True, action="append", help=ENSEMBLE_HELP)
     classify.add_argument("--input", help="file of texts, one a line (default: stdin)")
-    classify.add_argument("--weights", help="model, best or average (default: the best there)")
+    classify.add_argument("--weights", help=WEIGHTS_HELP)
     add_device(classify)
     classify.set_defaults(run=cmd_classify)
 
@@ -361,12 +363,13 @@ def parser() -> argparse.ArgumentParser:
     attn.add_argument("--src", required=True, help="the source sentence")
     attn.add_argument("--tgt", help="a target to read instead of the model's own translation")
     attn.add_argument("--layer", default="all", help="layer number from 0, or all (default)")
-    attn.add_argument("--weights", help="model, best or average (default: the best there)")
+    attn.add_argument("--weights", help=WEIGHTS_HELP)
     attn.add_argument("--out", help="folder for the PNGs (default: MODEL/attention)")
     add_device(attn)
     attn.set_defaults(run=cmd_plot_attention)
 
     from aiayn.ablate import add_parser as add_ablate
+    from aiayn.decode.quantize import add_parser as add_quantize
     from aiayn.explain import add_parser as add_explain
     from aiayn.interop import add_parser as add_export_hf
     from aiayn.serve import add_parser as add_serve
@@ -374,6 +377,7 @@ def parser() -> argparse.ArgumentParser:
     add_ablate(sub)
     add_explain(sub, add_device)
     add_export_hf(sub)
+    add_quantize(sub)
     add_serve(sub, add_device)
     return p
 

@@ -21,6 +21,7 @@ from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.attention import record_attention
 from aiayn.nn.layers import DecoderLayer, EncoderLayer
 from aiayn.nn.masks import CAUSAL
+from aiayn.train.checkpoint import WEIGHTS_HELP
 
 
 @dataclass
@@ -186,7 +187,7 @@ def add_parser(sub, add_device) -> None:
                       "learnt from its training files)")  # fmt: skip
     cmd.add_argument("--src", required=True, help="the source sentence")
     cmd.add_argument("--tgt", help="a target to read instead of the model's own translation")
-    cmd.add_argument("--weights", help="model, best or average (default: the best there)")
+    cmd.add_argument("--weights", help=WEIGHTS_HELP)
     cmd.add_argument("--json", action="store_true", help="the trip as one JSON object")
     add_device(cmd)
     cmd.set_defaults(run=run)
@@ -197,11 +198,12 @@ def run(args) -> None:
     import json
 
     from aiayn.cli import cli_device, log
+    from aiayn.tasks import place
 
     translator = (
         load_translator_quietly(args) if args.model else random_translator(args.config, log)
     )
-    translator.model.to(cli_device(args))
+    translator.model = place(translator.model, cli_device(args))
     translator.device = cli_device(args)
     trip = explain(translator.model, *translator.inputs(args.src, args.tgt))
     print(json.dumps(dataclasses.asdict(trip)) if args.json else render(trip))

@@ -8,15 +8,12 @@ from torch import nn
 from aiayn.cli import main
 from aiayn.decode.quantize import quantize_int8
 from aiayn.tasks.translation import load_translator
-from tests.cli_helpers import write_config
+from tests.decode.test_quantize_run import quantized
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("int8")
-    config = write_config(folder, max_steps=150, eval_every=150)
-    assert main(["train", str(config), "--out", str(folder / "run")]) == 0
-    return folder / "run"
+    return quantized("encoder_decoder", tmp_path_factory)[0]  # the float run
 
 
 def test_int8_keeps_the_logits_close_and_no_float_linear_remains(run):

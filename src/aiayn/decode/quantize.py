@@ -7,14 +7,38 @@ deprecated in favour of torchao; it still ships with torch 2.13 and needs no oth
 its deprecation warnings are silenced here, in the one place that calls it. On a Multi30k run
 (d_model 128) it keeps BLEU within 0.1 and gains no speed: its matrices are too small for int8
 to pay (docs/speed.md).
+
+The int8 model is saved without pickle, as `int8.safetensors`: for each linear layer
+`NAME.weight` (int8), `NAME.scale` (its one float32 scale; zero point 0) and `NAME.bias`, and
+every other tensor as the float model has it. The header names the format and its version.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
+from aiayn.atomic import atomic_write
+from aiayn.train.checkpoint import (
+    CONFIG,
+    INT8,
+    TOKENIZER,
+    WEIGHTS_HELP,
+    SafetensorsFile,
+    check_tensors,
+    pick_weights,
+    save_tensors,
+)
+from aiayn.train.rundir import RunLock, inside
+
+FORMAT, VERSION = "aiayn-int8", "1"  # in the file's safetensors metadata
 
 
 def quantize_int8(model: nn.Module) -> nn.Module:
@@ -28,3 +52,164 @@ def quantize_int8(model: nn.Module) -> nn.Module:
             model.eval(), {nn.Linear}, dtype=torch.qint8
         )
     return quantized
+
+
+def is_int8(model: nn.Module) -> bool:
+    return any(isinstance(m, Int8Linear) for m in model.modules())
+
+
+def refuse_int8(run_dir: str | Path) -> None:
+    """For exports, which write float weights."""
+    if pick_weights(Path(run_dir)).name == INT8:
+        raise ValueError(f"{run_dir} holds int8 weights (aiayn quantize); export its float run")
+
+
+def int8_layers(model: nn.Module) -> dict[str, Int8Linear]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, Int8Linear)}
+
+
+def float_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The tensors outside the int8 layers, each shared one (tied embeddings) once."""
+    prefixes = tuple(f"{name}." for name in int8_layers(model))
+    seen: set[int] = set()
+    out = {}
+    for name, t in model.state_dict().items():
+        if not name.startswith(prefixes) and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            out[name] = t.detach().contiguous()
+    return out
+
+
+def int8_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every tensor of the int8 `model`, as `int8.safetensors` holds them."""
+    state = float_state(model)
+    for name, layer in int8_layers(model).items():
+        weight, bias = layer._weight_bias()
+        if weight.qscheme() not in (torch.per_tensor_affine, torch.per_tensor_symmetric) or (
+            weight.q_zero_point() != 0
+        ):
+            raise ValueError(f"layer {name}: expected int8 weights with one scale, zero point 0")
+        state[f"{name}.weight"] = weight.int_repr().contiguous()
+        state[f"{name}.scale"] = torch.tensor(weight.q_scale(), dtype=torch.float32)
+        if bias is not None:
+            state[f"{name}.bias"] = bias.detach().float().contiguous()
+    return state
+
+
+def save_int8(model: nn.Module, path: str | Path, source: str) -> None:
+    """Write the int8 `model` to `path`; `source` names the float weights it came from."""
+    meta = {"format": FORMAT, "version": VERSION, "source": source}
+    save_tensors(int8_state(model), path, metadata=meta)
+
+
+def load_int8(model: nn.Module, path: str | Path) -> nn.Module:
+    """The float `model`'s int8 twin with the tensors of `path`, each checked first: the
+    format and version, every name, shape and dtype, finite values, positive scales."""
+    tensors = SafetensorsFile(Path(path))
+    meta = tensors.metadata
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        found = f"format {meta.get('format')!r} version {meta.get('version')!r}"
+        raise ValueError(f"{path}: {found}; expected {FORMAT!r} version {VERSION!r}")
+    quantized = quantize_int8(model)
+    layers = int8_layers(quantized)
+    floats = {n: t.shape for n, t in float_state(quantized).items()}
+    wanted = set(floats) | {f"{n}.{part}" for n in layers for part in ("weight", "scale")}
+    wanted |= {f"{n}.bias" for n, layer in layers.items() if layer.bias() is not None}
+    extra = sorted(set(tensors) - wanted)
+    if extra:
+        raise ValueError(f"{path}: unexpected tensor {extra[0]!r}")
+    check_tensors({n: tensors[n] for n in floats if n in tensors}, floats, path)
+    targets = quantized.state_dict(keep_vars=True)  # load_state_dict wants every int8 scale
+    with torch.no_grad():
+        for name in floats:
+            targets[name].copy_(tensors[name])
+    for name, layer in layers.items():
+        layer.set_weight_bias(*int8_weight(tensors, name, layer, path))
+    return quantized
+
+
+def int8_weight(
+    tensors: SafetensorsFile, name: str, layer: Int8Linear, path: str | Path
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Layer `name`'s quantized weight and float bias from `tensors`, checked."""
+    shape = (layer.out_features, layer.in_features)
+    for part in ("weight", "scale", *(("bias",) if layer.bias() is not None else ())):
+        if f"{name}.{part}" not in tensors:
+            raise ValueError(f"{path}: tensor '{name}.{part}' is missing")
+    weight, scale = tensors[f"{name}.weight"], tensors[f"{name}.scale"]
+    if weight.dtype != torch.int8 or tuple(weight.shape) != shape:
+        raise ValueError(
+            f"{path}: tensor '{name}.weight' is {weight.dtype} {tuple(weight.shape)}; "
+            f"expected torch.int8 {shape}"
+        )
+    if scale.dtype != torch.float32 or scale.dim() != 0:
+        raise ValueError(f"{path}: tensor '{name}.scale' must be one float32 number")
+    if not (math.isfinite(s := scale.item()) and s > 0):
+        raise ValueError(f"{path}: tensor '{name}.scale' is {s}; expected a finite scale > 0")
+    bias = None
+    if layer.bias() is not None:
+        bias = tensors[f"{name}.bias"]
+        check_tensors({"bias": bias}, {"bias": torch.Size([shape[0]])}, f"{path}: {name}")
+        bias = bias.float()
+    return torch._make_per_tensor_quantized_tensor(weight, s, 0), bias
+
+
+MAX_COPY_BYTES = 256 << 20  # the loaders' own cap on a tokenizer or recaser file
+
+
+def quantize_run(
+    run_dir: str | Path,
+    out: str | Path,
+    weights: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Write `out` (new or empty): the run `run_dir` with int8 weights, loaded back by its
+    family's loader before this returns. Returns the weights file."""
+    from aiayn.tasks import load_run, read_run_config
+    from aiayn.tasks.classification import LABELS, load_classifier
+    from aiayn.tasks.language_model import load_language_model
+    from aiayn.tasks.translation import RECASER, SRC_TOKENIZER, load_translator
+
+    run_dir, out = Path(run_dir), Path(out)
+    arch = read_run_config(run_dir).model.arch
+    _, model = load_run(run_dir, arch, weights, log)
+    if is_int8(model):
+        raise ValueError(f"{run_dir}: its weights are int8 already; quantize the float run")
+    source = pick_weights(run_dir, weights)
+    loaders = {
+        "encoder_decoder": load_translator,
+        "decoder_only": load_language_model,
+        "encoder_classifier": load_classifier,
+    }
+    copied = (CONFIG, TOKENIZER, SRC_TOKENIZER, RECASER, LABELS)
+    with RunLock(out, fresh=True, option="--out"):
+        try:
+            for name in copied:
+                if (path := inside(run_dir, name)).exists():
+                    if path.stat().st_size > MAX_COPY_BYTES:
+                        raise ValueError(f"{path}: larger than {MAX_COPY_BYTES:,} bytes; refused")
+                    data = path.read_bytes()
+                    atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
+            save_int8(quantize_int8(model), out / INT8, source.name)
+            loaders[arch](out, log=lambda _: None)  # the folder as translate etc. will read it
+        except BaseException:  # a half-written folder would block the next one into `out`
+            for name in (*copied, INT8):
+                (out / name).unlink(missing_ok=True)
+            raise
+    size, was = (out / INT8).stat().st_size, source.stat().st_size
+    log(f"{out / INT8}: {size / 1e6:.1f} MB, {size / was:.2f}x {source.name}'s {was / 1e6:.1f} MB")
+    return out / INT8
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    cmd = sub.add_parser("quantize", help="a run with int8 linear layers, saved for a CPU")
+    cmd.add_argument("run_dir", help="run directory")
+    cmd.add_argument("--out", required=True, help="folder to write (new or empty)")
+    cmd.add_argument("--weights", help=WEIGHTS_HELP)
+    cmd.set_defaults(run=run_quantize)
+
+
+def run_quantize(args: argparse.Namespace) -> None:
+    from aiayn.cli import log
+
+    print(quantize_run(args.run_dir, args.out, args.weights, log=log))

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from aiayn.decode.quantize import refuse_int8
 from aiayn.decode.translate import Translator
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
@@ -153,6 +154,7 @@ def export_ct2(
         raise ValueError(f"--quantization {quantization!r}: expected one of {QUANTIZATIONS}")
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / CT2_DIR
+    refuse_int8(run_dir)
     spec = build_spec(load_translator(run_dir, log=log))
     spec.optimize(quantization=quantization)
     with RunLock(out, fresh=True, option="--out"):

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from aiayn.atomic import atomic_write
+from aiayn.decode.quantize import refuse_int8
 from aiayn.interop.hf import FORMATS, Plan
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
@@ -195,6 +196,7 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     class it loads with."""
     run_dir, out = Path(run_dir), Path(out)
     cfg = read_run_config(run_dir)
+    refuse_int8(run_dir)
     kind = check_exportable(cfg.model)
     _, model = load_run(run_dir, cfg.model.arch, log=log)
     tok = load_tokenizer(run_dir, TOKENIZER, cfg.model.vocab_size)

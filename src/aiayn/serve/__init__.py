@@ -7,13 +7,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from aiayn.train.checkpoint import WEIGHTS_HELP
+
 
 def add_parser(sub: argparse._SubParsersAction, add_device: Callable) -> None:
     cmd = sub.add_parser("serve", help="serve a run's model over HTTP, with the explorer page")
     cmd.add_argument("--model", required=True, help="run directory")
     cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
     cmd.add_argument("--port", type=int, default=8000, help="0: any free port (%(default)s)")
-    cmd.add_argument("--weights", help="model, best or average (default: the best there)")
+    cmd.add_argument("--weights", help=WEIGHTS_HELP)
     cmd.add_argument("--max-queue", type=int, default=64, help="requests waiting, at most")
     cmd.add_argument(
         "--window-ms", type=float, default=5.0, help="how long a batch waits for more requests"

@@ -20,7 +20,7 @@ from aiayn.decode.text import stream
 from aiayn.decode.translate import Translator
 from aiayn.nn.attention import record_attention
 from aiayn.serve.batcher import Job
-from aiayn.tasks import read_run_config
+from aiayn.tasks import place, read_run_config
 from aiayn.tasks.classification import Classifier
 
 Maps = list[dict[str, Any]]
@@ -211,7 +211,7 @@ def load_engine(
         from aiayn.tasks.language_model import load_language_model
 
         model, tok = load_language_model(run_dir, weights, log)
-        return LanguageEngine(run_dir, model.to(device), tok)
+        return LanguageEngine(run_dir, place(model, device), tok)
     from aiayn.tasks.classification import load_classifier
 
     return ClassifierEngine(run_dir, load_classifier(run_dir, weights, device, log))

@@ -11,9 +11,17 @@ from torch import nn
 
 from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.decode.quantize import is_int8, load_int8
 from aiayn.models import build_model
 from aiayn.nn.attention import use_attention
-from aiayn.train.checkpoint import CONFIG, TOKENIZER, load_config, load_weights, pick_weights
+from aiayn.train.checkpoint import (
+    CONFIG,
+    INT8,
+    TOKENIZER,
+    load_config,
+    load_weights,
+    pick_weights,
+)
 from aiayn.train.rundir import RunLock, inside
 
 USES = {
@@ -119,6 +127,16 @@ def load_run(
     model = build_model(cfg.model)
     use_attention(model, cfg.train.attn_impl)
     path = pick_weights(run_dir, weights)
-    load_weights(model, path)
+    if path.name == INT8:
+        model = load_int8(model, path)
+    else:
+        load_weights(model, path)
     log(f"loaded {path}")
     return cfg, model.eval()
+
+
+def place(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """`model` on `device`; int8 layers (`aiayn quantize`) run only on a CPU."""
+    if is_int8(model) and torch.device(device).type != "cpu":
+        raise ValueError(f"int8 weights decode on a CPU, not {device}; pass --device cpu")
+    return model.to(device)

@@ -25,7 +25,7 @@ from aiayn.prepare.dataset import (
     prepared_tokenizer,
     read_manifest,
 )
-from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
+from aiayn.tasks import load_run, load_tokenizer, place, run_tokenizer
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import rdrop_kl
 from aiayn.train.rundir import inside
@@ -239,7 +239,7 @@ def load_classifier(
     log: Callable[[str], None] = print,
 ) -> Classifier:
     cfg, model = load_run(run_dir, "encoder_classifier", weights, log)
-    model = model.to(device)
+    model = place(model, device)
     run_dir, m, d = Path(run_dir), cfg.model, cfg.data
     tok = load_tokenizer(run_dir, TOKENIZER, m.vocab_size)
     labels = load_labels(run_dir, m.n_classes)

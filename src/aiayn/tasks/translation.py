@@ -25,7 +25,7 @@ from aiayn.prepare.dataset import (
     read_manifest,
     refuse_other_tokenizers,
 )
-from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer
+from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer, place
 from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 from aiayn.train.rundir import inside
@@ -199,4 +199,6 @@ def load_translator(
     run_dir = Path(run_dir)
     src_tok, tgt_tok = load_tokenizers(run_dir, cfg)
     recaser = load_recaser(run_dir)
-    return Translator(model.to(device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len, recaser)
+    return Translator(
+        place(model, device), src_tok, tgt_tok, cfg.decode, cfg.model.max_len, recaser
+    )

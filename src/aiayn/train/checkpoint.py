@@ -27,11 +27,13 @@ METRICS, LOSS_PNG = "metrics.jsonl", "loss.png"
 MODEL = "model.safetensors"  # the latest weights, which trainer_state.pt continues from
 BEST = "best.safetensors"  # the weights of the best validation score
 AVERAGE = "average.safetensors"  # the mean of the last train.average_last checkpoints
-WEIGHTS = {"model": MODEL, "best": BEST, "average": AVERAGE}
+INT8 = "int8.safetensors"  # `aiayn quantize`'s output: int8 linear layers, the rest fp32
+WEIGHTS = {"model": MODEL, "best": BEST, "average": AVERAGE, "int8": INT8}
+WEIGHTS_HELP = "average, best, model or int8 (default: the first of these the run has)"
 
 
 def pick_weights(run_dir: Path, name: str | None = None) -> Path:
-    """The weights file to decode with: `name` if given, else average, best, then latest."""
+    """The weights file to decode with: `name` if given, else average, best, latest, int8."""
     if name is not None:
         if name not in WEIGHTS:
             raise ValueError(f"--weights {name!r} is unknown; expected one of {', '.join(WEIGHTS)}")
@@ -39,7 +41,7 @@ def pick_weights(run_dir: Path, name: str | None = None) -> Path:
         if not path.exists():
             raise ValueError(f"{path}: no such weights file in the run directory")
         return path
-    for file in (AVERAGE, BEST, MODEL):
+    for file in (AVERAGE, BEST, MODEL, INT8):
         if (path := inside(run_dir, file)).exists():
             return path
     raise ValueError(f"{run_dir}: no weights file ({MODEL}) in this directory")
@@ -60,8 +62,10 @@ def save_weights(model: nn.Module, path: str | Path) -> None:
     save_tensors(unique_state(model), path)
 
 
-def save_tensors(state: dict[str, torch.Tensor], path: str | Path) -> None:
-    atomic_write(path, lambda tmp: save_file(state, str(tmp)))
+def save_tensors(
+    state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
+    atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
 def load_weights(model: nn.Module, path: str | Path) -> None:
@@ -101,6 +105,7 @@ class SafetensorsFile(Mapping[str, torch.Tensor]):
             raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
         self.start = 8 + size
         self.entries = {name: header[name] for name in sorted(names)}
+        self.metadata: dict[str, str] = header.get("__metadata__") or {}  # str to str, checked
 
     def __getitem__(self, name: str) -> torch.Tensor:
         entry = self.entries[name]
