@@ -6,7 +6,8 @@ Measured, each in a fresh process: prepare's time and peak RSS; training the dem
 `--steps` steps from the prepared pairs (time to its first step, peak RSS, steps/s); the same
 from the text files, stopped if it passes `--limit-gb` (the in-memory path holds every
 sentence as Python lists); the peak PSS of two DDP processes (gloo) on the prepared pairs
-against one process's; and a character-level language model trained from the 3 GB text's
+against one process's, and against two on Multi30k's 29,000 pairs prepared (the difference is
+what the corpus costs them); and a character-level language model trained from the 3 GB text's
 token stream (peak RSS). Peak RSS is the kernel's high-water mark (wait4); PSS, which shares
 the page cache and libraries among the processes that map them, is sampled every 0.2 s.
 
@@ -176,9 +177,9 @@ def train_sets(steps: int) -> list[str]:
     )
 
 
-def translation(work: Path, a: argparse.Namespace) -> dict:
-    src, tgt = synthetic_pairs(work, a.pairs, a.seed)
-    data = sets(
+def data_sets(src: Path, tgt: Path) -> list[str]:
+    """The demo config's data, trained on `src` and `tgt`."""
+    return sets(
         data__train_src=src,
         data__train_tgt=tgt,
         data__valid_src=M30K / "val.en.gz",
@@ -186,9 +187,16 @@ def translation(work: Path, a: argparse.Namespace) -> dict:
         data__test_src='""',
         data__test_tgt='""',
     )
+
+
+def translation(work: Path, a: argparse.Namespace) -> dict:
+    src, tgt = synthetic_pairs(work, a.pairs, a.seed)
+    data = data_sets(src, tgt)
     config, prepared = "configs/demo.toml", work / "prepared"
     out: dict = {
         "pairs": a.pairs,
+        "steps": a.steps,
+        "ddp_steps": a.ddp_steps,
         "text_gb": round((src.stat().st_size + tgt.stat().st_size) / 1e9, 2),
     }
     if "prepare" not in a.skip:
@@ -209,6 +217,18 @@ def translation(work: Path, a: argparse.Namespace) -> dict:
     out["two_ddp_processes"] = measure(cmd, launcher=True)
     out["pss_ratio_2_to_1"] = round(
         out["two_ddp_processes"]["peak_pss_gb"] / out["one_process"]["peak_pss_gb"], 3
+    )
+    # what the corpus itself costs the two processes: the same run on Multi30k's 29,000 pairs
+    small, m30k = work / "prepared_multi30k", data_sets(M30K / "train.en.gz", M30K / "train.de.gz")
+    if "prepare" not in a.skip or not small.exists():
+        shutil.rmtree(small, ignore_errors=True)
+        measure(aiayn("prepare", config, "--out", str(small), *m30k))
+    few = [*m30k, *sets(data__prepared=small), *train_sets(a.ddp_steps)]
+    cmd = [*ddp, "-m", "aiayn", "train", config, "--out", str(fresh(work, "r6")), *few]
+    out["two_ddp_processes_multi30k"] = measure(cmd, launcher=True)
+    out["corpus_pss_gb"] = round(
+        out["two_ddp_processes"]["peak_pss_gb"] - out["two_ddp_processes_multi30k"]["peak_pss_gb"],
+        3,
     )
     return out
 
