@@ -97,3 +97,24 @@ def test_n_best_lists_start_with_beam_searchs_choice_and_are_ranked(model, sourc
 def test_n_best_beyond_the_beam_is_refused(trained, sources):
     with pytest.raises(ValueError, match=r"n_best 3 must be in \[1, beam = 2\]"):
         n_best_search(trained, sources, SPECIAL, beam=2, n_best=3)
+
+
+def test_a_batch_gives_each_sentence_what_it_gets_alone_as_finished_ones_leave_it(
+    model, sources, monkeypatch
+):
+    rows_seen = []
+    decode = model.decode
+
+    def counting(tgt, *args, **kw):
+        rows_seen.append(tgt.size(0))
+        return decode(tgt, *args, **kw)
+
+    monkeypatch.setattr(model, "decode", counting)
+    batch = n_best_search(model, sources, SPECIAL, beam=3, n_best=3)
+    assert rows_seen[0] == 3 * len(sources) and rows_seen[-1] < rows_seen[0]
+    assert rows_seen == sorted(rows_seen, reverse=True)  # sentences that are done leave
+    for row, hyps in zip(sources, batch, strict=True):
+        alone = n_best_search(model, row[row != SPECIAL.pad][None], SPECIAL, beam=3, n_best=3)[0]
+        assert [tokens for tokens, _ in hyps] == [tokens for tokens, _ in alone]
+        for (_, score), (_, single) in zip(hyps, alone, strict=True):
+            assert score == pytest.approx(single, abs=1e-5)

@@ -125,23 +125,31 @@ def n_best_search(
     scores = torch.full((b, k), float("-inf"), device=src.device)
     scores[:, 0] = 0.0  # at the start only one prefix exists per sentence
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    active = finished  # the sentences still searched, in the order of the batch's rows
     for t in range(max(limit)):
         logits = model.decode(tokens[:, -1:], memory, src_pad, cache)[:, -1]
         logp = _ban(logits.float().log_softmax(-1), special)
-        vocab = logp.size(-1)
-        cand = (scores.view(-1, 1) + logp).view(b, k * vocab)
-        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (B, 2K): at most K of them end in </s>
+        vocab, n = logp.size(-1), len(active)
+        cand = (scores.view(-1, 1) + logp).view(n, k * vocab)
+        top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2K): at most K of them end in </s>
         parent, token = top_idx // vocab, top_idx % vocab
         is_eos = token == special.eos
-        _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special)
+        _finish(active, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special)
         # the K best candidates that do not end in </s> go on
         order = (is_eos.long() * 2 * k + torch.arange(2 * k, device=src.device)).argsort(1)[:, :k]
         scores = top_scores.gather(1, order)
-        rows = (torch.arange(b, device=src.device)[:, None] * k + parent.gather(1, order)).view(-1)
-        tokens = torch.cat([tokens[rows], token.gather(1, order).view(-1, 1)], dim=1)
-        cache.reorder_beams(rows)
-        if all(len(f) >= k for f in finished):
+        rows = torch.arange(n, device=src.device)[:, None] * k + parent.gather(1, order)
+        token = token.gather(1, order)
+        going = [i for i, f in enumerate(active) if len(f) < k]
+        if not going:
             break
+        if len(going) < n:  # a sentence with K finished hypotheses leaves the batch
+            keep = torch.tensor(going, device=src.device)
+            scores, rows, token = scores[keep], rows[keep], token[keep]
+            active, limit = [active[i] for i in going], [limit[i] for i in going]
+            memory, src_pad = memory[rows.view(-1)], src_pad[rows.view(-1)]
+        tokens = torch.cat([tokens[rows.view(-1)], token.view(-1, 1)], dim=1)
+        cache.reorder_beams(rows.view(-1), memory_too=len(going) < n)
     # a stable sort: among equal scores the first found stays first, as max() would pick it
     ranked = [sorted(f, key=lambda h: -h[0])[:n_best] for f in finished]
     if any(math.isnan(score) for f in ranked for score, _ in f):
@@ -154,7 +162,8 @@ def n_best_search(
 
 
 def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special):
-    """Move hypotheses that end here (</s> among the top K, or the length limit) to `finished`."""
+    """Move hypotheses that end here (</s> among the top K, or the length limit) to `finished`,
+    one list for each sentence searched, in row order."""
     ends = is_eos[:, :k].tolist()
     if not any(map(any, ends)) and all(t + 1 < n for n in limit):
         return  # the usual step: nothing ends (one transfer, no per-hypothesis work)

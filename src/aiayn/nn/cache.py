@@ -59,13 +59,16 @@ class KVCache:
     def length(self) -> int:
         return self.layers[0].length
 
-    def reorder_beams(self, index: Tensor) -> None:
+    def reorder_beams(self, index: Tensor, memory_too: bool = False) -> None:
         """Keep the batch rows `index`: each surviving beam's parent. Beams move only among
-        their own sentence's rows, whose cross-attention memory is the same: it stays."""
+        their own sentence's rows, whose cross-attention memory is the same: it stays, unless
+        `memory_too` (sentences that left the batch)."""
         for layer in self.layers:
             if layer.k is not None:
                 layer.k = _rows(layer.k, index, layer.length)
                 layer.v = _rows(layer.v, index, layer.length)
+            if memory_too and layer.memory_kv is not None:
+                layer.memory_kv = (layer.memory_kv[0][index], layer.memory_kv[1][index])
         if self.key_pad is not None:
             self.key_pad, self.key_pos = self.key_pad[index], self.key_pos[index]
 
