@@ -160,6 +160,7 @@ def unchanged(state):
 
 
 LAYER = "transformer.encoder.layers.0.ffn.w_in"
+ROW, NAN = torch.tensor([3]), float("nan")
 
 
 @pytest.mark.parametrize(
@@ -169,13 +170,10 @@ LAYER = "transformer.encoder.layers.0.ffn.w_in"
         (unchanged, {"format": FORMAT, "version": "2"}, "version '2'; expected"),
         (set_tensor(f"{LAYER}.weight", lambda t: t.float()), None, "is torch.float32"),
         (set_tensor(f"{LAYER}.weight", lambda t: t[:-1].contiguous()), None, "expected torch.int8"),
-        (
-            set_tensor(f"{LAYER}.scale", lambda t: torch.tensor(0.0)),
-            None,
-            "expected a finite scale",
-        ),
-        (set_tensor(f"{LAYER}.scale", lambda t: torch.tensor(float("nan"))), None, "is nan"),
-        (set_tensor(f"{LAYER}.scale", lambda t: t.repeat(2)), None, "must be one float32 number"),
+        (set_tensor(f"{LAYER}.scale", lambda t: t * 0), None, "holds 0.0; expected finite"),
+        (set_tensor(f"{LAYER}.scale", lambda t: t.index_fill(0, ROW, NAN)), None, "holds nan"),
+        (set_tensor(f"{LAYER}.scale", lambda t: t.repeat(2)), None, "a scale per output row"),
+        (set_tensor(f"{LAYER}.scale", lambda t: t.double()), None, "is torch.float64"),
         (lambda s: s.pop(f"{LAYER}.scale"), None, "is missing"),
         (lambda s: s.pop(f"{LAYER}.bias"), None, "is missing"),
         (lambda s: s.__setitem__("extra", torch.zeros(2)), None, "unexpected tensor 'extra'"),
