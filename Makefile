@@ -84,7 +84,7 @@ ablations: $(VENV)/.installed
 	ONEDNN_PRIMITIVE_CACHE_CAPACITY=1024 $(BIN)/aiayn ablate configs/ablations.toml
 
 # Every GPU check and figure in one run (tests marked gpu, GPU benchmarks, shakespeare_char.toml
-# to its loss; about 8 minutes on an H200): see the script's header for what to bring along.
+# to its loss; 5 minutes on an H200, results/gpu.md): see the script's header for what to bring.
 .PHONY: gpu-checks
 gpu-checks:
 	bash scripts/gpu_checks.sh
