@@ -7,9 +7,11 @@ Measured, each in a fresh process: prepare's time and peak RSS; training the dem
 from the text files, stopped if it passes `--limit-gb` (the in-memory path holds every
 sentence as Python lists); the peak PSS of two DDP processes (gloo) on the prepared pairs
 against one process's, and against two on Multi30k's 29,000 pairs prepared (the difference is
-what the corpus costs them); and a character-level language model trained from the 3 GB text's
-token stream (peak RSS). Peak RSS is the kernel's high-water mark (wait4); PSS, which shares
-the page cache and libraries among the processes that map them, is sampled every 0.2 s.
+what the corpus costs them), and two processes that only import torch against one (the floor
+of that ratio for any trainer started as torchrun starts them); and a character-level language
+model trained from the 3 GB text's token stream (peak RSS). Peak RSS is the kernel's
+high-water mark (wait4); PSS, which shares the page cache and libraries among the processes
+that map them, is sampled every 0.2 s.
 
 The corpora are made here from Multi30k's and tiny-shakespeare's files with a fixed seed: a
 pair is one or two random Multi30k pairs, joined (about 19 words a side, WMT's order of
@@ -247,6 +249,19 @@ def language_model(work: Path, a: argparse.Namespace) -> dict:
     return out
 
 
+def pss_floor(work: Path, a: argparse.Namespace) -> dict:
+    """The PSS of processes that only import torch, one against two: what any two training
+    processes started apart (as torchrun starts them) hold beyond one, before a model or data."""
+    idle = f"{sys.executable} -c 'import torch, time; time.sleep(4)'"
+    one = measure(["sh", "-c", f"{idle} & wait"], launcher=True)
+    two = measure(["sh", "-c", f"{idle} & {idle} & wait"], launcher=True)
+    return {
+        "one_process": one,
+        "two_processes": two,
+        "pss_ratio_2_to_1": round(two["peak_pss_gb"] / one["peak_pss_gb"], 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", type=Path, required=True, help="a folder with room for the corpora")
@@ -256,7 +271,7 @@ def main() -> None:
     ap.add_argument("--ddp-steps", type=int, default=30)
     ap.add_argument("--limit-gb", type=float, default=16.0, help="stop the in-memory run here")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", choices=("translation", "language_model"))
+    ap.add_argument("--only", choices=("translation", "language_model", "pss_floor"))
     ap.add_argument(
         "--skip",
         default="",
@@ -265,7 +280,8 @@ def main() -> None:
     a = ap.parse_args()
     a.skip = set(filter(None, a.skip.split(",")))
     a.work.mkdir(parents=True, exist_ok=True)
-    for name, bench in (("translation", translation), ("language_model", language_model)):
+    benches = {"translation": translation, "language_model": language_model, "pss_floor": pss_floor}
+    for name, bench in benches.items():
         if a.only in (None, name):
             report({"bench": f"scale_data.{name}", **bench(a.work, a)})
 
