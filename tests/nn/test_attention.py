@@ -103,6 +103,28 @@ def test_cross_attention_matches_the_per_head_equations():
     torch.testing.assert_close(mha(x, memory), expected, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("impl", ["math", "sdpa"])
+@pytest.mark.parametrize("n_kv", [4, 2])
+def test_query_rows_sharing_a_memory_row_equal_the_memory_repeated(impl, n_kv):
+    # beam search: a sentence's g beams attend to its one row of the memory
+    d, n, g, t = 16, 4, 3, 2
+    mha = CrossAttention(d, n, n_kv_heads=n_kv, impl=impl)
+    x, memory = torch.randn(B * g, t, d), torch.randn(B, TK, d)
+    pad = torch.zeros(B, TK, dtype=torch.bool)
+    pad[0, -2:] = True  # the first sentence's last two keys are padding
+    shared = mha(x, memory, attention_mask(t, TK, pad))
+    repeated = mha(
+        x, memory.repeat_interleave(g, 0), attention_mask(t, TK, pad.repeat_interleave(g, 0))
+    )
+    torch.testing.assert_close(shared, repeated, atol=1e-6, rtol=1e-5)
+
+
+def test_query_rows_that_cannot_share_the_memory_rows_are_refused():
+    mha = CrossAttention(16, 4)
+    with pytest.raises(ValueError, match="5 query rows cannot share 2 memory rows"):
+        mha(torch.randn(5, 1, 16), torch.randn(2, 3, 16))
+
+
 def test_grouped_query_attention_equals_mha_with_repeated_kv_heads():
     d, n, n_kv = 16, 4, 2
     gqa = SelfAttention(d, n, n_kv_heads=n_kv)

@@ -119,8 +119,7 @@ def n_best_search(
     b, k = src.size(0), beam
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap).tolist()
-    memory, src_pad = memory.repeat_interleave(k, 0), src_pad.repeat_interleave(k, 0)
-    cache = model.new_cache()
+    cache = model.new_cache()  # the K beams of a sentence share its row of the memory
     tokens = torch.full((b * k, 1), special.bos, dtype=torch.long, device=src.device)
     scores = torch.full((b, k), float("-inf"), device=src.device)
     scores[:, 0] = 0.0  # at the start only one prefix exists per sentence
@@ -129,10 +128,13 @@ def n_best_search(
     for t in range(max(limit)):
         logits = model.decode(tokens[:, -1:], memory, src_pad, cache)[:, -1]
         logp = _ban(logits.float().log_softmax(-1), special)
-        vocab, n = logp.size(-1), len(active)
-        cand = (scores.view(-1, 1) + logp).view(n, k * vocab)
+        n, each = len(active), min(2 * k, logp.size(-1))
+        # a sentence's 2K best continuations lie among each of its beams' 2K best tokens:
+        # only those are added to their beam's score
+        best, best_token = logp.topk(each, dim=1)  # (n * K, each)
+        cand = (scores.view(-1, 1) + best).view(n, k * each)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2K): at most K of them end in </s>
-        parent, token = top_idx // vocab, top_idx % vocab
+        parent, token = top_idx // each, best_token.view(n, k * each).gather(1, top_idx)
         is_eos = token == special.eos
         _finish(active, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special)
         # the K best candidates that do not end in </s> go on
@@ -143,13 +145,14 @@ def n_best_search(
         going = [i for i, f in enumerate(active) if len(f) < k]
         if not going:
             break
+        keep = None
         if len(going) < n:  # a sentence with K finished hypotheses leaves the batch
             keep = torch.tensor(going, device=src.device)
             scores, rows, token = scores[keep], rows[keep], token[keep]
             active, limit = [active[i] for i in going], [limit[i] for i in going]
-            memory, src_pad = memory[rows.view(-1)], src_pad[rows.view(-1)]
+            memory, src_pad = memory[keep], src_pad[keep]
         tokens = torch.cat([tokens[rows.view(-1)], token.view(-1, 1)], dim=1)
-        cache.reorder_beams(rows.view(-1), memory_too=len(going) < n)
+        cache.reorder_beams(rows.view(-1), memory_rows=keep)
     # a stable sort: among equal scores the first found stays first, as max() would pick it
     ranked = [sorted(f, key=lambda h: -h[0])[:n_best] for f in finished]
     if any(math.isnan(score) for f in ranked for score, _ in f):

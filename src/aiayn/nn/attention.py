@@ -168,7 +168,12 @@ class SelfAttention(MultiHeadAttention):
 
 
 class CrossAttention(MultiHeadAttention):
-    """Queries from the decoder, keys and values from the encoder's output (the memory)."""
+    """Queries from the decoder, keys and values from the encoder's output (the memory).
+
+    The memory may have fewer rows than the queries: each memory row then serves as many
+    consecutive query rows (a sentence's beams in beam search), whose queries attend to it
+    together, so its keys and values are computed, kept and read once, not once per beam.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -182,14 +187,26 @@ class CrossAttention(MultiHeadAttention):
         mask: Mask = None,
         cache: LayerCache | None = None,
     ) -> Tensor:
-        # x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)
+        # x: (B, T, d_model), memory: (B / g, S, d_model), mask (B / g, 1, 1 or T, S)
+        # -> (B, T, d_model), query rows i*g ... i*g + g-1 attending to memory row i
         if cache is not None and cache.memory_kv is not None:
             k, v = cache.memory_kv
         else:
             k, v = (self.split(t, self.n_kv_heads) for t in self.kv(memory).chunk(2, dim=-1))
             if cache is not None:
                 cache.memory_kv = (k, v)
-        return self.attend(self.split(self.q(x), self.n_heads), k, v, mask)
+        q = self.split(self.q(x), self.n_heads)  # (B, H, T, d_head)
+        b, h, t, d = q.shape
+        if b == k.size(0):
+            return self.attend(q, k, v, mask)
+        if b % k.size(0) or (mask is not None and mask.size(-2) != 1):
+            raise ValueError(
+                f"{b} query rows cannot share {k.size(0)} memory rows; expected a multiple "
+                "of them, each attending to the whole memory (a padding mask only)"
+            )
+        g = b // k.size(0)
+        q = q.view(-1, g, h, t, d).transpose(1, 2).reshape(-1, h, g * t, d)
+        return self.attend(q, k, v, mask).view(b, t, -1)  # from (B / g, g * T, d_model)
 
 
 def use_attention(model: nn.Module, impl: str) -> None:

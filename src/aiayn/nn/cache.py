@@ -59,16 +59,17 @@ class KVCache:
     def length(self) -> int:
         return self.layers[0].length
 
-    def reorder_beams(self, index: Tensor, memory_too: bool = False) -> None:
+    def reorder_beams(self, index: Tensor, memory_rows: Tensor | None = None) -> None:
         """Keep the batch rows `index`: each surviving beam's parent. Beams move only among
-        their own sentence's rows, whose cross-attention memory is the same: it stays, unless
-        `memory_too` (sentences that left the batch)."""
+        their own sentence's rows, which share one row of cross-attention memory: it stays,
+        but for keeping `memory_rows` alone when sentences leave the batch."""
         for layer in self.layers:
             if layer.k is not None:
                 layer.k = _rows(layer.k, index, layer.length)
                 layer.v = _rows(layer.v, index, layer.length)
-            if memory_too and layer.memory_kv is not None:
-                layer.memory_kv = (layer.memory_kv[0][index], layer.memory_kv[1][index])
+            if memory_rows is not None and layer.memory_kv is not None:
+                k, v = layer.memory_kv
+                layer.memory_kv = (k[memory_rows], v[memory_rows])
         if self.key_pad is not None:
             self.key_pad, self.key_pos = self.key_pad[index], self.key_pos[index]
 
