@@ -26,7 +26,7 @@ def test_fp16_scales_the_loss_and_an_overflow_lowers_the_scale_without_a_step():
     p.backward(out.float().square().sum())
     p.unscale(opt)
     assert not torch.isfinite(model.weight.grad).all()
-    assert p.overflowed() and p.scaler.get_scale() == 2.0**99
+    assert p.skip() and p.scaler.get_scale() == 2.0**99
     assert torch.equal(model.weight, before)
     opt.zero_grad()
     p.backward(model(torch.randn(4, 8)).square().sum())  # fp32 now: finite
@@ -40,7 +40,7 @@ def test_bf16_and_fp32_have_no_scaler():
         p = Precision(name, CPU)
         with p.autocast():
             assert nn.Linear(4, 4)(torch.randn(2, 4)).dtype == dtype
-        assert p.scaler is None and not p.overflowed() and p.state_dict() == {}
+        assert p.scaler is None and not p.skip() and p.state_dict() == {}
 
 
 @pytest.mark.parametrize(

@@ -182,3 +182,16 @@ def test_fp16_overflows_lower_the_scale_without_counting_as_bad_and_resume_exact
     assert trainer.precision.scaler.get_scale() < 2.0**100
     for a, b in zip(straight.model.parameters(), rest.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_an_fp16_step_with_a_non_finite_loss_is_skipped_and_training_goes_on(tmp_path, monkeypatch):
+    scaler = torch.amp.GradScaler  # a scale of 1 overflows nothing else in this task
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda d: scaler(d, init_scale=1.0))
+    messages = []
+    task = NanTask(data([4] * 5), bad=[2], max_steps=4, eval_every=100, precision="fp16")
+    trainer = Trainer(task, tmp_path, log=messages.append)
+    trainer.fit()
+    assert trainer.state["step"] == 4
+    assert any("step 3: loss nan" in m and "skipped (1 in a row)" in m for m in messages)
+    assert trainer.precision.scaler.get_scale() == 0.5  # the NaN gradients halved it
+    assert all(torch.isfinite(p).all() for p in task.model.parameters())

@@ -49,9 +49,11 @@ class Precision:
         self.scaler.step(opt)
         self.scaler.update()
 
-    def overflowed(self) -> bool:
-        """After non-finite gradients: True when the scale caused them (fp16), which lowers it
-        for the next step; such a step is skipped but is no sign of a diverging run."""
+    def skip(self) -> bool:
+        """Close a step that is not taken (its loss or gradients not finite). fp16's scaler
+        must see every step it unscaled end in `update`, or the next `unscale_` fails: here
+        it lowers the scale, as the gradients it unscaled were not finite. True when that
+        scale may be what overflowed (fp16): a skipped step that is no sign of divergence."""
         if self.scaler is None:
             return False
         self.scaler.update()

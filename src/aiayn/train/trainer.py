@@ -279,12 +279,12 @@ class Trainer:
                 p.grad.div_(max(total_tokens, 1) / self.group.world)
         total_tokens = int(total_tokens)
         norm = float(nn.utils.clip_grad_norm_(self.model.parameters(), self.t.clip or math.inf))
-        overflow = math.isfinite(total_loss) and not math.isfinite(norm)
-        if overflow and self.precision.overflowed():  # fp16's loss scale, lowered for the next
-            self.opt.zero_grad(set_to_none=True)
-            return total_loss, 0
         if not (math.isfinite(total_loss) and math.isfinite(norm)):
-            self.skip_bad_step(total_loss, norm)
+            self.opt.zero_grad(set_to_none=True)
+            # fp16's scale, lowered for the next step whatever went wrong; when only the
+            # gradients overflowed, the scale is the likely cause, not a diverging run
+            if not (self.precision.skip() and math.isfinite(total_loss)):
+                self.skip_bad_step(total_loss, norm)
             return total_loss, 0
         self.state["bad_steps"] = 0
         self.precision.step(self.opt)
@@ -294,8 +294,8 @@ class Trainer:
         return total_loss / max(total_tokens, 1), total_tokens
 
     def skip_bad_step(self, loss: float, norm: float) -> None:
-        """Drop a step whose loss or gradient is not finite; too many in a row stop the run."""
-        self.opt.zero_grad(set_to_none=True)
+        """Count a dropped step whose loss or gradient is not finite; too many in a row stop
+        the run."""
         self.state["bad_steps"] += 1
         n, step = self.state["bad_steps"], self.state["step"] + 1
         self.log(f"step {step}: loss {loss:.4g}, gradient norm {norm:.4g}; skipped ({n} in a row)")
