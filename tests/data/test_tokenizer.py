@@ -1,6 +1,6 @@
 import pytest
 
-from aiayn.data.tokenizer import TextTokenizer, train_bpe
+from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer, train_bpe
 
 CORPUS = [
     "A man rides a bike down the street.",
@@ -97,3 +97,27 @@ def test_prompts_keep_what_a_template_puts_before_the_text_not_after() -> None:
         single="<s> $A </s>", special_tokens=[("<s>", tok.bos_id), ("</s>", tok.eos_id)]
     )
     assert tok.encode_prompts(["the cat", ""]) == [[tok.bos_id, *plain], []]
+
+
+LITERALS = "<pad> <s> </s> <unk> <|endoftext|>"
+
+
+@pytest.mark.parametrize("kind", ["bpe", "word", "char", "byte_level"])
+def test_special_token_names_in_text_are_ordinary_text(kind, tmp_path) -> None:
+    """ "<pad>" in data or a prompt is text: never the padding id (hidden from the loss), an
+    end of sequence, or a frame; it encodes to ordinary ids and decodes back to itself."""
+    text = f"the cat {LITERALS} sat"
+    if kind == "byte_level":
+        from tests.byte_level import byte_level_tokenizer
+
+        tok = byte_level_tokenizer()
+    else:
+        tok = fit_tokenizer(kind, [text] * 4 + CORPUS, 200)
+    tok.save(tmp_path / "tok.json")
+    for t in (tok, TextTokenizer.load(tmp_path / "tok.json")):
+        [ids] = t.encode([text])
+        specials = {t.pad_id, t.bos_id, t.eos_id, t.unk_id}
+        assert not specials & set(ids), t.tokens(ids)
+        assert t.decode([ids]) == [text]
+        [prompt] = t.encode_prompts([text])
+        assert not specials & set(prompt)

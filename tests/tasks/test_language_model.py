@@ -118,3 +118,48 @@ def test_random_blocks_are_made_lazily_with_the_starts_of_one_randint(monkeypatc
     assert torch.equal(torch.stack(blocks[12:20]), whole[12:20])  # a resume mid-epoch
     assert torch.equal(torch.stack(blocks[0:30]), whole)  # back to the start, then on
     assert torch.equal(blocks[29], whole[29]) and blocks[30:] == []
+
+
+def brute_force_val_loss(task: LanguageModelTask) -> float:
+    """The mean NLL over every target that is not padding, block by block."""
+    block, pad = task.block, task.tok.pad_id
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(task.valid) - block, block):
+            ids = task.valid[start : start + block + 1]
+            logits = task.model(ids[None, :-1])[0]
+            for logit, target in zip(logits, ids[1:].tolist(), strict=True):
+                if target != pad:
+                    total -= float(logit.log_softmax(-1)[target])
+                    n += 1
+    return total / n
+
+
+@pytest.mark.parametrize("tokenizer", ["char", "bpe"])
+def test_special_token_names_in_the_text_are_text_and_scored(tmp_path: Path, tokenizer) -> None:
+    cfg = RunConfig.load(lm_config(tmp_path, tokenizer))
+    cfg = cfg.replace("data", vocab_size=80)
+    text = TEXT.replace("question", "question <pad> </s>")
+    (tmp_path / "text.txt").write_text(text, encoding="utf-8")
+    task = LanguageModelTask(cfg, tmp_path, resume=False, log=lambda _: None)
+    specials = torch.tensor([task.tok.pad_id, task.tok.bos_id, task.tok.eos_id])
+    for ids in (task.train, task.valid):
+        assert not torch.isin(ids, specials).any()
+    assert "question <pad> </s>" in task.tok.decode([task.valid.tolist()])[0]
+    assert task.validate(torch.device("cpu"))["val_loss"] == pytest.approx(
+        brute_force_val_loss(task), rel=1e-5
+    )
+
+
+def test_padding_targets_are_neither_scored_nor_counted(tmp_path: Path) -> None:
+    """A prepared text may hold the padding id: the loss is the mean over the other targets."""
+    task = LanguageModelTask(RunConfig.load(lm_config(tmp_path)), tmp_path, False, print)
+    task.valid[::3] = task.tok.pad_id
+    assert task.validate(torch.device("cpu"))["val_loss"] == pytest.approx(
+        brute_force_val_loss(task), rel=1e-5
+    )
+    blocks = task.collate(task.epoch_batches(0)[0])
+    blocks[:, ::2] = task.tok.pad_id
+    for rdrop in (0.0, 0.5):
+        _, _, tokens = task.loss(task.model, blocks, torch.device("cpu"), rdrop)
+        assert tokens == (blocks[:, 1:] != task.tok.pad_id).sum() * (2 if rdrop else 1)

@@ -41,7 +41,7 @@ class TextTokenizer:
     """Text <-> token ids, with the special ids the models and decoders need."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        self.tok = tokenizer
+        self.tok = _literal_specials(tokenizer)
         ids = [_special_id(tokenizer, t) for t in SPECIALS]
         if None in ids:
             missing = [t for t, i in zip(SPECIALS, ids, strict=True) if i is None]
@@ -105,6 +105,16 @@ class TextTokenizer:
             raise ValueError(f"{path}: {e}") from None
 
 
+def _literal_specials(tok: Tokenizer) -> Tokenizer:
+    """`tok`, encoding the names of its special tokens in a text ("<pad>", "</s>",
+    "<|endoftext|>") as the ordinary text they are: a special id comes only from aiayn (a
+    padding, a frame, a template's <s>), never from the data or a user, where it would end a
+    prompt, hide a target from the loss or frame a sentence. Not saved in the file: set on
+    every tokenizer aiayn makes or loads."""
+    tok.encode_special_tokens = True
+    return tok
+
+
 def _before(framed: list[int], plain: list[int]) -> list[int]:
     """What a template put before the text: `framed` up to where `plain` first starts."""
     for k in range(len(framed) - len(plain) + 1):
@@ -122,6 +132,7 @@ def _special_id(tokenizer: Tokenizer, name: str) -> int | None:
 
 def _split_words(tok: Tokenizer, lowercase: bool) -> Tokenizer:
     """Normalise, split on whitespace (kept as "▁") and punctuation, and undo that on decoding."""
+    _literal_specials(tok)  # learnt from the data's "<pad>" as from any text
     steps = [normalizers.NFKC(), *([normalizers.Lowercase()] if lowercase else [])]
     tok.normalizer = normalizers.Sequence(steps)
     tok.pre_tokenizer = pre_tokenizers.Sequence(

@@ -149,17 +149,20 @@ class LanguageModelTask:
     def loss(
         self, model: nn.Module, blocks: Tensor, device: torch.device, rdrop: float = 0.0
     ) -> tuple[Tensor, Tensor, int]:
-        """(summed smoothed loss, summed NLL, tokens) of `blocks` (rows, block + 1) by `model`;
-        `rdrop` is the weight of R-Drop's term (0: one pass)."""
-        rows = len(blocks)
-        blocks = blocks.repeat(2 if rdrop else 1, 1).to(device, non_blocking=True)
+        """(summed smoothed loss, summed NLL, scored tokens) of `blocks` (rows, block + 1) by
+        `model`; `rdrop` is the weight of R-Drop's term (0: one pass)."""
+        rows, passes = len(blocks), 2 if rdrop else 1
+        # a padding target (a prepared text may hold the id) is neither scored nor counted;
+        # counted here, before the copy to the device, so that no step waits for it
+        scored = int((blocks[:, 1:] != self.tok.pad_id).sum()) * passes
+        blocks = blocks.repeat(passes, 1).to(device, non_blocking=True)
         logits = model(blocks[:, :-1])
         eps = self.cfg.train.label_smoothing
         loss, nll = label_smoothed_loss(logits, blocks[:, 1:], eps, self.tok.pad_id)
         if rdrop:
             keep = blocks[:rows, 1:] != self.tok.pad_id
             loss = loss + rdrop * rdrop_kl(logits, keep)
-        return loss, nll, blocks[:, 1:].numel()
+        return loss, nll, scored
 
     def collate(self, starts: Tensor) -> Tensor:
         """(rows, block + 1): the ids of each block and the one after it."""
@@ -183,7 +186,7 @@ class LanguageModelTask:
             blocks = take(self.valid, chunk, self.block + 1)
             _, nll, tokens = self.loss(self.model, blocks, device)
             nll_sum, n = nll_sum + float(nll), n + tokens
-        return {"val_loss": nll_sum / n}
+        return {"val_loss": nll_sum / max(n, 1)}
 
 
 def load_language_model(
