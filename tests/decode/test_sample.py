@@ -129,3 +129,32 @@ def test_a_sliding_window_hides_keys_beyond_it() -> None:
     cached = model.new_cache()
     steps = [model(x[:, :5], cached)[0]] + [model(x[:, t : t + 1], cached)[0] for t in range(5, 10)]
     torch.testing.assert_close(torch.cat(steps), a)  # the cache applies the same window
+
+
+def step_logits(model, prompt, n, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tokens (B, n) and the logits (B, n, V) each was chosen from."""
+    seen = []
+    hook = model.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out[:, -1]))
+    try:
+        tokens = run(model, prompt, n, **kw)
+    finally:
+        hook.remove()
+    return tokens, torch.stack(seen, dim=1)
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "rope", "alibi"])
+def test_past_the_context_each_row_of_a_batch_is_rebuilt_as_it_would_be_alone(positional) -> None:
+    """The cache is rebuilt when a row's own tokens fill the context, not the padded width:
+    a short prompt batched with long ones continues as it does alone, past max_len."""
+    model = lm(positional, max_len=16).double()
+    g = torch.Generator().manual_seed(5)
+    prompts = [torch.randint(4, 23, (n,), generator=g) for n in (2, 13, 20, 7)]
+    width = max(map(len, prompts)) + 1  # every row padded, the longest too
+    batch = torch.zeros(len(prompts), width, dtype=torch.long)  # 0: padding
+    for row, p in enumerate(prompts):
+        batch[row, width - len(p) :] = p
+    together, logits = step_logits(model, batch, 40, temperature=0.0, pad_mask=batch == 0)
+    for row, p in enumerate(prompts):
+        alone, alone_logits = step_logits(model, p[None], 40, temperature=0.0)
+        assert together[row].tolist() == alone[0].tolist(), (positional, row)
+        torch.testing.assert_close(logits[row], alone_logits[0], msg=f"{positional}, row {row}")

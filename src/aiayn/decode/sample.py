@@ -10,6 +10,7 @@ from torch import Tensor
 
 from aiayn.decode.weights import InputMajor
 from aiayn.models.decoder_only import DecoderOnlyLM
+from aiayn.nn.cache import KVCache
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -82,8 +83,9 @@ def generate(
     called before each yield with the probabilities (B,) that the chosen tokens had in the
     distribution they were drawn from (filtered; for greedy search, the model's).
 
-    The context is the model's max_len: when it is full, the cache is rebuilt from the last
-    half of the tokens, so that long generations cost one re-read per max_len / 2 tokens.
+    The context is the model's max_len: when a row's tokens fill it, the cache is rebuilt
+    from that row's last half, so that long generations cost one re-read per max_len / 2
+    tokens. Each row keeps its own context, as it would alone (`refill`).
     """
     model.eval()
     window = model.cfg.max_len
@@ -95,8 +97,8 @@ def generate(
     weights = InputMajor(model)  # lent around each step only: the caller runs between yields
     for _ in range(max_new_tokens):
         if use_cache and cache.length + step_in.size(1) > window:
-            cache, step_in = model.new_cache(), tokens[:, -(window // 2) :]
-            step_pad = None if pad is None else pad[:, -(window // 2) :]
+            step_in, step_pad = refill(tokens, cache, window)
+            cache = model.new_cache()
         elif not use_cache:
             step_in, step_pad = tokens, pad
         with weights.active():
@@ -111,3 +113,17 @@ def generate(
         if pad is not None:
             pad = torch.cat([pad, pad.new_zeros(pad.size(0), 1)], dim=1)[:, -window:]
         step_in, step_pad = nxt[:, None], None
+
+
+def refill(tokens: Tensor, cache: KVCache, window: int) -> tuple[Tensor, Tensor | None]:
+    """The input (and its padding) that refills an emptied cache once the last of `tokens`
+    no longer fits beside `cache` in the context of `window` tokens: a row whose own tokens
+    filled it keeps its last `window // 2`, any other row all of its cached tokens, as each
+    would alone; a left-padded batch's width counts its padding, no row's real length."""
+    # tokens: (B, <= window) with the new token last, cached before it -> (B, W), (B, W)
+    held = cache.length if cache.key_pad is None else cache.length - cache.key_pad.sum(1)
+    held = torch.as_tensor(held, device=tokens.device).expand(tokens.size(0)) + 1
+    keep = held.where(held <= window, window // 2)
+    width = int(keep.max())
+    pad = torch.arange(width, device=tokens.device) < (width - keep)[:, None]
+    return tokens[:, -width:], pad if bool(pad.any()) else None
