@@ -95,3 +95,64 @@ def test_the_filters_keep_at_least_one_token_whatever_k_and_p(values, top_k, top
     kept = torch.isfinite(filter_logits(logits, top_k, top_p))
     assert kept.any()
     assert kept[0, logits[0].argmax()]  # the likeliest among them
+
+
+def test_a_character_split_across_tokens_is_generated_whole(capsys, tmp_path) -> None:
+    """Byte-level tokenizers (GPT-2, Llama 3, Qwen2): the text is the decoding of all the ids,
+    and a stream holds back a character until its last byte, so no piece is U+FFFD."""
+    from aiayn.cli import main
+    from tests.byte_level import SPLIT, byte_level_tokenizer, rigged_lm, rigged_run
+
+    tok = byte_level_tokenizer()
+    model = rigged_lm(tok, "the", SPLIT)
+    assert aiayn.generate(model, tok, "the", 20, temperature=0.0) == SPLIT
+    assert aiayn.generate(model, tok, ["the", "a dog"], 20, temperature=0.0)[0] == SPLIT
+    pieces = [p for [p] in aiayn.stream(model, tok, ["the"], 20, temperature=0.0)]
+    assert "".join(pieces) == SPLIT and not any("\ufffd" in p for p in pieces)
+    assert pieces[3:5] == ["", "é"]  # held for one step, then given whole
+    cut = aiayn.generate(model, tok, "the", 4, temperature=0.0)  # the end within "é"
+    assert cut == tok.decode([byte_ids_of("caf", tok) + byte_ids_of("é", tok)[:1]])[0]
+    run = rigged_run(tmp_path / "run", tok, "the", SPLIT)
+    capsys.readouterr()
+    args = ["generate", "--model", str(run), "--prompt", "the", "--temperature", "0"]
+    assert main(args) == 0
+    assert capsys.readouterr().out == f"the{SPLIT}\n"
+    assert main([*args, "--prompt", "a dog"]) == 0
+    assert capsys.readouterr().out.startswith(f"the{SPLIT}\n")
+
+
+def byte_ids_of(text: str, tok) -> list[int]:
+    from tests.byte_level import byte_ids
+
+    return byte_ids(tok, text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.text(max_size=12),
+    st.integers(0, 60),
+    st.one_of(st.none(), st.integers(0, 11)),
+    st.booleans(),
+)
+def test_streamed_byte_level_text_is_the_decoding_of_all_ids(text, count, stop_at, bytewise):
+    """Whatever ids a model chooses, split characters, invalid bytes and early ends included:
+    the pieces join to the decoding of all the ids (cut at a stop string)."""
+    from unittest import mock
+
+    from aiayn.decode import text as text_module
+    from tests.byte_level import byte_ids, byte_level_tokenizer
+
+    tok = byte_level_tokenizer()
+    ids = byte_ids(tok, text) if bytewise else tok.encode([text])[0]
+    ids = ids[:count] if count < len(ids) else ids
+
+    def chosen(model, prompt, max_new_tokens, *args, **kwargs):
+        for i in [*ids, tok.eos_id][:max_new_tokens]:
+            yield torch.tensor([i])
+
+    whole = tok.decode([ids])[0]
+    stop = [whole[stop_at : stop_at + 2]] if stop_at is not None and whole[stop_at:] else []
+    with mock.patch.object(text_module, "generate_tokens", chosen):
+        pieces = [p for [p] in aiayn.stream(torch.nn.Linear(1, 1), tok, ["x"], 80, stop=stop)]
+    expected = whole[: whole.find(stop[0])] if stop else whole
+    assert "".join(pieces) == expected  # so no piece has a U+FFFD that the decoding has not

@@ -2,9 +2,11 @@
 
 A batch of prompts is left-padded and decoded together over the KV cache (aiayn.decode.sample).
 A row ends at the tokenizer's end-of-sequence token or at the first stop string, which is not
-part of the text. Streaming yields each row's new text after every step; text that might be
-the start of a stop string is held back until it is known not to be, so that the streamed
-pieces always join to exactly what `generate` returns.
+part of the text. Its text is always the decoding of all its ids at once, never a join of
+each token's own. Streaming yields each row's new text after every step; text that might be
+the start of a stop string, or of a character whose bytes are split across tokens, is held
+back until it is known, so that the streamed pieces always join to exactly what `generate`
+returns.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.sample import generate as generate_tokens
 from aiayn.models.decoder_only import DecoderOnlyLM
+
+REPLACEMENT = "\ufffd"  # what a decoder makes of bytes that are not (yet) a whole character
 
 
 class Row:
@@ -33,15 +37,24 @@ class Row:
         if self.done:
             return ""
         if token == tok.eos_id:
-            return self.finish(self.text(tok))
+            return self.end(tok, stop)
         self.ids.append(token)
-        # the whole text decoded again, so that word pieces join as they will at the end
+        # the whole text decoded again, so that word pieces join as they will at the end,
+        # less a character not yet whole, which the next tokens may change
         text = self.text(tok)
-        cut = min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
-        if cut >= 0:
+        text = text[: len(text) - _unfinished(text)]
+        if (cut := _first_stop(text, stop)) >= 0:
             return self.finish(text[:cut])
+        # held back: what may be the start of a stop string
         held = max((k for s in stop for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
         return self.give(text[: len(text) - held])
+
+    def end(self, tok: TextTokenizer, stop: Sequence[str]) -> str:
+        """End the row: the rest of its text, all of it (an unfinished character as the
+        decoder gives it) up to the first stop string."""
+        text = self.text(tok)
+        cut = _first_stop(text, stop)
+        return self.finish(text if cut < 0 else text[:cut])
 
     def text(self, tok: TextTokenizer) -> str:
         # decoded after the prompt: a word piece's leading space is kept only in context
@@ -57,6 +70,18 @@ class Row:
     def finish(self, text: str) -> str:
         self.done = True
         return self.give(text)
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> int:
+    """Where the first stop string in `text` begins; -1 if none is there."""
+    return min((i for s in stop if (i := text.find(s)) >= 0), default=-1)
+
+
+def _unfinished(text: str) -> int:
+    """How many characters at the end of `text` may be a character whose bytes are not all
+    decoded yet: byte-level tokenizers (GPT-2's, Llama 3's, Qwen2's) split "é" or "😀" over
+    tokens, and the first of them alone decodes to U+FFFD, which the next ones replace."""
+    return len(text) - len(text.rstrip(REPLACEMENT))
 
 
 def check_options(
@@ -129,7 +154,7 @@ def stream(
         yield [row.step(t, tokenizer, stop) for row, t in zip(rows, tokens.tolist(), strict=True)]
         if all(row.done for row in rows):
             return
-    yield ["" if row.done else row.finish(row.text(tokenizer)) for row in rows]
+    yield [row.step(tokenizer.eos_id, tokenizer, stop) for row in rows]
 
 
 def generate(
