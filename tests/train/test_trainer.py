@@ -195,3 +195,29 @@ def test_an_fp16_step_with_a_non_finite_loss_is_skipped_and_training_goes_on(tmp
     assert any("step 3: loss nan" in m and "skipped (1 in a row)" in m for m in messages)
     assert trainer.precision.scaler.get_scale() == 0.5  # the NaN gradients halved it
     assert all(torch.isfinite(p).all() for p in task.model.parameters())
+
+
+class EmptyTask(LinearTask):
+    """LinearTask whose batches listed in `empty` score no token (all padding, say)."""
+
+    def __init__(self, batches, empty, **train):
+        super().__init__(batches, **train)
+        self.empty = set(empty)
+
+    def train_loss(self, i, device, model):
+        loss, nll, n = super().train_loss(i, device, model)
+        return (loss * 0, nll * 0, 0) if i in self.empty else (loss, nll, n)
+
+
+def test_a_step_that_scores_no_token_is_no_step(tmp_path):
+    """Nothing to learn from: no optimizer step (whose momentum would still move the weights),
+    and the run ends at max_steps, validated there, as if the batch were not there."""
+    task = EmptyTask(data([4] * 5), empty=[2], max_steps=4, eval_every=100)
+    trainer = Trainer(task, tmp_path / "a", log=lambda _: None)
+    result = trainer.fit()
+    clean = LinearTask([b for i, b in enumerate(data([4] * 5)) if i != 2], max_steps=4)
+    clean.cfg = clean.cfg.replace("train", eval_every=100)
+    Trainer(clean, tmp_path / "b", log=lambda _: None).fit()
+    assert result["stop"] == "max_steps" and trainer.state["step"] == 4
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(getattr(task.model, name), getattr(clean.model, name))

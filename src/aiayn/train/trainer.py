@@ -227,7 +227,7 @@ class Trainer:
                         bool(signals.requested), time.monotonic() - start
                     )
                     self.horizon.update(self.state["step"], self.state["elapsed"])
-                    if tokens:  # a skipped (non-finite) step is no step
+                    if tokens:  # a skipped step (not finite, or nothing scored) is no step
                         window["loss"] += loss * tokens
                         window["tokens"] += tokens
                         bar.update(1)
@@ -270,6 +270,9 @@ class Trainer:
         # one copy to the host per step, not one wait per micro-batch; summed as Python floats
         total_loss = sum(torch.stack(losses).cpu().double().tolist())
         total_loss, total_tokens = self.group.sum([total_loss, total_tokens])
+        if not total_tokens:  # all padding: nothing to learn, and Adam's momentum would move
+            self.opt.zero_grad(set_to_none=True)
+            return total_loss, 0
         # Gradients of summed losses, divided once by all the tokens: accumulating N batches
         # gives exactly the gradient of the loss per token of their union. DDP and FSDP have
         # already divided by the number of ranks.
