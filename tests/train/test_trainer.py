@@ -38,7 +38,7 @@ class LinearTask:
         return i
 
     def train_loss(self, i, device, model):
-        x, y = self.batches[i]
+        x, y = (t.to(device) for t in self.batches[i])
         loss = (model(x) - y).pow(2).sum()
         return loss, loss.detach(), len(x)
 
@@ -221,3 +221,14 @@ def test_a_step_that_scores_no_token_is_no_step(tmp_path):
     assert result["stop"] == "max_steps" and trainer.state["step"] == 4
     for name in ("weight", "bias"):
         torch.testing.assert_close(getattr(task.model, name), getattr(clean.model, name))
+
+
+@pytest.mark.gpu
+def test_an_fp16_step_with_a_non_finite_loss_is_skipped_on_cuda(tmp_path):
+    """The same with CUDA's own gradient scaler, which fp16 runs use."""
+    task = NanTask(data([4] * 5), bad=[2], max_steps=4, eval_every=100, precision="fp16")
+    task.cfg = task.cfg.replace("train", device="cuda")
+    trainer = Trainer(task, tmp_path, log=lambda _: None)
+    trainer.fit()
+    assert trainer.state["step"] == 4
+    assert trainer.precision.scaler.get_scale() < 65536.0
