@@ -154,7 +154,7 @@ def stream(
         yield [row.step(t, tokenizer, stop) for row, t in zip(rows, tokens.tolist(), strict=True)]
         if all(row.done for row in rows):
             return
-    yield [row.step(tokenizer.eos_id, tokenizer, stop) for row in rows]
+    yield ["" if row.done else row.end(tokenizer, stop) for row in rows]
 
 
 def generate(
