@@ -34,3 +34,24 @@ def test_a_model_trained_on_lowercased_text_writes_cased_output(tmp_path: Path, 
         assert line[:1].isupper(), line
         assert not set(line.split()) & set(NOUNS), line
         assert line.lower() != line
+
+
+def test_special_token_names_in_sentence_pairs_are_text(tmp_path: Path) -> None:
+    """A "</s>" or "<pad>" in a training or validation sentence neither ends it early nor
+    hides a target from the loss: each side's only special ids are those framing it."""
+    from aiayn.config import RunConfig
+    from aiayn.tasks.translation import TranslationTask
+
+    config = write_config(tmp_path)
+    for name in ("train.src", "train.tgt", "valid.src", "valid.tgt"):
+        path = tmp_path / name
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("".join(f"{x} </s> <pad> <s> {x}\n" for x in lines), encoding="utf-8")
+    task = TranslationTask(RunConfig.load(config), tmp_path / "run", False, lambda _: None)
+    t = task.tgt_tok
+    specials = {t.pad_id, t.bos_id, t.eos_id}
+    for data in (task.train, task.valid):
+        assert all(not specials & set(row[:-1]) and row[-1] == t.eos_id for row in data.src)
+        assert all(row[0] == t.bos_id and row[-1] == t.eos_id for row in data.tgt)
+        assert all(not specials & set(row[1:-1]) for row in data.tgt)
+    assert "</s> <pad> <s>" in t.decode([task.valid.tgt[0][1:-1]])[0]
