@@ -93,7 +93,7 @@ def test_a_stray_rank_variable_does_not_lift_the_overwrite_guard(
 def test_a_second_writer_is_refused_naming_the_holder(run, capsys):
     import os
 
-    with RunLock(run, fresh=False):
+    with RunLock(run):
         assert resume(run, "--set", "train.max_steps=40") == 2
         assert f"in use by another aiayn process (pid {os.getpid()})" in one_error_line(capsys)
     assert not (run / ".lock").exists()
