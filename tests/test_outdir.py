@@ -12,7 +12,7 @@ import pytest
 
 from aiayn.cli import main
 from aiayn.outdir import contents
-from aiayn.train.rundir import RunLock
+from aiayn.train.rundir import OWNER, RunLock
 from tests.cli_helpers import write_config
 from tests.test_ablate import write_study
 
@@ -184,3 +184,27 @@ def test_a_failure_half_way_removes_only_what_the_command_made(
     assert {k: v for k, v in snapshot(out.parent).items() if k != out.name} == {
         k: v for k, v in others.items() if k != out.name
     }
+
+
+def left_unfinished(out: Path, by: str) -> None:
+    """`out` as a command killed half-way leaves it: its note, a partial file, the lock file."""
+    out.mkdir()
+    (out / OWNER).write_text(f"{by}\n")
+    (out / "partial.tmp").write_bytes(b"half")
+    (out / ".lock").write_text("12345\n")
+
+
+@pytest.mark.parametrize("name", [c for c in COMMANDS if c != "ablate"])  # test_ablate has it
+def test_a_folder_the_same_command_left_unfinished_is_written_again(name, sources, tmp_path):
+    args, out = COMMANDS[name](tmp_path, *sources)
+    left_unfinished(out, name.split()[0])
+    assert main(args) == 0
+    assert not (out / "partial.tmp").exists() and not (out / ".lock").exists()
+
+
+def test_a_folder_another_command_left_is_refused_naming_it(sources, tmp_path, capsys):
+    args, out = COMMANDS["quantize"](tmp_path, *sources)
+    left_unfinished(out, "export-hf")
+    assert main(args) == 2
+    assert "already holds files (partial.tmp), aiayn export-hf's" in error(capsys)
+    assert (out / "partial.tmp").read_bytes() == b"half"
