@@ -59,8 +59,10 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
             raise ValueError("a CONFIG file is needed unless --resume continues a run")
         return RunConfig.load(args.config, args.set)
     from aiayn.train.checkpoint import CONFIG, STATE
-    from aiayn.train.rundir import inside
+    from aiayn.train.rundir import in_use, inside, lock_holder
 
+    if holder := lock_holder(out):  # a run in progress, checkpointed yet or not
+        raise in_use(out, holder, "--out")
     if not inside(out, CONFIG).exists() or not inside(out, STATE).exists():
         raise ValueError(
             f"--resume: {out} holds no run to resume ({CONFIG}, {STATE}){restart(out)}"
