@@ -7,6 +7,7 @@ import tomli_w
 
 from aiayn.ablate.study import load_study
 from aiayn.cli import main
+from aiayn.train.rundir import OWNER, RunLock
 from tests.cli_helpers import write_config
 
 
@@ -81,6 +82,10 @@ def test_a_finding_claims_no_more_than_the_spread_allows(bleu, says):
         ([{"name": "x", "set": ["model.n_heads=3"]}], {}, "variants[0] (x): model.d_model=32"),
         ([{"name": "x"}, {"name": "X"}], {}, "two variants (or one and the base) are named 'x'"),
         ([{"name": "base"}], {}, "named 'base'"),
+        ([{"name": "???"}], {}, "variants[0] is named '???', which makes no folder name"),
+        ([{"name": "Base seed1"}], {}, "named 'base-seed1' as folders"),
+        ([{"name": "x" * 101}], {}, "too long a name for a folder"),
+        ([], {"seeds": [1, 1]}, "repeats a seed"),
         ([{"name": "x", "sett": []}], {}, "unknown key 'sett'"),
         ([], {"seeds": []}, "ablate.seeds=[] must be a non-empty list"),
         ([], {"beam": 0}, "ablate.beam=0 must be an integer >= 1"),
@@ -93,3 +98,46 @@ def test_a_bad_study_is_refused_before_anything_trains(tmp_path, variants, ablat
         load_study(study)
     assert message in str(e.value)
     assert not (tmp_path / "runs").exists()
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("aiayn ablate: error:"), err
+    return err[-1]
+
+
+def test_a_study_never_touches_a_folder_it_did_not_make(tmp_path, capsys):
+    study = write_study(tmp_path, [{"name": "Documents"}])
+    documents = tmp_path / "runs" / "documents"
+    documents.mkdir(parents=True)
+    (documents / "thesis.txt").write_text("years of work")
+    assert main(["ablate", str(study)]) == 2
+    line = error_line(capsys)
+    assert f"{documents} already holds files (thesis.txt)" in line and "rename the variant" in line
+    assert (documents / "thesis.txt").read_text() == "years of work"
+    assert list((tmp_path / "runs").iterdir()) == [documents]  # refused before any training
+
+
+def test_a_study_leaves_a_run_in_use_alone(tmp_path, capsys):
+    import os
+
+    study = write_study(tmp_path, [], seeds=[1])
+    run = tmp_path / "runs" / "base-seed1"
+    run.mkdir(parents=True)
+    (run / OWNER).write_text("ablate\n")  # the study's own, cut short: yet in use
+    (run / "metrics.jsonl").write_text("")
+    with RunLock(run):
+        assert main(["ablate", str(study)]) == 2
+        assert f"in use by another aiayn process (pid {os.getpid()})" in error_line(capsys)
+    assert sorted(p.name for p in run.iterdir()) == [OWNER, "metrics.jsonl"]
+
+
+def test_an_interrupted_study_trains_its_unfinished_run_again(tmp_path):
+    study = write_study(tmp_path, [], seeds=[1])
+    run = tmp_path / "runs" / "base-seed1"
+    run.mkdir(parents=True)
+    (run / OWNER).write_text("ablate\n")  # a study made it, then was killed
+    (run / "trainer_state.pt").write_bytes(b"cut short")
+    assert main(["ablate", str(study)]) == 0
+    assert json.loads((run / "result.json").read_text())["steps"] == 20
+    assert (run / "trainer_state.pt").read_bytes() != b"cut short"

@@ -101,3 +101,15 @@ def test_interactive_translate_answers_each_line_under_a_terminal(tiny_run):
     finally:
         proc.kill()
         os.close(master)
+
+
+def test_plot_attention_writes_nothing_through_a_linked_folder(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (run / "attention").symlink_to(outside)
+    assert main(["plot-attention", "--model", str(run), "--src", "a man sees the dog"]) == 2
+    assert "attention is a link" in capsys.readouterr().err
+    assert list(outside.iterdir()) == []

@@ -3,6 +3,7 @@ damaged dataset refused in one line."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -291,3 +292,12 @@ def test_an_id_beyond_the_vocabulary_is_refused_when_read(prepared, tmp_path, ca
     np.save(data / "train.tgt.npy", ids)
     assert train_on(config, data, tmp_path / "run") == 2
     assert "train.tgt.npy: id 65,000 beyond the vocabulary of 80" in error_line(capsys)
+
+
+def test_prepare_refuses_a_folder_of_other_files_and_changes_nothing(tiny_run, tmp_path, capsys):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert main(["prepare", str(write_config(tmp_path)), "--out", str(run)]) == 2
+    line = error_line(capsys)
+    assert f"{run} already holds files" in line and "choose a new or empty --out" in line
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

@@ -59,10 +59,14 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
             raise ValueError("a CONFIG file is needed unless --resume continues a run")
         return RunConfig.load(args.config, args.set)
     from aiayn.train.checkpoint import CONFIG, STATE
-    from aiayn.train.rundir import inside
+    from aiayn.train.rundir import in_use, inside, lock_holder
 
+    if holder := lock_holder(out):  # a run in progress, checkpointed yet or not
+        raise in_use(out, holder, "--out")
     if not inside(out, CONFIG).exists() or not inside(out, STATE).exists():
-        raise ValueError(f"--resume: {out} holds no run to resume ({CONFIG}, {STATE})")
+        raise ValueError(
+            f"--resume: {out} holds no run to resume ({CONFIG}, {STATE}){restart(out)}"
+        )
     saved = load_toml(out / CONFIG)
     cfg = RunConfig.from_dict(apply_overrides(saved, args.set))
     cfg.check_resume(RunConfig.from_dict(saved))
@@ -74,6 +78,19 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
                 "continues a run with its own config; drop CONFIG, and change values with --set"
             )
     return cfg
+
+
+def restart(out: Path) -> str:
+    """How to start again a run that never reached its first checkpoint, if `out` is one."""
+    from aiayn.outdir import owner
+    from aiayn.train.checkpoint import CONFIG
+
+    if owner(out) != "train" or not (out / CONFIG).is_file():
+        return ""
+    return (
+        f"; it never reached its first checkpoint: start it again with "
+        f"`aiayn train {out / CONFIG} --out {out}` (a new run takes its place)"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 
 from aiayn.train.checkpoint import atomic_write
 from aiayn.train.metrics import read_metrics
+from aiayn.train.rundir import refuse_link
 
 
 def plot_metrics(metrics_path: str | Path, out: str | Path) -> None:
@@ -78,6 +79,7 @@ def save_attention_maps(layers: dict, layer: str, out: str | Path) -> list[Path]
     if layer != "all" and not layer.isdigit():
         raise ValueError(f"--layer {layer!r} is neither a layer number nor all")
     out = Path(out)
+    refuse_link(out, "--out")  # MODEL/attention as a link would put the pictures elsewhere
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for kind, by_layer in layers.items():

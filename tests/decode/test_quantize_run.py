@@ -124,7 +124,9 @@ def test_quantize_refuses_a_full_out_an_int8_run_and_leaves_nothing_when_it_fail
 ):
     run, folder = translation
     assert main(["quantize", str(run), "--out", str(folder)]) == 2
-    assert "already holds files" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "already holds files" in err and "choose a new or empty --out" in err
+    assert "--resume" not in err  # quantize has none
     assert main(["quantize", str(folder), "--out", str(tmp_path / "again")]) == 2
     assert "int8 already" in capsys.readouterr().err
 

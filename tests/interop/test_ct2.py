@@ -1,6 +1,7 @@
 """`aiayn export-ct2` and `translate --engine ct2`: CTranslate2 decodes a tiny trained run
 to aiayn's own greedy output, pre- and post-norm, shared and separate vocabularies."""
 
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -135,3 +136,13 @@ def test_a_vocabulary_linked_out_of_the_ct2_folder_is_refused(tmp_path, capsys):
     args = ["translate", "--model", str(run), "--engine", "ct2"]
     assert main([*args, "--input", str(tmp_path / "run" / "valid.src")]) == 2
     assert "a link out of its directory" in capsys.readouterr().err
+
+
+def test_a_ct2_folder_that_links_out_of_the_run_is_not_written_through(tiny_run, tmp_path, capsys):
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (run / "ct2").symlink_to(outside)
+    assert main(["export-ct2", str(run)]) == 2
+    assert f"{run / 'ct2'} is a link" in capsys.readouterr().err
+    assert list(outside.iterdir()) == []

@@ -92,3 +92,24 @@ def test_two_trainings_into_one_directory_the_second_is_refused_naming_the_first
         first.send_signal(signal.SIGTERM)
         first.communicate(timeout=60)
     assert first.returncode == 0
+
+
+def test_a_training_killed_before_its_first_checkpoint_blocks_neither_way_on(tmp_path, capsys):
+    from aiayn.cli import main
+
+    config = write_config(tmp_path, max_steps=100_000, eval_every=100_000)
+    out = tmp_path / "run"
+    first = start(config, out)
+    try:
+        wait_for_metrics(out, first)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+    assert (out / "config.toml").exists() and not (out / "trainer_state.pt").exists()
+    assert main(["train", "--out", str(out), "--resume"]) == 2
+    again = f"aiayn train {out / 'config.toml'} --out {out}"
+    assert again in capsys.readouterr().err  # --resume says how to start it again
+    sets = ["--set", "train.max_steps=2", "--set", "train.eval_every=2"]
+    assert main(["train", str(out / "config.toml"), "--out", str(out), *sets]) == 0
+    assert (out / "trainer_state.pt").exists()
+    assert main(["train", str(config), "--out", str(out)]) == 2  # a checkpoint: kept now

@@ -93,7 +93,7 @@ def test_a_stray_rank_variable_does_not_lift_the_overwrite_guard(
 def test_a_second_writer_is_refused_naming_the_holder(run, capsys):
     import os
 
-    with RunLock(run, fresh=False):
+    with RunLock(run):
         assert resume(run, "--set", "train.max_steps=40") == 2
         assert f"in use by another aiayn process (pid {os.getpid()})" in one_error_line(capsys)
     assert not (run / ".lock").exists()
@@ -166,3 +166,39 @@ def test_optimizer_settings_given_on_resume_are_the_ones_used(run, capsys):
     assert group["betas"][0] == 0.5 and group["eps"] == 1e-3 and group["initial_lr"] == 0.5
     assert state["scheduler"]["base_lrs"] == [0.5]
     assert "lr = 0.5" in (run / "config.toml").read_text()
+
+
+def test_a_first_step_that_fails_leaves_nothing_that_blocks_the_next_run(
+    tmp_path, capsys, monkeypatch
+):
+    config, out = write_config(tmp_path, max_steps=2, eval_every=2), tmp_path / "new"
+
+    def fails(*args, **kwargs):
+        assert (out / "config.toml").exists() and (out / "tokenizer.json").exists()
+        raise ValueError("the first step failed")
+
+    monkeypatch.setattr("aiayn.train.trainer.Trainer.step", fails)
+    assert main(["train", str(config), "--out", str(out)]) == 2
+    assert "the first step failed" in one_error_line(capsys)
+    assert not out.exists()  # the run made it, and nothing in it was worth keeping
+    monkeypatch.undo()
+    assert main(["train", str(config), "--out", str(out)]) == 0
+
+
+def test_a_run_that_fails_after_a_checkpoint_is_kept_for_resume(tmp_path, capsys, monkeypatch):
+    config, out = write_config(tmp_path, max_steps=4, eval_every=2), tmp_path / "new"
+    from aiayn.train.trainer import Trainer
+
+    real = Trainer.step
+
+    def fails_at_3(self, share):
+        if self.state["step"] == 2:
+            raise ValueError("step 3 failed")
+        return real(self, share)
+
+    monkeypatch.setattr(Trainer, "step", fails_at_3)
+    assert main(["train", str(config), "--out", str(out)]) == 2
+    monkeypatch.undo()
+    assert main(["train", str(config), "--out", str(out)]) == 2
+    assert "pass --resume to continue it" in one_error_line(capsys)
+    assert resume(out) == 0

@@ -16,8 +16,11 @@ A study is one TOML file: the base run's tables ([data], [model], [train], [deco
     set = ["model.n_heads=1"]     # --set overrides of the base
     paper = "Table 3 (A): 24.9 BLEU, 5.29 PPL"   # optional: the paper's figure beside it
 
-Every variant is validated before anything trains; a finished run (its result.json) is not
-trained again, so an interrupted study goes on where it stopped.
+Every variant is validated before anything trains, and each must name a folder of its own
+(letters or digits; no two alike). A study writes only folders it made (aiayn.outdir notes it
+in each): a finished run (its result.json) is not trained again, and a run it made but did not
+finish is trained again from the start, so an interrupted study goes on where it stopped. A
+folder of the same name that the study did not make, a link, or a run in use is refused.
 """
 
 from __future__ import annotations
@@ -33,8 +36,11 @@ from typing import Any
 from aiayn.atomic import atomic_write
 from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
+from aiayn.outdir import OutputFolder
 
 BASE = "base"
+STUDY = "ablate"  # the command named in the note of each run folder a study makes
+MAX_SLUG = 100  # letters, digits and dashes in a variant's folder name
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,8 @@ def load_study(path: str | Path) -> Study:
     seeds = table.get("seeds", [1])
     if not (isinstance(seeds, list) and seeds and all(type(s) is int for s in seeds)):
         raise ValueError(f"{path}: ablate.seeds={seeds!r} must be a non-empty list of integers")
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"{path}: ablate.seeds={seeds!r} repeats a seed (one run each)")
     beam = table.get("beam")
     if beam is not None and not (type(beam) is int and beam >= 1):
         raise ValueError(f"{path}: ablate.beam={beam!r} must be an integer >= 1")
@@ -80,14 +88,40 @@ def load_study(path: str | Path) -> Study:
     ]
     variants = [variant(data, v, seeds[0], f"{path}: ablate.variants[{i}]")
                 for i, v in enumerate(table.get("variants", []))]  # fmt: skip
-    slugs = [v.slug for v in variants]
-    if dup := sorted({s for s in slugs if slugs.count(s) > 1 or s == BASE}):
-        raise ValueError(f"{path}: two variants (or one and the base) are named {dup[0]!r}")
+    check_folders(path, base, variants)
     for key in ("out", "report"):
         if not isinstance(table.get(key, ""), str):
             raise ValueError(f"{path}: ablate.{key} must be a path")
     out = Path(table.get("out", "runs/ablations"))
     return Study(base, variants, out, Path(table.get("report", "results/ablations")), beam)
+
+
+def check_folders(path: str | Path, base: list[Variant], variants: list[Variant]) -> None:
+    """Refuse names that give no folder name, or the folder of another run: each run of the
+    study has a folder of its own."""
+    taken = {base_folder(v) for v in base}
+    for i, v in enumerate(variants):
+        slug = v.slug
+        if not slug:
+            raise ValueError(
+                f"{path}: ablate.variants[{i}] is named {v.name!r}, which makes no folder name "
+                "(name it with letters or digits)"
+            )
+        if len(slug) > MAX_SLUG:
+            raise ValueError(
+                f"{path}: ablate.variants[{i}] ({v.name!r}) is too long a name for a folder "
+                f"(over {MAX_SLUG} letters and digits)"
+            )
+        if slug in taken or slug == BASE:
+            raise ValueError(
+                f"{path}: two variants (or one and the base) are named {slug!r} as folders"
+            )
+        taken.add(slug)
+
+
+def base_folder(v: Variant) -> str:
+    """The name of a base run's folder in the study's out: one per seed."""
+    return f"{BASE}-seed{v.cfg.train.seed}"
 
 
 def config(data: dict[str, Any], overrides: list[str], where: str) -> RunConfig:
@@ -110,36 +144,43 @@ def variant(data: dict[str, Any], v: object, seed: int, where: str) -> Variant:
     return Variant(v["name"], group, tuple(overrides), paper, cfg)
 
 
-def run_variant(v: Variant, run_dir: Path, beam: int | None, log: Callable) -> dict:
-    """Train `v` into `run_dir` (unless its result is there), score it, and return its result."""
+def run_folder(out: Path, name: str) -> OutputFolder:
+    """The folder of one run of the study: new, empty, or one the study made and did not
+    finish (trained again from the start); never a link, another's folder or one in use."""
+    remedy = "rename the variant, or move that folder out of ablate.out"
+    return OutputFolder(out / name, STUDY, "ablate.out", out, remedy, keep_owner=True)
+
+
+def run_variant(v: Variant, out: Path, name: str, beam: int | None, log: Callable) -> dict:
+    """Train `v` into its folder `out/name` (unless its result is there), score it, and return
+    its result."""
+    from aiayn.models import build_model, count_parameters
+    from aiayn.tasks import read_run_config, train
+    from aiayn.train.rundir import RunLock, refuse_link
+
+    run_dir = out / name
+    refuse_link(run_dir, "ablate.out")
     done = run_dir / "result.json"
     if done.exists():
         return json.loads(done.read_text(encoding="utf-8"))
-    from aiayn.models import build_model, count_parameters
-    from aiayn.tasks import train
-
     start = time.perf_counter()
-    if run_dir.exists():  # a run cut short: train it again from the start
-        import shutil
-
-        shutil.rmtree(run_dir)
-    train(v.cfg, run_dir, log=log)
+    train(v.cfg, run_dir, log=log, folder=run_folder(out, name))
     train_minutes = (time.perf_counter() - start) / 60
-    result = {
-        "name": v.name,
-        "group": v.group,
-        "set": list(v.overrides),
-        "paper": v.paper,
-        "seed": v.cfg.train.seed,
-        "train_minutes": round(train_minutes, 2),
-        **validation(run_dir),
-        **bleu(v.cfg, run_dir, beam),
-    }
-    result["minutes"] = round((time.perf_counter() - start) / 60, 2)  # trained and scored
-    from aiayn.tasks import read_run_config
-
-    result["parameters"] = count_parameters(build_model(read_run_config(run_dir).model, "meta"))
-    atomic_write(done, lambda tmp: tmp.write_text(json.dumps(result), encoding="utf-8"))
+    with RunLock(run_dir, "ablate.out"):  # no other process changes the run while it is scored
+        result = {
+            "name": v.name,
+            "group": v.group,
+            "set": list(v.overrides),
+            "paper": v.paper,
+            "seed": v.cfg.train.seed,
+            "train_minutes": round(train_minutes, 2),
+            **validation(run_dir),
+            **bleu(v.cfg, run_dir, beam),
+        }
+        result["minutes"] = round((time.perf_counter() - start) / 60, 2)  # trained and scored
+        model = build_model(read_run_config(run_dir).model, "meta")
+        result["parameters"] = count_parameters(model)
+        atomic_write(done, lambda tmp: tmp.write_text(json.dumps(result), encoding="utf-8"))
     return result
 
 
@@ -183,12 +224,15 @@ def bleu(cfg: RunConfig, run_dir: Path, beam: int | None) -> dict[str, float | N
 
 def run_study(study: Study, log: Callable[[str], None]) -> list[dict]:
     """Every run of the study (the base per seed, then each variant), in order."""
-    runs = [(f"{BASE}-seed{v.cfg.train.seed}", v) for v in study.base]
+    runs = [(base_folder(v), v) for v in study.base]
     runs += [(v.slug, v) for v in study.variants]
+    for slug, _ in runs:  # every folder checked before anything trains
+        if not (study.out / slug / "result.json").exists():
+            run_folder(study.out, slug).check()
     results = []
     for i, (slug, v) in enumerate(runs, start=1):
         log(f"[{i}/{len(runs)}] {v.name} ({', '.join(v.overrides) or 'the base config'})")
-        results.append(run_variant(v, study.out / slug, study.beam, quiet_log(log)))
+        results.append(run_variant(v, study.out, slug, study.beam, quiet_log(log)))
     return results
 
 

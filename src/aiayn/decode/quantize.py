@@ -25,6 +25,7 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from aiayn.atomic import atomic_write
+from aiayn.outdir import OutputFolder
 from aiayn.train.checkpoint import (
     CONFIG,
     INT8,
@@ -35,7 +36,7 @@ from aiayn.train.checkpoint import (
     pick_weights,
     save_tensors,
 )
-from aiayn.train.rundir import RunLock, inside
+from aiayn.train.rundir import inside
 
 FORMAT, VERSION = "aiayn-int8", "1"  # in the file's safetensors metadata
 # one scale per output row: on the README's Multi30k model, one per matrix cost 0.40 BLEU
@@ -188,20 +189,15 @@ def quantize_run(
         "encoder_classifier": load_classifier,
     }
     copied = (CONFIG, TOKENIZER, SRC_TOKENIZER, RECASER, LABELS)
-    with RunLock(out, fresh=True, option="--out"):
-        try:
-            for name in copied:
-                if (path := inside(run_dir, name)).exists():
-                    if path.stat().st_size > MAX_COPY_BYTES:
-                        raise ValueError(f"{path}: larger than {MAX_COPY_BYTES:,} bytes; refused")
-                    data = path.read_bytes()
-                    atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
-            save_int8(quantize_int8(model), out / INT8, source.name)
-            loaders[arch](out, log=lambda _: None)  # the folder as translate etc. will read it
-        except BaseException:  # a half-written folder would block the next one into `out`
-            for name in (*copied, INT8):
-                (out / name).unlink(missing_ok=True)
-            raise
+    with OutputFolder(out, "quantize"):
+        for name in copied:
+            if (path := inside(run_dir, name)).exists():
+                if path.stat().st_size > MAX_COPY_BYTES:
+                    raise ValueError(f"{path}: larger than {MAX_COPY_BYTES:,} bytes; refused")
+                data = path.read_bytes()
+                atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
+        save_int8(quantize_int8(model), out / INT8, source.name)
+        loaders[arch](out, log=lambda _: None)  # the folder as translate etc. will read it
     size, was = (out / INT8).stat().st_size, source.stat().st_size
     log(f"{out / INT8}: {size / 1e6:.1f} MB, {size / was:.2f}x {source.name}'s {was / 1e6:.1f} MB")
     return out / INT8

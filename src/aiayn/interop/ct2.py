@@ -23,8 +23,9 @@ from aiayn.decode.quantize import refuse_int8
 from aiayn.decode.translate import Translator
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
+from aiayn.outdir import OutputFolder
 from aiayn.tasks.translation import load_translator
-from aiayn.train.rundir import LOCK, RunLock, inside
+from aiayn.train.rundir import inside
 
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
 ACTIVATION = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}
@@ -152,19 +153,13 @@ def export_ct2(
     """Write the CTranslate2 model of the run `run_dir` into `out` (default RUN_DIR/ct2)."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"--quantization {quantization!r}: expected one of {QUANTIZATIONS}")
-    run_dir = Path(run_dir)
+    run_dir, given = Path(run_dir), out is not None
     out = Path(out) if out is not None else run_dir / CT2_DIR
     refuse_int8(run_dir)
     spec = build_spec(load_translator(run_dir, log=log))
     spec.optimize(quantization=quantization)
-    with RunLock(out, fresh=True, option="--out"):
-        try:
-            spec.save(str(out))
-        except BaseException:  # a half-written model would block the next export into `out`
-            for path in out.iterdir():
-                if path.name != LOCK:
-                    path.unlink()
-            raise
+    with OutputFolder(out, "export-ct2", within=None if given else run_dir):
+        spec.save(str(out))
     log(f"exported {run_dir} to CTranslate2 ({quantization}) in {out}")
     return out
 

@@ -28,9 +28,9 @@ from aiayn.decode.quantize import refuse_int8
 from aiayn.interop.hf import FORMATS, Plan
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
+from aiayn.outdir import OutputFolder
 from aiayn.tasks import load_run, load_tokenizer, read_run_config
 from aiayn.train.checkpoint import TOKENIZER
-from aiayn.train.rundir import RunLock
 
 FORMAT = {"encoder_decoder": "marian", "decoder_only": "gpt2", "encoder_classifier": "bert"}
 CLASS = {
@@ -40,7 +40,6 @@ CLASS = {
 }
 # aiayn's activation -> the name transformers gives it (the first of the import's names)
 HF_ACTIVATION = {ours: theirs for theirs, ours in reversed(ACTIVATIONS.items())}
-FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
 
 
 def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any, ...]]]:
@@ -210,19 +209,14 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     fmt = FORMATS[kind]
     tensors = hf_tensors(model, fmt.plan(cfg.model, fmt.prefix), kind)
     config = hf_config(cfg.model, kind, ids, labels)
-    with RunLock(out, fresh=True, option="--out"):
-        try:
-            atomic_write(out / "model.safetensors", lambda t: save_file(tensors, str(t)))
-            tok.save(out / "tokenizer.json")
-            for name, data in (
-                ("config.json", config),
-                ("tokenizer_config.json", tokenizer_config(names, kind)),
-            ):
-                text = json.dumps(data, indent=2) + "\n"
-                atomic_write(out / name, lambda t, text=text: t.write_text(text, encoding="utf-8"))
-        except BaseException:  # a half-written export would block the next one into `out`
-            for name in FILES:
-                (out / name).unlink(missing_ok=True)
-            raise
+    with OutputFolder(out, "export-hf"):
+        atomic_write(out / "model.safetensors", lambda t: save_file(tensors, str(t)))
+        tok.save(out / "tokenizer.json")
+        for name, data in (
+            ("config.json", config),
+            ("tokenizer_config.json", tokenizer_config(names, kind)),
+        ):
+            text = json.dumps(data, indent=2) + "\n"
+            atomic_write(out / name, lambda t, text=text: t.write_text(text, encoding="utf-8"))
     log(f"exported {run_dir} ({cfg.model.arch}) as {CLASS[kind]} into {out}")
     return CLASS[kind]

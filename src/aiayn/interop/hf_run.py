@@ -14,10 +14,11 @@ from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.interop.hf import load_pretrained
 from aiayn.interop.hf_config import read_config
+from aiayn.outdir import OutputFolder
 from aiayn.tasks import check_vocabulary
-from aiayn.tasks.classification import LABELS, save_labels
+from aiayn.tasks.classification import save_labels
 from aiayn.train.checkpoint import CONFIG, MODEL, TOKENIZER, save_config, save_weights
-from aiayn.train.rundir import RunLock, inside
+from aiayn.train.rundir import inside
 
 
 def source_tokenizer(src: Path, given: Path | None) -> TextTokenizer:
@@ -43,7 +44,7 @@ def import_run(
 ) -> None:
     """Write the run directory `out` (new or empty) of the Hugging Face directory `src`."""
     src, out = Path(src), Path(out)
-    with RunLock(out, fresh=True, option="--out"):
+    with OutputFolder(out, "import-hf"):
         hf = read_config(src)
         model = load_pretrained(src, hf)
         m = model.cfg
@@ -54,14 +55,9 @@ def import_run(
         data = DataConfig(max_len=m.max_len, end_token=True) if is_bert else DataConfig()
         # Hugging Face's own names for classes that a config leaves unnamed
         labels = (hf.labels() or [f"LABEL_{i}" for i in range(m.n_classes)]) if is_bert else None
-        try:
-            save_weights(model, out / MODEL)
-            tok.save(out / TOKENIZER)
-            if labels:
-                save_labels(out, labels)
-            save_config(RunConfig(model=m, data=data), out / CONFIG)
-        except BaseException:  # a half-written run would block the next import into `out`
-            for name in (MODEL, TOKENIZER, LABELS, CONFIG):
-                (out / name).unlink(missing_ok=True)
-            raise
+        save_weights(model, out / MODEL)
+        tok.save(out / TOKENIZER)
+        if labels:
+            save_labels(out, labels)
+        save_config(RunConfig(model=m, data=data), out / CONFIG)
     log(f"imported {src} ({m.arch}) into {out}")

@@ -2,9 +2,10 @@
 
 The files are read as streams (plain or `.gz`), the tokenizer learns from an iterator (its
 memory grows with the vocabulary, not the corpus), and lines are tokenized in large batches,
-which `tokenizers` spreads over all cores. The manifest is written last and removed first,
-so a prepare that is killed leaves nothing that training takes for a finished dataset, and
-running it again writes the same files.
+which `tokenizers` spreads over all cores. The folder is new, empty, or one that prepare
+made (aiayn.outdir), emptied first; the manifest is written last, so a prepare that is killed
+leaves nothing that training takes for a finished dataset, and running it again writes the
+same files.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aiayn.config import RunConfig
 from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
+from aiayn.outdir import OutputFolder
 from aiayn.prepare.arrays import array_streams, id_dtype, save_array
 from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
 from aiayn.prepare.labelled import write_labelled
@@ -31,7 +33,6 @@ from aiayn.prepare.stream import write_streams
 from aiayn.tasks import fit_data_tokenizer
 from aiayn.tasks.translation import RECASER, SRC_TOKENIZER
 from aiayn.train.checkpoint import TOKENIZER
-from aiayn.train.rundir import RunLock, inside
 
 LINES_PER_BATCH = 20_000
 TASKS = {
@@ -105,8 +106,8 @@ def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> di
             raise ValueError(f"data.{name} is unset; nothing to prepare")
     names = ("train", "valid") if text else [n for pair in SOURCES.values() for n in pair]
     extra: dict[str, Any] = {}
-    with RunLock(out, fresh=False, option="--out"):
-        inside(out, MANIFEST).unlink(missing_ok=True)  # from here on, not a finished dataset
+    # a folder of prepare's own is emptied first: from there on, not a finished dataset
+    with OutputFolder(out, "prepare", keep_owner=True):
         sources = {n: file_digest(Path(getattr(d, n))) for n in names if getattr(d, n)}
         log("learning the tokenizer")
         fit = partial(fit_data_tokenizer, d)

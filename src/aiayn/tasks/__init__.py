@@ -14,9 +14,11 @@ from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.decode.quantize import is_int8, load_int8
 from aiayn.models import build_model
 from aiayn.nn.attention import use_attention
+from aiayn.outdir import OutputFolder
 from aiayn.train.checkpoint import (
     CONFIG,
     INT8,
+    STATE,
     TOKENIZER,
     load_config,
     load_weights,
@@ -45,12 +47,18 @@ def task_class(arch: str) -> type:
 
 
 def train(
-    cfg: RunConfig, run_dir: Path, resume: bool = False, log: Callable[[str], None] = print
+    cfg: RunConfig,
+    run_dir: Path,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    folder: OutputFolder | None = None,
 ) -> None:
     """Train `cfg`'s model for its task into `run_dir`, or continue the run there.
 
     The main process locks `run_dir` first (the process group actually joined says which is
-    main, not an environment variable); a new run needs an empty or absent `run_dir`.
+    main, not an environment variable); a new run goes into `folder` (default: `new_run`),
+    which refuses a folder holding anything but a run of its own that never reached a
+    checkpoint.
     """
     from aiayn.device import pick_device
     from aiayn.train.allocator import CpuHeap
@@ -58,7 +66,8 @@ def train(
     from aiayn.train.trainer import Trainer
 
     group = join(pick_device(cfg.train.device), cfg.train.fsdp, cfg.train.precision == "bf16")
-    with RunLock(run_dir, fresh=not resume) if group.main else nullcontext():
+    claim = (folder or new_run(run_dir)) if not resume else RunLock(run_dir)
+    with claim if group.main else nullcontext():
         torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
         log = log if group.main else quiet
         task = task_class(cfg.model.arch)(cfg, run_dir, resume=resume, log=log)
@@ -71,6 +80,29 @@ def train(
         # would end gloo's group holding the GIL that gloo's threads may need (a hang, seen).
         del trainer
     leave()  # only on success: after an error, torchrun stops the other ranks
+
+
+def unstarted(run_dir: Path) -> str | None:
+    """None for a run that never reached its first checkpoint (nothing in it is worth keeping:
+    a new run takes its place), else why it must be resumed instead."""
+    if (run_dir / STATE).exists() or (run_dir / STATE).is_symlink():
+        return (
+            f"it already holds files of a run that reached a checkpoint ({STATE}); pass --resume "
+            "to continue it, or choose a new or empty --out"
+        )
+    return None
+
+
+def new_run(run_dir: Path) -> OutputFolder:
+    """The folder of a new training run: absent, empty, or a run of `aiayn train` that never
+    reached its first checkpoint (a killed or failed start), which the new run replaces."""
+    return OutputFolder(
+        run_dir,
+        "train",
+        remedy="pass --resume if it is a run to continue, or choose a new or empty --out",
+        again=unstarted,
+        keep_owner=True,
+    )
 
 
 def quiet(message: str) -> None:

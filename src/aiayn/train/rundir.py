@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 LOCK = ".lock"
+OWNER = ".aiayn-owner"  # names the aiayn command that made the folder (aiayn.outdir)
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # atomic_write's temporary files: ".NAME.RANDOM.tmp"
 LEFTOVER = re.compile(r"\..+\.tmp")
@@ -36,7 +37,32 @@ def inside(run_dir: str | Path, name: object) -> Path:
 
 
 def holds_files(folder: Path) -> bool:
-    return folder.is_dir() and any(p.name != LOCK for p in folder.iterdir())
+    """Whether `folder` holds anything but a lock and the note of who made it (aiayn.outdir)."""
+    return folder.is_dir() and any(p.name not in (LOCK, OWNER) for p in folder.iterdir())
+
+
+def refuse_link(path: Path, option: str) -> None:
+    """A ValueError unless `path` is no link: aiayn writes nothing through one."""
+    if path.is_symlink():
+        raise ValueError(
+            f"{option} {path} is a link (to {os.readlink(path)}); aiayn writes no output "
+            f"through a link: name the folder itself"
+        )
+
+
+def lock_holder(folder: Path) -> str | None:
+    """The pid that holds `folder`'s lock now, or None when no process does."""
+    try:
+        fd = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # no lock file (or a link, which _acquire refuses): nobody holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return None
 
 
 def clear_leftovers(folder: Path) -> list[Path]:
@@ -51,30 +77,32 @@ def clear_leftovers(folder: Path) -> list[Path]:
     return removed
 
 
+def in_use(folder: Path, holder: str, option: str) -> ValueError:
+    return ValueError(
+        f"{option} {folder} is in use by another aiayn process (pid {holder}); wait for it to "
+        f"end or choose another {option}"
+    )
+
+
 class RunLock:
     """Exclusive use of a run directory for as long as the `with` block lasts.
 
-    `fresh`: the directory must hold no files (a new run never overwrites another). A
-    directory this lock created is removed again if it is still empty at the end.
+    A directory this lock created is removed again if it is still empty at the end. New
+    output folders are made through aiayn.outdir.OutputFolder, which takes this lock.
     """
 
-    def __init__(self, run_dir: str | Path, fresh: bool, option: str = "--out") -> None:
-        self.dir, self.fresh, self.option = Path(run_dir), fresh, option
+    def __init__(self, run_dir: str | Path, option: str = "--out") -> None:
+        self.dir, self.option = Path(run_dir), option
         self.fd: int | None = None
         self.created = False
 
     def __enter__(self) -> RunLock:
-        if self.fresh and holds_files(self.dir):
-            raise ValueError(
-                f"{self.option} {self.dir} already holds files; pass --resume to continue "
-                f"that run or choose another {self.option}"
-            )
+        refuse_link(self.dir, self.option)
         self.created = not self.dir.exists()
         self.dir.mkdir(parents=True, exist_ok=True)
         self._acquire()
         try:
-            if self.fresh and holds_files(self.dir):  # filled while we waited for the lock
-                raise ValueError(f"{self.option} {self.dir} already holds files")
+            refuse_link(self.dir, self.option)  # made a link while we took the lock
             clear_leftovers(self.dir)
         except BaseException:
             self.__exit__(None, None, None)
@@ -90,10 +118,7 @@ class RunLock:
             except BlockingIOError:
                 holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
                 os.close(fd)
-                raise ValueError(
-                    f"{self.option} {self.dir} is in use by another aiayn process "
-                    f"(pid {holder}); wait for it to end or choose another {self.option}"
-                ) from None
+                raise in_use(self.dir, holder, self.option) from None
             # The holder before us may have removed the file after we opened it: retry on
             # the file that is there now, or two processes would each lock their own.
             try:
