@@ -20,18 +20,29 @@ def add_parser(sub: argparse._SubParsersAction, add_device: Callable) -> None:
     cmd.add_argument(
         "--window-ms", type=float, default=5.0, help="how long a batch waits for more requests"
     )
+    cmd.add_argument(
+        "--max-connections", type=int, default=64, help="connections open at once, at most"
+    )
+    cmd.add_argument(
+        "--head-timeout", type=float, default=10.0, help="seconds to send a request's head"
+    )
+    cmd.add_argument(
+        "--body-timeout", type=float, default=30.0, help="seconds to send a request's body (408)"
+    )
     add_device(cmd)
     cmd.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from aiayn.cli import cli_device, log
+    from aiayn.serve.bounds import Bounds
     from aiayn.serve.server import serve
 
     if args.max_queue < 1:
         raise ValueError(f"--max-queue {args.max_queue} must be >= 1")
     if not 0 <= args.window_ms <= 1000:
         raise ValueError(f"--window-ms {args.window_ms} must be in [0, 1000]")
+    bounds = Bounds(args.max_connections, args.head_timeout, args.body_timeout)
     serve(
         args.model,
         args.host,
@@ -41,4 +52,5 @@ def run(args: argparse.Namespace) -> None:
         log,
         args.max_queue,
         args.window_ms,
+        bounds,
     )
