@@ -4,13 +4,16 @@ and the size limits of a request (413 names the field and the limit).
 Types are strict ("5" is not a beam size) and unknown fields are refused, so that a misspelt
 option is an error rather than silently the default. Ranges are those the decoder can keep:
 a value that passes here must never fail later, where a failure could reach other requests.
+Validation stops at the first error: pydantic would otherwise build one error for each bad
+item of a list or each unknown field, and a 1 MB body of them took 370 MB and 4 s of the
+event loop.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aiayn.safeio import check_text
 
@@ -45,6 +48,16 @@ class InputError(ValueError):
 class Request(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _first_unknown_field(cls, data: object) -> object:
+        """Only the first unknown field goes on to be refused (by extra="forbid")."""
+        if isinstance(data, dict):
+            unknown = next((k for k in data if k not in cls.model_fields), None)
+            if unknown is not None:
+                return {k: v for k, v in data.items() if k in cls.model_fields or k == unknown}
+        return data
+
     def check(self) -> None:
         """What the types cannot say, of every text the request holds: its size (413) and that
         it is text that can be encoded (422: JSON may hold a lone surrogate, "\\ud800")."""
@@ -56,7 +69,9 @@ class Request(BaseModel):
 
 
 class TranslateRequest(Request):
-    text: list[str] = Field(description=f"sentences to translate, at most {MAX_TEXTS}")
+    text: list[str] = Field(
+        fail_fast=True, description=f"sentences to translate, at most {MAX_TEXTS}"
+    )
     beam: int | None = Field(None, ge=1, le=64, description="beam size (default: the run's)")
     alpha: float | None = Field(
         None, ge=0, le=10, allow_inf_nan=False, description="length penalty"
@@ -81,7 +96,7 @@ class GenerateRequest(Request):
     top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False, description="nucleus mass")
     seed: int | None = Field(None, ge=0, lt=2**64, description="the same seed, the same text")
     stop: list[StopString] = Field(
-        [], max_length=MAX_STOPS, description="end the text before these strings"
+        [], max_length=MAX_STOPS, fail_fast=True, description="end the text before these strings"
     )
     stream: bool = Field(False, description="server-sent events, one per token")
 
@@ -96,7 +111,7 @@ class GenerateRequest(Request):
 
 
 class ClassifyRequest(Request):
-    text: list[str] = Field(description=f"texts to label, at most {MAX_TEXTS}")
+    text: list[str] = Field(fail_fast=True, description=f"texts to label, at most {MAX_TEXTS}")
 
 
 class AttentionRequest(Request):
