@@ -9,6 +9,9 @@ from collections.abc import Callable
 
 from aiayn.train.checkpoint import WEIGHTS_HELP
 
+# the bounds on what a client can hold (aiayn.serve.bounds), as `serve` takes them by default
+MAX_CONNECTIONS, HEAD_TIMEOUT_S, BODY_TIMEOUT_S = 64, 10.0, 30.0
+
 
 def add_parser(sub: argparse._SubParsersAction, add_device: Callable) -> None:
     cmd = sub.add_parser("serve", help="serve a run's model over HTTP, with the explorer page")
@@ -21,13 +24,22 @@ def add_parser(sub: argparse._SubParsersAction, add_device: Callable) -> None:
         "--window-ms", type=float, default=5.0, help="how long a batch waits for more requests"
     )
     cmd.add_argument(
-        "--max-connections", type=int, default=64, help="connections open at once, at most"
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="connections open at once, at most (%(default)s)",
     )
     cmd.add_argument(
-        "--head-timeout", type=float, default=10.0, help="seconds to send a request's head"
+        "--head-timeout",
+        type=float,
+        default=HEAD_TIMEOUT_S,
+        help="seconds to send a request's head (%(default)s)",
     )
     cmd.add_argument(
-        "--body-timeout", type=float, default=30.0, help="seconds to send a request's body (408)"
+        "--body-timeout",
+        type=float,
+        default=BODY_TIMEOUT_S,
+        help="seconds to send a request's body, else 408 (%(default)s)",
     )
     add_device(cmd)
     cmd.set_defaults(run=run)

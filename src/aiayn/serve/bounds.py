@@ -23,6 +23,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from aiayn.serve import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_CONNECTIONS
 from aiayn.serve.schema import MAX_BODY
 
 LINGER_S = 2.0  # how long a refused connection is read (and discarded) so that its 503 arrives
@@ -31,9 +32,9 @@ TRIM_AFTER_S = 1.0  # memory is given back at most once a second, after connecti
 
 @dataclass(frozen=True)
 class Bounds:
-    max_connections: int = 64
-    head_timeout_s: float = 10.0
-    body_timeout_s: float = 30.0
+    max_connections: int = MAX_CONNECTIONS
+    head_timeout_s: float = HEAD_TIMEOUT_S
+    body_timeout_s: float = BODY_TIMEOUT_S
     max_body: int = MAX_BODY
 
     def __post_init__(self) -> None:
@@ -66,7 +67,10 @@ class Trim:
     every TRIM_AFTER_S; a no-op where the C library has no malloc_trim."""
 
     def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        except OSError:
+            libc = None
         self.trim = getattr(libc, "malloc_trim", None)
         self.pending: asyncio.TimerHandle | None = None
 
