@@ -18,11 +18,17 @@ from aiayn.serve.server import bind, make_server
 
 @contextmanager
 def serving(
-    engine: Engine, batcher: Batcher | None = None, bounds: Bounds | None = None
+    engine: Engine,
+    batcher: Batcher | None = None,
+    bounds: Bounds | None = None,
+    grace_s: float | None = None,
 ) -> Iterator[str]:
-    """The server's URL while it runs; it stops on leaving."""
+    """The server's URL while it runs; it stops on leaving (a graceful stop, which cancels
+    the requests still in flight after `grace_s`, when given)."""
     bounds = bounds or Bounds()
     server = make_server(create_app(engine, batcher or Batcher(), bounds), bounds)
+    if grace_s is not None:
+        server.config.timeout_graceful_shutdown = grace_s
     sock = bind("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

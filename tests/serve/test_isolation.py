@@ -75,3 +75,38 @@ def test_a_failure_in_a_batch_reaches_only_the_request_that_caused_it(
     assert "a fault this text causes" in results[1][1]["error"]
     assert len(seen[0]) == 3  # they did share a batch, which failed; then each ran alone
     assert sorted(map(tuple, seen[1:])) == [("BOOM",), ("a dull film",), ("a fine film",)]
+
+
+def test_requests_cancelled_by_a_stop_are_skipped_and_the_worker_ends_cleanly(
+    classifier, monkeypatch
+) -> None:
+    """The graceful stop's timeout cancels the requests still waiting: they are answered 503
+    in JSON, and the worker, once free, neither computes them nor dies setting their results
+    (InvalidStateError)."""
+    seen: list = []
+    real = classifier.classifier.probabilities
+    monkeypatch.setattr(
+        classifier.classifier, "probabilities", lambda texts: seen.append(texts) or real(texts)
+    )
+    died: list = []
+    monkeypatch.setattr(threading, "excepthook", died.append)
+    batcher = Batcher(window_s=0)
+    gate, started = threading.Event(), threading.Event()
+    batcher.submit(Job("hold", [0], lambda items: [started.set() or gate.wait()]))
+    assert started.wait(5)
+    threads, answers = [], []
+    with serving(classifier, batcher, grace_s=0.3) as url:
+        for text in ("a fine film", "a dull film"):
+            body = {"text": [text]}
+            send = lambda b=body: answers.append(call(url, "/v1/classify", b))  # noqa: E731
+            threads.append(threading.Thread(target=send))
+            threads[-1].start()
+        while batcher.jobs.qsize() < 2:
+            time.sleep(0.01)
+        threading.Timer(1.0, gate.set).start()  # frees the worker after the stop's timeout
+    for t in threads:
+        t.join(10)
+    assert not batcher.thread.is_alive()  # the stop closed the batcher: the worker ended
+    assert seen == [] and died == [], (seen, died)
+    assert [status for status, _ in answers] == [503, 503], answers
+    assert "the server is stopping" in answers[0][1]["error"]

@@ -54,9 +54,27 @@ class Guard:
             elif body is not None and not utf8(body):  # FastAPI's answer would be a bare 400
                 await reject(send, "body: not UTF-8 text, as JSON must be", 422, "body")
             elif body is not None:  # None: the client went away
-                await self.app(as_json(scope), replay(body, receive), send)
+                await self.route(scope, body, receive, send)
         finally:
             self.traffic.in_flight -= 1
+
+    async def route(self, scope: dict, body: bytes, receive: Receive, send: Send) -> None:
+        """The app's answer. A request cancelled before its answer started (a stop's timeout
+        ran out) is answered 503 in JSON, not uvicorn's plain-text 500 and a traceback."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(as_json(scope), replay(body, receive), tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            message = "the server is stopping and did not answer this request; retry it"
+            await reject(send, message, 503, None, close=True)
 
 
 TOO_LARGE = b"<too large>"
@@ -109,9 +127,10 @@ def utf8(body: bytes) -> bool:
 
 
 async def reject(
-    send: Send, message: str, status: int = 413, field: str = "body", close: bool = False
+    send: Send, message: str, status: int = 413, field: str | None = "body", close: bool = False
 ) -> None:
-    body = json.dumps({"error": message, "field": field}).encode()
+    fields = {"error": message} if field is None else {"error": message, "field": field}
+    body = json.dumps(fields).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if close:  # the rest of the body is not waited for
         headers.append((b"connection", b"close"))
