@@ -143,6 +143,8 @@ class LanguageEngine(Engine):
         return Job(object(), [prompt], run)
 
     def attention_job(self, text: str, target: str | None) -> Job:
+        self.prompt_ids(text, "text")  # refused before it is queued
+
         def run(items: list[str]) -> list[dict[str, Any]]:
             ids = self.prompt_ids(items[0], "text")[-self.cfg.model.max_len :]
             tokens = torch.tensor([ids], device=next(self.model.parameters()).device)
