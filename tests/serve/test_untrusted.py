@@ -19,6 +19,9 @@ BAD = [
     (TRANSLATE, b'["a man"]', 422, "body"),
     (TRANSLATE, b'{"text": "a man"}', 422, "text"),
     (TRANSLATE, b'{"text": ["a man", 3]}', 422, "text[1]"),
+    (TRANSLATE, b'{"text": ["a man", "\\ud800 lone"]}', 422, "text[1]"),
+    (TRANSLATE, b'{"text": ["a man"], "n_best": 1' + b"0" * 400 + b"}", 422, "n_best"),
+    (TRANSLATE, b"[" * 10_000 + b"]" * 10_000, 400, "body"),
     (TRANSLATE, b'{"text": ["a man"], "beam": 0}', 422, "beam"),
     (TRANSLATE, b'{"text": ["a man"], "beam": "5"}', 422, "beam"),
     (TRANSLATE, b'{"text": ["a man"], "beam": 1e400}', 422, "beam"),
@@ -61,7 +64,7 @@ def test_200_bad_requests_then_a_good_one(translation_server) -> None:
             got, body, _ = request(translation_server, path, raw)
             assert got == status, (path, raw[:60] if raw else raw, body)
             assert named in body["error"], (named, body)
-            if status == 422:
+            if status in (400, 422):
                 assert body["field"] == named
 
     one_round(2 * len(BAD))  # the first of each kind grows the server's caches, once
@@ -85,15 +88,35 @@ def test_200_bad_requests_then_a_good_one(translation_server) -> None:
         ({"prompt": "to", "stream": "yes"}, "stream"),
         ({"prompt": ""}, "prompt"),
         ({"prompt": 3}, "prompt"),
+        # values the schema let through, that failed later with a 500
+        ({"prompt": "to", "temperature": 1e-300}, "temperature"),
+        ({"prompt": "to", "temperature": 5e-324}, "temperature"),
+        ({"prompt": "to", "stop": [""]}, "stop[0]"),
+        ({"prompt": "to", "stop": ["x", ""], "stream": True}, "stop[1]"),
+        ({"prompt": "to", "stop": ["x" * 10_000]}, "stop[0]"),
+        ({"prompt": "to", "stop": ["\udfff"]}, "stop[0]"),
+        ({"prompt": "to be \ud800"}, "prompt"),
+        ({"prompt": "to", "top_p": float("nan")}, "top_p"),
+        ({"prompt": "to", "seed": 2**64}, "seed"),
+        ({"prompt": "to", "top_k": 1.5}, "top_k"),
     ],
 )
 def test_bad_sampling_settings_are_422_naming_the_field(lm_server, body, field) -> None:
     status, answer = lm_server.call("/v1/generate", body)
     assert status == 422 and answer["field"] == field, answer
+    assert answer["error"].startswith(f"{field}: ")
+
+
+def test_a_tiny_temperature_or_a_long_stop_list_within_bounds_is_answered(lm_server) -> None:
+    body = {"prompt": "to", "max_new_tokens": 5, "temperature": 1e-3, "stop": ["z" * 100] * 16}
+    status, answer = lm_server.call("/v1/generate", body)
+    assert status == 200 and len(answer["text"]) <= 5
 
 
 def test_an_empty_text_to_attend_to_is_422_naming_it(lm_server) -> None:
     status, answer = lm_server.call("/v1/attention", {"text": ""})
+    assert (status, answer["field"]) == (422, "text")
+    status, answer = lm_server.call("/v1/attention", {"text": "to \ud800"})
     assert (status, answer["field"]) == (422, "text")
     status, answer = lm_server.call("/v1/attention", {"text": "to be", "target": "x"})
     assert (status, answer["field"]) == (422, "target")

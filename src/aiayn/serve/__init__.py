@@ -9,6 +9,9 @@ from collections.abc import Callable
 
 from aiayn.train.checkpoint import WEIGHTS_HELP
 
+# the bounds on what a client can hold (aiayn.serve.bounds), as `serve` takes them by default
+MAX_CONNECTIONS, HEAD_TIMEOUT_S, BODY_TIMEOUT_S = 64, 10.0, 30.0
+
 
 def add_parser(sub: argparse._SubParsersAction, add_device: Callable) -> None:
     cmd = sub.add_parser("serve", help="serve a run's model over HTTP, with the explorer page")
@@ -20,18 +23,38 @@ def add_parser(sub: argparse._SubParsersAction, add_device: Callable) -> None:
     cmd.add_argument(
         "--window-ms", type=float, default=5.0, help="how long a batch waits for more requests"
     )
+    cmd.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="connections open at once, at most (%(default)s)",
+    )
+    cmd.add_argument(
+        "--head-timeout",
+        type=float,
+        default=HEAD_TIMEOUT_S,
+        help="seconds to send a request's head (%(default)s)",
+    )
+    cmd.add_argument(
+        "--body-timeout",
+        type=float,
+        default=BODY_TIMEOUT_S,
+        help="seconds to send a request's body, else 408 (%(default)s)",
+    )
     add_device(cmd)
     cmd.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> None:
     from aiayn.cli import cli_device, log
+    from aiayn.serve.bounds import Bounds
     from aiayn.serve.server import serve
 
     if args.max_queue < 1:
         raise ValueError(f"--max-queue {args.max_queue} must be >= 1")
     if not 0 <= args.window_ms <= 1000:
         raise ValueError(f"--window-ms {args.window_ms} must be in [0, 1000]")
+    bounds = Bounds(args.max_connections, args.head_timeout, args.body_timeout)
     serve(
         args.model,
         args.host,
@@ -41,4 +64,5 @@ def run(args: argparse.Namespace) -> None:
         log,
         args.max_queue,
         args.window_ms,
+        bounds,
     )

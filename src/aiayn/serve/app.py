@@ -1,8 +1,10 @@
 """The HTTP API (FastAPI): one route per kind of request, every error as JSON.
 
-Errors: {"error": what was wrong, "field": the request field, where one is to blame}; 413 for
-a request over a size limit, 422 for a bad value, 404 for an endpoint the model's family does
-not have, 503 (with Retry-After) when the queue is full, 500 for a failure of the server's own.
+Errors: {"error": what was wrong, "field": the request field, where one is to blame}; 400 for
+a body that cannot be parsed, 408 for one not received in time, 413 for a request over a size
+limit, 422 for a bad value, 404 for an endpoint the model's family does not have, 503 (with
+Retry-After) when the queue or the server's connections are full, 500 for a failure of the
+server's own. Every request is checked whole before it is queued.
 """
 
 from __future__ import annotations
@@ -21,22 +23,16 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from aiayn.serve.batcher import Batcher, Busy, Job
-from aiayn.serve.engines import (
-    ClassifierEngine,
-    Engine,
-    InputError,
-    LanguageEngine,
-    TranslationEngine,
-)
+from aiayn.serve.bounds import Bounds
+from aiayn.serve.engines import ClassifierEngine, Engine, LanguageEngine, TranslationEngine
 from aiayn.serve.guard import Guard, Traffic
 from aiayn.serve.schema import (
     AttentionRequest,
     ClassifyRequest,
     GenerateRequest,
+    InputError,
     TooLarge,
     TranslateRequest,
-    check_length,
-    check_sizes,
 )
 
 STATIC = files("aiayn.serve") / "static"
@@ -58,7 +54,7 @@ def field_name(loc: tuple) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
 
-def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
+def create_app(engine: Engine, batcher: Batcher, bounds: Bounds | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -70,7 +66,7 @@ def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
         lifespan=lifespan,
     )
     traffic = Traffic()
-    app.add_middleware(Guard, traffic=traffic)
+    app.add_middleware(Guard, traffic=traffic, bounds=bounds or Bounds())
     add_errors(app)
 
     async def run(job: Job) -> list[Any]:
@@ -101,7 +97,7 @@ def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
     @app.post("/v1/translate")
     async def translate(req: TranslateRequest) -> dict[str, Any]:
         e: TranslationEngine = need(TranslationEngine, "translate")
-        check_sizes(req.text, "text")
+        req.check()
         beam = e.cfg.decode.beam if req.beam is None else req.beam
         alpha = e.cfg.decode.alpha if req.alpha is None else req.alpha
         if req.n_best > beam:
@@ -111,26 +107,26 @@ def create_app(engine: Engine, batcher: Batcher) -> FastAPI:
     @app.post("/v1/classify")
     async def classify(req: ClassifyRequest) -> dict[str, Any]:
         e: ClassifierEngine = need(ClassifierEngine, "classify")
-        check_sizes(req.text, "text")
+        req.check()
         return {"labels": await run(e.classify_job(req.text))}
 
     @app.post("/v1/generate", response_model=None)
     async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:
         e: LanguageEngine = need(LanguageEngine, "generate")
-        check_length(req.prompt, "prompt")
-        check_sizes(req.stop, "stop")
+        req.check()
         options = req.model_dump(exclude={"prompt", "stream"})
         if not req.stream:
-            [text] = await run(
-                e.generate_job(req.prompt, options, lambda _: None, threading.Event())
-            )
+            stop = threading.Event()
+            try:
+                [text] = await run(e.generate_job(req.prompt, options, lambda _: None, stop))
+            finally:
+                stop.set()  # a cancelled request ends its sampling at the next token
             return {"text": text}
         return stream_events(e, req.prompt, options, batcher)
 
     @app.post("/v1/attention")
     async def attention(req: AttentionRequest) -> dict[str, Any]:
-        check_length(req.text, "text")
-        check_length(req.target, "target")
+        req.check()
         if req.target is not None and not isinstance(engine, TranslationEngine):
             raise InputError(
                 "target", f"target: only a translation model reads one, not a {engine.family}"
@@ -182,7 +178,9 @@ def add_errors(app: FastAPI) -> None:
             where = first.get("loc", ("body", "?"))[-1]
             return error(422, f"body: not valid JSON (at character {where})", "body")
         field = field_name(tuple(first.get("loc", ())))
-        return error(422, f"{field}: {first.get('msg', 'invalid')}", field)
+        # a check of the schema's own: its message, without pydantic's "Value error, "
+        cause = first.get("ctx", {}).get("error") if first.get("type") == "value_error" else None
+        return error(422, f"{field}: {cause or first.get('msg', 'invalid')}", field)
 
     @app.exception_handler(InputError)
     async def bad_input(_req: Request, exc: InputError) -> JSONResponse:
@@ -190,7 +188,7 @@ def add_errors(app: FastAPI) -> None:
 
     @app.exception_handler(TooLarge)
     async def too_large(_req: Request, exc: TooLarge) -> JSONResponse:
-        return error(413, str(exc))
+        return error(413, str(exc), exc.field)
 
     @app.exception_handler(Busy)
     async def busy(_req: Request, exc: Busy) -> JSONResponse:
@@ -198,6 +196,8 @@ def add_errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's: a body its parser gave up on (nested too deeply)
+            return error(400, f"body: {exc.detail}", "body")
         return error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)

@@ -6,6 +6,11 @@ an unbounded wait). One worker thread owns the model: it takes the oldest job, t
 up to `max_items` texts, and runs them together. The decoder splits what it is given into
 batches bounded in tokens (decode.batch_tokens), so a gathered batch never exceeds the memory
 a batch of the run's own size needs.
+
+One request never fails another: when a batch raises, each of its jobs runs again alone, so
+that only the one that caused it gets the error. A job whose caller has gone (its future was
+cancelled: a client's timeout, the end of a graceful stop) is skipped, and nothing a job does
+stops the worker.
 """
 
 from __future__ import annotations
@@ -63,7 +68,14 @@ class Batcher:
 
     def _work(self) -> None:
         while (batch := self._gather()) is not None:
-            self._run(batch)
+            # RUNNING from here: a later cancel() is refused, so a result can always be set
+            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            try:
+                self._run(live)
+            except Exception as e:  # a fault of the server's own: these jobs fail, not the rest
+                for job in live:
+                    if not job.future.done():
+                        job.future.set_exception(e)
 
     def _gather(self) -> list[Job] | None:
         first = self.held.pop() if self.held else self.jobs.get()
@@ -84,13 +96,20 @@ class Batcher:
         return batch
 
     def _run(self, batch: list[Job]) -> None:
+        if not batch:
+            return
         items = [item for job in batch for item in job.items]
         try:
             results = batch[0].run(items)
-        except Exception as e:  # each request of the batch gets the error, the worker goes on
-            for job in batch:
-                job.future.set_exception(e)
+        except Exception as e:
+            if len(batch) == 1:
+                batch[0].future.set_exception(e)
+            else:  # which job caused it? each alone: the others get their results
+                for job in batch:
+                    self._run([job])
             return
+        if len(results) != len(items):
+            raise RuntimeError(f"a batch of {len(items)} items gave {len(results)} results")
         self.batches, self.items = self.batches + 1, self.items + len(items)
         start = 0
         for job in batch:

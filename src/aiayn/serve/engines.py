@@ -20,18 +20,11 @@ from aiayn.decode.text import stream
 from aiayn.decode.translate import Translator
 from aiayn.nn.attention import record_attention
 from aiayn.serve.batcher import Job
+from aiayn.serve.schema import InputError
 from aiayn.tasks import place, read_run_config
 from aiayn.tasks.classification import Classifier
 
 Maps = list[dict[str, Any]]
-
-
-class InputError(ValueError):
-    """A request that names a value the model cannot take (422, naming `field`)."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class Engine:
@@ -150,6 +143,8 @@ class LanguageEngine(Engine):
         return Job(object(), [prompt], run)
 
     def attention_job(self, text: str, target: str | None) -> Job:
+        self.prompt_ids(text, "text")  # refused before it is queued
+
         def run(items: list[str]) -> list[dict[str, Any]]:
             ids = self.prompt_ids(items[0], "text")[-self.cfg.model.max_len :]
             tokens = torch.tensor([ids], device=next(self.model.parameters()).device)

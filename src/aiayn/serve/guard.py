@@ -1,13 +1,15 @@
-"""ASGI middleware in front of every route: the body size limit, a body that is no text at all,
-and a count of the requests being answered (the server's /v1/stats; tests wait on it)."""
+"""ASGI middleware in front of every route: the body's size limit and deadline, a body that is
+no text at all, and a count of the requests being answered (the server's /v1/stats; tests wait
+on it)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiayn.serve.schema import MAX_BODY
+from aiayn.serve.bounds import Bounds
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -23,12 +25,14 @@ class Traffic:
 
 
 class Guard:
-    """Answers 413 to a body over `limit` bytes, by its Content-Length or, when that is absent
-    (a chunked upload) or false, as soon as more bytes than the limit have arrived. The body
-    is read whole (at most `limit` bytes) before the route sees it."""
+    """Answers 413 to a body over the limit, by its Content-Length or, when that is absent
+    (a chunked upload) or false, as soon as more bytes than the limit have arrived; and 408,
+    closing the connection, to a body not received whole within the body's deadline. The
+    body is read whole (at most the limit) before the route sees it."""
 
-    def __init__(self, app: ASGI, traffic: Traffic, limit: int = MAX_BODY) -> None:
-        self.app, self.traffic, self.limit = app, traffic, limit
+    def __init__(self, app: ASGI, traffic: Traffic, bounds: Bounds) -> None:
+        self.app, self.traffic = app, traffic
+        self.limit, self.timeout_s = bounds.max_body, bounds.body_timeout_s
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,15 +43,38 @@ class Guard:
             return await reject(send, f"the body is {shown} bytes; the limit is {self.limit:,}")
         self.traffic.in_flight += 1
         try:
-            body = await read_body(receive, self.limit)
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    body = await read_body(receive, self.limit)
+            except TimeoutError:
+                message = f"body: not received whole within {self.timeout_s:g} s"
+                return await reject(send, message, 408, "body", close=True)
             if body is TOO_LARGE:
                 await reject(send, f"the body is over the limit of {self.limit:,} bytes")
             elif body is not None and not utf8(body):  # FastAPI's answer would be a bare 400
                 await reject(send, "body: not UTF-8 text, as JSON must be", 422, "body")
             elif body is not None:  # None: the client went away
-                await self.app(as_json(scope), replay(body, receive), send)
+                await self.route(scope, body, receive, send)
         finally:
             self.traffic.in_flight -= 1
+
+    async def route(self, scope: dict, body: bytes, receive: Receive, send: Send) -> None:
+        """The app's answer. A request cancelled before its answer started (a stop's timeout
+        ran out) is answered 503 in JSON, not uvicorn's plain-text 500 and a traceback."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(as_json(scope), replay(body, receive), tracked)
+        except asyncio.CancelledError:
+            if started:
+                raise
+            message = "the server is stopping and did not answer this request; retry it"
+            await reject(send, message, 503, None, close=True)
 
 
 TOO_LARGE = b"<too large>"
@@ -99,9 +126,13 @@ def utf8(body: bytes) -> bool:
     return True
 
 
-async def reject(send: Send, message: str, status: int = 413, field: str | None = None) -> None:
+async def reject(
+    send: Send, message: str, status: int = 413, field: str | None = "body", close: bool = False
+) -> None:
     fields = {"error": message} if field is None else {"error": message, "field": field}
     body = json.dumps(fields).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    if close:  # the rest of the body is not waited for
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

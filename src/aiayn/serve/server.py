@@ -2,6 +2,7 @@
 
 SIGTERM and Ctrl-C stop it gracefully: it stops accepting connections, answers every request
 already received (the batcher finishes its queue), then returns, and the command exits 0.
+What a client can hold of it (connections, time, memory) is bounded: aiayn.serve.bounds.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ import ipaddress
 import signal
 import socket
 from collections.abc import Callable
+from functools import partial
 
 import torch
 import uvicorn
+from fastapi import FastAPI
 
 from aiayn.serve.app import create_app
 from aiayn.serve.batcher import Batcher
+from aiayn.serve.bounds import BoundedH11, Bounds, Trim
 from aiayn.serve.engines import load_engine
 
 GRACE_S = 120  # how long a stop waits for the requests in flight
+KEEP_ALIVE_S = 5  # how long an idle connection stays open
 
 
 def is_loopback(host: str) -> bool:
@@ -55,16 +60,14 @@ def serve(
     log: Callable[[str], None],
     max_queue: int = 64,
     window_ms: float = 5.0,
+    bounds: Bounds | None = None,
 ) -> None:
+    bounds = bounds or Bounds()
     engine = load_engine(model_dir, weights, device, log)
     sock = bind(host, port)
     if not is_loopback(host):
         log(f"warning: listening on {host}, beyond this machine: the API has no authentication")
-    app = create_app(engine, Batcher(max_queue, window_ms / 1000))
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_S
-    )
-    server = uvicorn.Server(config)
+    server = make_server(create_app(engine, Batcher(max_queue, window_ms / 1000), bounds), bounds)
     # uvicorn catches the stop signals while it runs, then raises them again against the
     # handlers it found; these make that a no-op, so that a graceful stop exits 0
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -74,3 +77,16 @@ def serve(
     log(f"serving the {engine.family} model of {model_dir} at http://{shown}:{bound}/")
     server.run(sockets=[sock])
     log("stopped: every request received was answered")
+
+
+def make_server(app: FastAPI, bounds: Bounds) -> uvicorn.Server:
+    """uvicorn serving `app` over HTTP/1.1 within `bounds`."""
+    config = uvicorn.Config(
+        app,
+        http=partial(BoundedH11, bounds=bounds, trim=Trim()),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACE_S,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
+    return uvicorn.Server(config)
