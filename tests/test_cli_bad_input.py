@@ -149,7 +149,12 @@ def test_optimizer_values_are_checked_at_load(tmp_path, capsys, key, value, expe
 
 @pytest.mark.parametrize(
     "flag, value, message",
-    [("--temperature", "inf", "--temperature inf must be finite"), ("--seed", "-1", "--seed -1")],
+    [
+        ("--temperature", "inf", "--temperature inf must be 0 (greedy) or finite"),
+        # overflows float32 logits to NaN inside the model: refused before it is loaded
+        ("--temperature", "1e-300", "--temperature 1e-300 must be 0 (greedy) or finite and >="),
+        ("--seed", "-1", "--seed -1"),
+    ],
 )
 def test_sampling_options_name_themselves(tmp_path, capsys, flag, value, message):
     assert main(["generate", "--model", str(tmp_path), flag, value]) == 2

@@ -20,6 +20,9 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.sample import generate as generate_tokens
 from aiayn.models.decoder_only import DecoderOnlyLM
 
+# logits divided by a smaller temperature overflow float32 (1e-40: inf, then NaN), and below
+# this any sample is the greedy choice anyway
+MIN_TEMPERATURE = 1e-3
 REPLACEMENT = "\ufffd"  # what a decoder makes of bytes that are not (yet) a whole character
 
 
@@ -95,7 +98,12 @@ def check_options(
     """Refuse a bad sampling setting, naming it as `label` writes it (the CLI: as a flag)."""
     for name, value, ok, expected in (
         ("max_new_tokens", max_new_tokens, max_new_tokens >= 0, ">= 0"),
-        ("temperature", temperature, 0 <= temperature < math.inf, "finite and >= 0 (0: greedy)"),
+        (
+            "temperature",
+            temperature,
+            temperature == 0 or MIN_TEMPERATURE <= temperature < math.inf,
+            f"0 (greedy) or finite and >= {MIN_TEMPERATURE}",
+        ),
         ("top_k", top_k, top_k >= 0, ">= 0 (0: no limit)"),
         ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
         ("seed", seed, seed is None or 0 <= seed < 2**64, "in [0, 2**64)"),

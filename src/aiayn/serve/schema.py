@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aiayn.decode.text import MIN_TEMPERATURE
 from aiayn.safeio import check_text
 
 MAX_BODY = 1_000_000  # bytes
@@ -24,9 +25,6 @@ MAX_CHARS = 10_000  # characters in one text
 # grows with the square of its length
 MAX_STOP_CHARS = 100
 MAX_STOPS = 16
-# logits divided by a smaller temperature overflow float32 (1e-40: inf, then NaN), and below
-# this any sample is the greedy choice anyway
-MIN_TEMPERATURE = 1e-3
 
 
 class TooLarge(Exception):
