@@ -164,6 +164,8 @@ def test_the_exported_tokenizer_knows_its_special_tokens(exported):
     assert (theirs.bos_token_id, theirs.unk_token_id) == (ours.bos_id, ours.unk_id)
     text = "a man sees the big dog"
     assert theirs(text, add_special_tokens=False)["input_ids"] == ours.encode([text])[0]
+    literal = "a <pad> dog </s>"  # special tokens' names in a text are text on both sides
+    assert theirs(literal, add_special_tokens=False)["input_ids"] == ours.encode([literal])[0]
 
 
 @pytest.mark.parametrize(

@@ -187,6 +187,8 @@ def tokenizer_config(special: dict[str, str], kind: str) -> dict[str, Any]:
         "pad_token": special["pad"], "bos_token": special["bos"],
         "eos_token": special["eos"], "unk_token": special["unk"],
         "model_max_length": None, "padding_side": "left" if kind == "gpt2" else "right",
+        # "<pad>" written in a text is text to aiayn (aiayn.data.tokenizer): the same there
+        "split_special_tokens": True,
     }  # fmt: skip
 
 
