@@ -12,21 +12,24 @@ dependency: `pip install 'aiayn[ct2]'`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from aiayn.atomic import first_line
 from aiayn.decode.quantize import refuse_int8
 from aiayn.decode.translate import Translator
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
+from aiayn.safeio import check_input, read_input_json
 from aiayn.tasks.translation import load_translator
 from aiayn.train.rundir import LOCK, RunLock, inside
 
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
+MAX_VOCABULARY_BYTES = 64 << 20
+MAX_CONFIG_BYTES = 1 << 20
 ACTIVATION = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}
 QUANTIZATIONS = ("float32", "int8", "int8_float32")
 
@@ -209,8 +212,11 @@ class CT2Translator(Translator):
 
 def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | None) -> Translator:
     """`base`'s translator decoding with the CTranslate2 model in `folder` (default
-    RUN_DIR/ct2), refused unless that model reads and writes the run's vocabularies."""
-    folder = Path(folder) if folder is not None else Path(run_dir) / CT2_DIR
+    RUN_DIR/ct2, which may not be a link out of the run), refused unless that model reads and
+    writes the run's vocabularies."""
+    folder = Path(folder) if folder is not None else inside(run_dir, CT2_DIR)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no CTranslate2 model of aiayn's (run export-ct2)")
     m = base.model.cfg
     expected = {
         "source": vocabulary(base.src_tok, m.source_vocab),
@@ -218,19 +224,26 @@ def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | N
     }
     for side, tokens in expected.items():
         path = inside(folder, f"{side}_vocabulary.json")
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             path = inside(folder, "shared_vocabulary.json")
-        if not path.is_file() or path.stat().st_size > 64 << 20:
+        if not path.exists() and not path.is_symlink():
             raise ValueError(f"{folder}: no CTranslate2 model of aiayn's (run export-ct2)")
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, RecursionError) as e:
-            raise ValueError(f"{path}: not a CTranslate2 vocabulary ({e})") from None
-        if found != tokens:
+        if read_input_json(path, MAX_VOCABULARY_BYTES, within=folder) != tokens:
             raise ValueError(f"{path}: not the {side} vocabulary of {run_dir}; export-ct2 again")
     return CT2Translator(base, load_engine(folder))
 
 
 def load_engine(folder: Path, threads: int = 0) -> Any:
-    """CTranslate2's translator of `folder`, on the CPU (threads 0: its default)."""
-    return ctranslate2().Translator(str(folder), device="cpu", intra_threads=threads)
+    """CTranslate2's translator of `folder`, on the CPU (threads 0: its default). Its files
+    are checked first (regular files inside the folder, a config that is a JSON object), and
+    what CTranslate2 still refuses is an error naming the folder."""
+    config = read_input_json(inside(folder, "config.json"), MAX_CONFIG_BYTES, within=folder)
+    if not isinstance(config, dict):
+        raise ValueError(f"{folder / 'config.json'}: not a JSON object; export-ct2 again")
+    check_input(inside(folder, "model.bin"), within=folder)
+    try:
+        return ctranslate2().Translator(str(folder), device="cpu", intra_threads=threads)
+    except (RuntimeError, MemoryError, ValueError, TypeError) as e:
+        raise ValueError(
+            f"{folder}: CTranslate2 could not load the model ({first_line(e)}); export-ct2 again"
+        ) from None
