@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiayn.ablate.result import RESULT, read_result
 from aiayn.atomic import atomic_write
 from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
@@ -112,9 +113,9 @@ def variant(data: dict[str, Any], v: object, seed: int, where: str) -> Variant:
 
 def run_variant(v: Variant, run_dir: Path, beam: int | None, log: Callable) -> dict:
     """Train `v` into `run_dir` (unless its result is there), score it, and return its result."""
-    done = run_dir / "result.json"
-    if done.exists():
-        return json.loads(done.read_text(encoding="utf-8"))
+    done = run_dir / RESULT
+    if (saved := read_result(run_dir, v.name)) is not None:
+        return saved
     from aiayn.models import build_model, count_parameters
     from aiayn.tasks import train
 
