@@ -12,6 +12,7 @@ dependency: `pip install 'aiayn[ct2]'`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,11 @@ from aiayn.train.rundir import LOCK, RunLock, inside
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
 MAX_VOCABULARY_BYTES = 64 << 20
 MAX_CONFIG_BYTES = 1 << 20
+# export-ct2's config.json: each key it may hold, with its type
+CT2_CONFIG = {
+    "add_source_bos": bool, "add_source_eos": bool, "bos_token": str, "decoder_start_token": str,
+    "eos_token": str, "unk_token": str, "layer_norm_epsilon": float, "multi_query_attention": bool,
+}  # fmt: skip
 ACTIVATION = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}
 QUANTIZATIONS = ("float32", "int8", "int8_float32")
 
@@ -230,16 +236,34 @@ def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | N
             raise ValueError(f"{folder}: no CTranslate2 model of aiayn's (run export-ct2)")
         if read_input_json(path, MAX_VOCABULARY_BYTES, within=folder) != tokens:
             raise ValueError(f"{path}: not the {side} vocabulary of {run_dir}; export-ct2 again")
-    return CT2Translator(base, load_engine(folder))
+    return CT2Translator(base, load_engine(folder, expected["target"]))
 
 
-def load_engine(folder: Path, threads: int = 0) -> Any:
-    """CTranslate2's translator of `folder`, on the CPU (threads 0: its default). Its files
-    are checked first (regular files inside the folder, a config that is a JSON object), and
-    what CTranslate2 still refuses is an error naming the folder."""
-    config = read_input_json(inside(folder, "config.json"), MAX_CONFIG_BYTES, within=folder)
+def check_config(folder: Path, tokens: list[str]) -> None:
+    """Refuse `folder`'s config.json unless it is one export-ct2 writes: the keys and types of
+    CT2_CONFIG, its special tokens among `tokens` (CTranslate2 reads them only mid-translation,
+    where a bad one is a crash, not a message)."""
+    path = inside(folder, "config.json")
+    config = read_input_json(path, MAX_CONFIG_BYTES, within=folder)
     if not isinstance(config, dict):
-        raise ValueError(f"{folder / 'config.json'}: not a JSON object; export-ct2 again")
+        raise ValueError(f"{path}: not a JSON object; export-ct2 again")
+    for key, value in config.items():
+        kind = CT2_CONFIG.get(key)
+        if kind is None:
+            raise ValueError(f"{path}: key {key[:40]!r} is not one export-ct2 writes")
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok or (kind is float and not math.isfinite(value)):
+            raise ValueError(f"{path}: {key}={value!r:.40} is not {kind.__name__}")
+        if kind is str and value not in tokens:
+            raise ValueError(f"{path}: {key}={value!r:.40} is not in the target vocabulary")
+
+
+def load_engine(folder: Path, tokens: list[str], threads: int = 0) -> Any:
+    """CTranslate2's translator of `folder` whose target vocabulary is `tokens`, on the CPU
+    (threads 0: its default). Its files are checked first (regular files inside the folder,
+    the config export-ct2 writes), and what CTranslate2 still refuses is an error naming the
+    folder."""
+    check_config(folder, tokens)
     check_input(inside(folder, "model.bin"), within=folder)
     try:
         return ctranslate2().Translator(str(folder), device="cpu", intra_threads=threads)
