@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +109,39 @@ def test_valid_text_passes_unchanged():
     for text in ("", "café 😀", "日本語", "\x00\n\t"):
         assert check_text(text, "x") is text
     check_args({"--prompt": ["a", "b"], "--seed": None, "config": "c.toml"})
+
+
+# Every place in aiayn's source that opens or reads a file by a route other than aiayn.safeio,
+# each with why it may: anything new must go through safeio (or be added here, with a reason).
+READS = re.compile(
+    r"\bopen\(|\.read_text\(|\.read_bytes\(|np\.load\(|torch\.load\(|safe_open\(|json\.load\("
+    r"|tomllib\.load\(|from_file\(|gzip\.open\(|os\.open\("
+)
+ALLOWED = {
+    "atomic.py": ["with open(tmp, "],  # reads back the temporary file it has just written
+    "machine.py": ['Path("/proc/cpuinfo")'],  # the kernel's
+    "cli.py": ["os.open(os.devnull"],
+    "prepare/arrays.py": ['open(tmp, "wb")'],  # writers
+    "train/metrics.py": ['open(path, "ab"'],
+    "train/rundir.py": ["os.O_CREAT | os.O_NOFOLLOW"],  # the run lock
+    "train/state.py": ["`torch.load(weights_only=True)`"],  # a docstring
+    # libraries that take a path or file safeio has checked (check_input, open_input) just before
+    "train/checkpoint.py": ["safe_open(str(check_input(path))", "torch.load(f, "],
+    "prepare/dataset.py": ["np.load(check_input(path)", "def open("],
+    "tasks/translation.py": ["PreparedParallel.open("],
+    # quantize_run's copy of the run's small files: issue 39's writers' branch owns it
+    "decode/quantize.py": ["data = path.read_bytes()"],
+}
+
+
+def test_every_reader_in_the_source_goes_through_safeio():
+    src = Path(safeio.__file__).parent
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        name = path.relative_to(src).as_posix()
+        if name == "safeio.py":
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if READS.search(line) and not any(a in line for a in ALLOWED.get(name, [])):
+                found.append(f"{name}:{number}: {line.strip()}")
+    assert not found, "read through aiayn.safeio instead:\n" + "\n".join(found)
