@@ -5,6 +5,7 @@ or option, exit 2."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 import sys
@@ -205,3 +206,19 @@ def test_int8_scales_no_quantizer_writes_are_refused(tiny_run, tmp_path, capsys,
     assert main(["translate", "--model", str(out), "--device", "cpu"]) == 2
     line = error_line(capsys)
     assert f"tensor '{name}' holds" in line and "expected scales from 1.19209e-07 to 1e+06" in line
+
+
+def test_a_terminal_line_that_is_not_utf8_is_one_line(tiny_run, capsys, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    # a C locale decodes a terminal's bytes with surrogate escapes
+    monkeypatch.setattr(sys, "stdin", Terminal(f"{BAD}\n"))
+    assert main(["translate", "--model", str(tiny_run)]) == 2
+    err = capsys.readouterr().err  # the prompt "> " comes first on the error's line
+    assert err.endswith(
+        "aiayn translate: error: stdin: not valid UTF-8 text (character 3 is "
+        "'\\udce9', a lone surrogate or an undecodable byte)\n"
+    )
+    assert "Traceback" not in err
