@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aiayn import safeio
+from aiayn import cli, safeio
 from aiayn.safeio import (
     InputError,
     check_args,
@@ -101,14 +101,20 @@ def test_text_and_json_errors_name_the_file_and_line(tmp_path):
 def test_lone_surrogates_and_undecodable_bytes_are_refused_by_name(text):
     with pytest.raises(ValueError, match="--prompt: not valid UTF-8 text"):
         check_text(text, "--prompt")
+    parser = cli.parser()
+    args = parser.parse_args(["generate", "--model", "run", "--stop", "fine", "--stop", text])
     with pytest.raises(ValueError, match="--stop: not valid UTF-8"):
-        check_args({"--model": "run", "--stop": ["fine", text], "--beam": 4})
+        check_args(parser, args)
+    args = parser.parse_args(["params", text])
+    with pytest.raises(ValueError, match="config: not valid UTF-8"):
+        check_args(parser, args)
 
 
 def test_valid_text_passes_unchanged():
     for text in ("", "café 😀", "日本語", "\x00\n\t"):
         assert check_text(text, "x") is text
-    check_args({"--prompt": ["a", "b"], "--seed": None, "config": "c.toml"})
+    parser = cli.parser()
+    check_args(parser, parser.parse_args(["generate", "--model", "café", "--prompt", "😀"]))
 
 
 # Every place in aiayn's source that opens or reads a file by a route other than aiayn.safeio,

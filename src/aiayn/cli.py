@@ -385,23 +385,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def named_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, object]:
-    """The command's arguments by the name a user typed: `--prompt`, or a positional's."""
-    command = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    actions = [*p._actions, *command.choices[args.command]._actions]
-    return {
-        (a.option_strings[-1] if a.option_strings else a.dest): getattr(args, a.dest)
-        for a in actions
-        if hasattr(args, a.dest)
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     debug = args.debug or os.environ.get("AIAYN_DEBUG", "") not in ("", "0")
     try:
-        check_args(named_args(p, args))  # every text a command takes from its user, at once
+        check_args(p, args)  # every text a command takes from its user, at once
         args.run(args)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
         quiet_stdout()

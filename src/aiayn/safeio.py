@@ -9,6 +9,7 @@ surrogates in JSON and the surrogate escapes Python gives invalid UTF-8 on the c
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
@@ -99,10 +100,16 @@ def read_input_text(path: str | Path, limit: int, within: str | Path | None = No
         raise InputError(f"{path}: line {line} is not valid UTF-8 ({e.reason})") from None
 
 
-def check_args(values: dict[str, Any]) -> None:
-    """Every string among a command's arguments, alone or in a list, checked by `check_text`
-    under its name (`--prompt`, `config`)."""
-    for name, value in values.items():
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every string among a command's parsed arguments, alone or in a list, checked by
+    `check_text` under the name its user typed (`--prompt`, or a positional's name)."""
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            actions += action.choices[args.command]._actions
+    for action in actions:
+        value = getattr(args, action.dest, None)
+        name = action.option_strings[-1] if action.option_strings else action.dest
         for item in value if isinstance(value, list | tuple) else [value]:
             if isinstance(item, str):
                 check_text(item, name)
