@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -78,21 +79,42 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:500])
 
 
+def misstate_a_size(path: Path) -> None:
+    """The first variable's byte count made 4 larger than its shape holds: CTranslate2's
+    reader would trust it (a damaged file like this crashed the process)."""
+    data = bytearray(path.read_bytes())
+    at = 4 + 2 + struct.unpack_from("<H", data, 4)[0] + 8  # version, spec name, revision, count
+    at += 2 + struct.unpack_from("<H", data, at)[0]  # the variable's name
+    at += 1 + 4 * data[at] + 1  # its rank, dims and dtype
+    struct.pack_into("<I", data, at, struct.unpack_from("<I", data, at)[0] + 4)
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda ct2: truncate(ct2 / "model.bin"), "CTranslate2 could not load the model"),
+        (lambda ct2: truncate(ct2 / "model.bin"), "model.bin: a tensor of"),
+        (lambda ct2: misstate_a_size(ct2 / "model.bin"), "bytes, not its shape"),
         (lambda ct2: (ct2 / "model.bin").unlink(), "model.bin: no such file"),
         (lambda ct2: (ct2 / "config.json").unlink(), "config.json: no such file"),
         (lambda ct2: (ct2 / "config.json").write_text("{"), "config.json: not valid JSON"),
         (lambda ct2: (ct2 / "config.json").write_text("[]"), "config.json: not a JSON object"),
         (
             lambda ct2: (ct2 / "config.json").write_text('{"unk_token": 5}'),
-            "CTranslate2 could not load the model",
+            "config.json: unk_token=5 is not str",
         ),
         (lambda ct2: (ct2 / "shared_vocabulary.json").write_text("[1"), "not valid JSON"),
     ],
-    ids=["cut model.bin", "no model.bin", "no config", "bad JSON", "array", "bad type", "vocab"],
+    ids=[
+        "cut model.bin",
+        "resized",
+        "no model.bin",
+        "no config",
+        "bad JSON",
+        "array",
+        "bad type",
+        "vocab",
+    ],
 )
 def test_a_damaged_ct2_folder_is_one_line(ct2_run, tmp_path, capsys, damage, message):
     run = Path(shutil.copytree(ct2_run, tmp_path / "run"))

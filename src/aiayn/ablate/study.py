@@ -79,6 +79,8 @@ def load_study(path: str | Path) -> Study:
         Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})"))
         for s in seeds
     ]
+    if not isinstance(table.get("variants", []), list):
+        raise ValueError(f"{path}: ablate.variants must be a list of tables ([[ablate.variants]])")
     variants = [variant(data, v, seeds[0], f"{path}: ablate.variants[{i}]")
                 for i, v in enumerate(table.get("variants", []))]  # fmt: skip
     slugs = [v.slug for v in variants]

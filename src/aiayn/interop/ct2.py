@@ -22,9 +22,10 @@ import torch
 from aiayn.atomic import first_line
 from aiayn.decode.quantize import refuse_int8
 from aiayn.decode.translate import Translator
+from aiayn.interop.ct2_check import check_model_bin
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
-from aiayn.safeio import check_input, read_input_json
+from aiayn.safeio import read_input_json
 from aiayn.tasks.translation import load_translator
 from aiayn.train.rundir import LOCK, RunLock, inside
 
@@ -264,10 +265,13 @@ def load_engine(folder: Path, tokens: list[str], threads: int = 0) -> Any:
     the config export-ct2 writes), and what CTranslate2 still refuses is an error naming the
     folder."""
     check_config(folder, tokens)
-    check_input(inside(folder, "model.bin"), within=folder)
+    ct2 = ctranslate2()
+    check_model_bin(
+        inside(folder, "model.bin"), ct2.specs.model_spec.CURRENT_BINARY_VERSION, folder
+    )
     try:
-        return ctranslate2().Translator(str(folder), device="cpu", intra_threads=threads)
-    except (RuntimeError, MemoryError, ValueError, TypeError) as e:
+        return ct2.Translator(str(folder), device="cpu", intra_threads=threads)
+    except Exception as e:  # the C++ reader raises RuntimeError, IndexError, MemoryError...
         raise ValueError(
             f"{folder}: CTranslate2 could not load the model ({first_line(e)}); export-ct2 again"
         ) from None
