@@ -23,7 +23,7 @@ from aiayn.cli import main
 from aiayn.train.checkpoint import pick_weights
 from tests.cli_helpers import write_config
 
-WATCHDOG_S = 30
+WATCHDOG_S = 10  # a tiny run loads in about a second; a FIFO would wait forever
 
 
 class Hung(BaseException):
