@@ -97,7 +97,7 @@ def test_bad_override_on_resume_leaves_the_run_intact(existing_run, capsys):
     "args, message",
     [
         (["translate", "--model", "{tmp}/none"], "not a run directory"),
-        (["translate", "--model", "{run}", "--input", "{tmp}/none.txt"], "No such file"),
+        (["translate", "--model", "{run}", "--input", "{tmp}/none.txt"], "none.txt: no such file"),
         (["evaluate", "--model", "{run}", "--src", "{tmp}/a", "--ref", "{tmp}/b"], "no such file"),
         (["translate", "--model", "{run}", "--weights", "newest"], "--weights 'newest' is unknown"),
         (

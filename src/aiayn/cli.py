@@ -19,6 +19,7 @@ import torch
 from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model, parameter_breakdown
+from aiayn.safeio import check_args, check_text
 from aiayn.train.checkpoint import WEIGHTS_HELP
 
 if TYPE_CHECKING:
@@ -145,7 +146,9 @@ def cmd_translate(args: argparse.Namespace) -> None:
     if args.input is None and sys.stdin.isatty():  # a person typing: answer each line
         log("type a sentence and press Enter; Ctrl-D ends")
         while line := prompt("> "):
-            print(translator.translate([line.rstrip("\n")], args.beam)[0], flush=True)
+            # a terminal's text arrives decoded with surrogate escapes under a C locale
+            text = check_text(line.rstrip("\n"), "stdin")
+            print(translator.translate([text], args.beam)[0], flush=True)
         return
     for text in translator.translate_stream(lines, args.beam):
         print(text, flush=True)
@@ -400,9 +403,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
     debug = args.debug or os.environ.get("AIAYN_DEBUG", "") not in ("", "0")
     try:
+        check_args(p, args)  # every text a command takes from its user, at once
         args.run(args)
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
         quiet_stdout()

@@ -12,23 +12,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from aiayn.safeio import read_input_text
+
 T = TypeVar("T")
+MAX_CONFIG_BYTES = 16 << 20  # a config or study file is a page or two of TOML
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Parse a TOML file; errors name the file."""
+def load_toml(path: str | Path, within: str | Path | None = None) -> dict[str, Any]:
+    """Parse a TOML file (a regular file, inside `within` when given); errors name the file."""
     path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        raise ValueError(f"config file {str(path)!r} does not exist")
     try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"config file {str(path)!r} does not exist") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        return tomllib.loads(read_input_text(path, MAX_CONFIG_BYTES, within))
+    except tomllib.TOMLDecodeError as e:
         raise ValueError(f"config file {str(path)!r} is not valid TOML: {e}") from None
     except RecursionError:
         raise ValueError(f"config file {str(path)!r} nests too deeply to be a config") from None
-    except IsADirectoryError:
-        raise ValueError(f"config file {str(path)!r} is a directory") from None
 
 
 def _accepts(hint: Any, value: Any) -> bool:

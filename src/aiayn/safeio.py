@@ -9,11 +9,18 @@ surrogates in JSON and the surrogate escapes Python gives invalid UTF-8 on the c
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import stat
 from pathlib import Path
 from typing import Any, BinaryIO
+
+CHUNK = 16 << 20
+
+
+class InputError(ValueError):
+    """A file refused by this module; its message names the file and says why."""
 
 
 def check_text(value: str, field: str) -> str:
@@ -37,18 +44,18 @@ def open_input(path: str | Path, within: str | Path | None = None) -> BinaryIO:
         root = Path(within).resolve()
         target = path.resolve()
         if not target.is_relative_to(root):
-            raise ValueError(f"{path}: a link out of its directory {within} (to {target}); refused")
+            raise InputError(f"{path}: a link out of its directory {within} (to {target}); refused")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
     except OSError as e:
-        raise ValueError(f"{path}: could not be opened ({e.strerror or e})") from None
+        raise InputError(f"{path}: could not be opened ({e.strerror or e})") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise ValueError(f"{path}: {kind}; expected a regular file")
+            raise InputError(f"{path}: {kind}; expected a regular file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
@@ -56,13 +63,31 @@ def open_input(path: str | Path, within: str | Path | None = None) -> BinaryIO:
         raise
 
 
+def check_input(path: str | Path, within: str | Path | None = None) -> Path:
+    """`path`, refused as `open_input` refuses it: for a library that opens the file by its
+    path itself (safetensors, CTranslate2), checked right before the path is handed over."""
+    with open_input(path, within):
+        return Path(path)
+
+
 def read_input(path: str | Path, limit: int, within: str | Path | None = None) -> bytes:
     """The bytes of the regular file `path`, refused if it holds more than `limit`."""
     with open_input(path, within) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path}: larger than {limit:,} bytes; refused")
-    return data
+        if os.fstat(f.fileno()).st_size > limit:  # refused before a byte is read
+            raise InputError(f"{path}: larger than {limit:,} bytes; refused")
+        return read_bounded(f, limit, path)
+
+
+def read_bounded(f: BinaryIO, limit: int, path: str | Path) -> bytes:
+    """The rest of the open file `f` (of `path`; a decompressing reader, say), refused past
+    `limit` bytes; read in chunks, so that a large limit reserves no memory."""
+    chunks, size = [], 0
+    while chunk := f.read(min(CHUNK, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise InputError(f"{path}: larger than {limit:,} bytes; refused")
+    return b"".join(chunks)
 
 
 def read_input_text(path: str | Path, limit: int, within: str | Path | None = None) -> str:
@@ -72,7 +97,22 @@ def read_input_text(path: str | Path, limit: int, within: str | Path | None = No
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}: line {line} is not valid UTF-8 ({e.reason})") from None
+        raise InputError(f"{path}: line {line} is not valid UTF-8 ({e.reason})") from None
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Every string among a command's parsed arguments, alone or in a list, checked by
+    `check_text` under the name its user typed (`--prompt`, or a positional's name)."""
+    actions = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            actions += action.choices[args.command]._actions
+    for action in actions:
+        value = getattr(args, action.dest, None)
+        name = action.option_strings[-1] if action.option_strings else action.dest
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(item, str):
+                check_text(item, name)
 
 
 def read_input_json(path: str | Path, limit: int, within: str | Path | None = None) -> Any:
@@ -81,6 +121,6 @@ def read_input_json(path: str | Path, limit: int, within: str | Path | None = No
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise InputError(f"{path}: not valid JSON ({e})") from None
     except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply") from None
+        raise InputError(f"{path}: not valid JSON (nested too deeply)") from None

@@ -71,6 +71,6 @@ def test_a_recaser_file_too_large_to_be_one_is_refused_before_reading(tmp_path, 
     path = tmp_path / "recaser.json"
     path.write_text("{}")
     monkeypatch.setattr(recase, "MAX_FILE_BYTES", 1)
-    with pytest.raises(ValueError, match="larger than a recaser file can be"):
+    with pytest.raises(ValueError, match=r"recaser\.json: larger than 1 bytes"):
         recase.Recaser.load(path)
     assert os.path.getsize(path) == 2

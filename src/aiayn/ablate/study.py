@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiayn.ablate.result import RESULT, read_result
 from aiayn.atomic import atomic_write
 from aiayn.config import RunConfig
 from aiayn.configfile import apply_overrides, load_toml
@@ -86,6 +87,8 @@ def load_study(path: str | Path) -> Study:
         Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})"))
         for s in seeds
     ]
+    if not isinstance(table.get("variants", []), list):
+        raise ValueError(f"{path}: ablate.variants must be a list of tables ([[ablate.variants]])")
     variants = [variant(data, v, seeds[0], f"{path}: ablate.variants[{i}]")
                 for i, v in enumerate(table.get("variants", []))]  # fmt: skip
     check_folders(path, base, variants)
@@ -160,9 +163,9 @@ def run_variant(v: Variant, out: Path, name: str, beam: int | None, log: Callabl
 
     run_dir = out / name
     refuse_link(run_dir, "ablate.out")
-    done = run_dir / "result.json"
-    if done.exists():
-        return json.loads(done.read_text(encoding="utf-8"))
+    done = run_dir / RESULT
+    if (saved := read_result(run_dir, v.name)) is not None:
+        return saved
     start = time.perf_counter()
     train(v.cfg, run_dir, log=log, folder=run_folder(out, name))
     train_minutes = (time.perf_counter() - start) / 60

@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 
+from aiayn.safeio import read_input_json
+
 WORD = re.compile(r"\w+")
 MAX_FILE_BYTES = 256 << 20  # a word list and its pairs; Multi30k's is under 1 MB
 MIN_PAIR_COUNT = 2  # a pair seen once says too little against the word's usual form
@@ -89,13 +91,10 @@ class Recaser:
     @classmethod
     def load(cls, path: str | Path) -> Recaser:
         """A recaser saved by `to_json`; any other content is a ValueError naming the file."""
-        size = Path(path).stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ValueError(f"{path}: {size:,} bytes, larger than a recaser file can be; refused")
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (ValueError, RecursionError) as e:
-            raise ValueError(f"{path}: not a readable recaser file ({e})") from None
+            data = read_input_json(path, MAX_FILE_BYTES)
+        except ValueError as e:
+            raise ValueError(f"not a readable recaser file: {e}") from None
         fields = {"words": dict, "pairs": dict, "capital_first": bool, "capital_unseen": bool}
         if not isinstance(data, dict) or set(data) != set(fields):
             raise ValueError(f"{path}: not a recaser file; expected the fields {list(fields)}")

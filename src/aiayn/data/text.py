@@ -11,18 +11,21 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
+from aiayn.safeio import open_input, read_bounded
 
-def read_bytes(path: str | Path) -> bytes:
-    """A file's bytes (`.gz` is decompressed); a missing, empty or corrupt file is an error."""
+# a corpus is read whole into memory: past this it could not be anyway
+MAX_TEXT_BYTES = 32 << 30
+
+
+def read_bytes(path: str | Path, limit: int = MAX_TEXT_BYTES) -> bytes:
+    """A file's bytes (`.gz` is decompressed), at most `limit` of them; a missing, empty,
+    corrupt or irregular file (a FIFO, a device) is an error."""
     path = Path(path)
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ValueError(f"{path}: is a directory, expected a text file") from None
-    except (gzip.BadGzipFile, EOFError) as e:
-        raise ValueError(f"{path}: not a valid gzip file ({e})") from None
+    with open_input(path) as f:
+        try:
+            raw = read_bounded(gzip.GzipFile(fileobj=f) if path.suffix == ".gz" else f, limit, path)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise ValueError(f"{path}: not a valid gzip file ({e})") from None
     if not raw:
         raise ValueError(f"{path}: file is empty")
     return raw
@@ -38,9 +41,9 @@ def read_text(path: str | Path) -> str:
         raise ValueError(f"{path}: line {line} is not valid UTF-8 ({e.reason})") from None
 
 
-def read_lines(path: str | Path) -> list[str]:
+def read_lines(path: str | Path, limit: int = MAX_TEXT_BYTES) -> list[str]:
     """All lines of a UTF-8 text file (`.gz` is decompressed), without line endings."""
-    lines = read_bytes(path).split(b"\n")
+    lines = read_bytes(path, limit).split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     out = []
@@ -116,14 +119,14 @@ def stream_lines(path: str | Path | None, keep_ends: bool = False) -> Iterator[s
         if binary is None:  # stdin replaced by text (tests): it is decoded already
             return (line.rstrip("\n").rstrip("\r") for line in sys.stdin)
         return _decoded(nullcontext(binary), "stdin", keep_ends)
-    gz = str(path).endswith(".gz")
-    return _decoded(gzip.open(path, "rb") if gz else open(path, "rb"), str(path), keep_ends)
+    return _decoded(open_input(path), str(path), keep_ends, gz=str(path).endswith(".gz"))
 
 
-def _decoded(opened: BinaryIO, name: str, keep_ends: bool) -> Iterator[str]:
+def _decoded(opened: BinaryIO, name: str, keep_ends: bool, gz: bool = False) -> Iterator[str]:
     number = 0
     try:
-        with opened as f:
+        with opened as raw_file:
+            f = gzip.GzipFile(fileobj=raw_file) if gz else raw_file
             for number, raw in enumerate(f, start=1):  # noqa: B007 (read in the handler)
                 line = raw.decode("utf-8")
                 yield line if keep_ends else line.rstrip("\n").rstrip("\r")

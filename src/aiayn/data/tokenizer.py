@@ -20,6 +20,7 @@ from tokenizers import (
 )
 
 from aiayn.atomic import atomic_write_text, first_line
+from aiayn.safeio import read_input_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
@@ -76,21 +77,14 @@ class TextTokenizer:
         atomic_write_text(path, self.tok.to_str())
 
     @classmethod
-    def load(cls, path: str | Path) -> TextTokenizer:
-        path = Path(path)
+    def load(cls, path: str | Path, within: str | Path | None = None) -> TextTokenizer:
+        """The tokenizer file `path`: a regular file (inside `within` when given) of at most
+        MAX_FILE_BYTES; anything else is a ValueError naming it."""
         try:
-            size = path.stat().st_size
-        except OSError as e:
-            raise ValueError(f"{path}: not a readable tokenizer file ({e.strerror})") from None
-        if size > MAX_FILE_BYTES:
-            raise ValueError(
-                f"{path}: {size:,} bytes, larger than a tokenizer file can be "
-                f"({MAX_FILE_BYTES:,}); refused"
-            )
-        try:
-            return cls.from_json(path.read_text(encoding="utf-8"), path)
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not a readable tokenizer file ({e.reason})") from None
+            text = read_input_text(path, MAX_FILE_BYTES, within)
+        except ValueError as e:
+            raise ValueError(f"not a readable tokenizer file: {e}") from None
+        return cls.from_json(text, path)
 
     @classmethod
     def from_json(cls, text: str, path: str | Path) -> TextTokenizer:

@@ -26,6 +26,7 @@ from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from aiayn.atomic import atomic_write
 from aiayn.outdir import OutputFolder
+from aiayn.safeio import read_input
 from aiayn.train.checkpoint import (
     CONFIG,
     INT8,
@@ -130,6 +131,12 @@ def load_int8(model: nn.Module, path: str | Path) -> nn.Module:
     return quantized
 
 
+# quantize_dynamic's observer never gives a scale below float32's epsilon (a row of zeros
+# gets that one); a denormal or tiny scale makes every output zero, and one past MAX_SCALE
+# would stand for weights of over 10^8
+MIN_SCALE, MAX_SCALE = torch.finfo(torch.float32).eps, 1e6
+
+
 def int8_weight(
     tensors: SafetensorsFile, name: str, layer: Int8Linear, path: str | Path
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -149,9 +156,13 @@ def int8_weight(
             f"{path}: tensor '{name}.scale' is {scale.dtype} {tuple(scale.shape)}; "
             f"expected torch.float32 {shape[:1]}, a scale per output row"
         )
-    if not bool(((scale > 0) & torch.isfinite(scale)).all()):
-        bad = scale[~((scale > 0) & torch.isfinite(scale))][0].item()
-        raise ValueError(f"{path}: tensor '{name}.scale' holds {bad}; expected finite scales > 0")
+    sane = (scale >= MIN_SCALE) & (scale <= MAX_SCALE)  # False for NaN
+    if not bool(sane.all()):
+        bad = scale[~sane][0].item()
+        raise ValueError(
+            f"{path}: tensor '{name}.scale' holds {bad:g}; expected scales from "
+            f"{MIN_SCALE:g} to {MAX_SCALE:g}"
+        )
     bias = None
     if layer.bias() is not None:
         bias = tensors[f"{name}.bias"]
@@ -192,9 +203,7 @@ def quantize_run(
     with OutputFolder(out, "quantize"):
         for name in copied:
             if (path := inside(run_dir, name)).exists():
-                if path.stat().st_size > MAX_COPY_BYTES:
-                    raise ValueError(f"{path}: larger than {MAX_COPY_BYTES:,} bytes; refused")
-                data = path.read_bytes()
+                data = read_input(path, MAX_COPY_BYTES, within=run_dir)
                 atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
         save_int8(quantize_int8(model), out / INT8, source.name)
         loaders[arch](out, log=lambda _: None)  # the folder as translate etc. will read it

@@ -12,22 +12,32 @@ dependency: `pip install 'aiayn[ct2]'`.
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from aiayn.atomic import first_line
 from aiayn.decode.quantize import refuse_int8
 from aiayn.decode.translate import Translator
+from aiayn.interop.ct2_check import check_model_bin
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
 from aiayn.outdir import OutputFolder
+from aiayn.safeio import read_input_json
 from aiayn.tasks.translation import load_translator
 from aiayn.train.rundir import inside
 
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
+MAX_VOCABULARY_BYTES = 64 << 20
+MAX_CONFIG_BYTES = 1 << 20
+# export-ct2's config.json: each key it may hold, with its type
+CT2_CONFIG = {
+    "add_source_bos": bool, "add_source_eos": bool, "bos_token": str, "decoder_start_token": str,
+    "eos_token": str, "unk_token": str, "layer_norm_epsilon": float, "multi_query_attention": bool,
+}  # fmt: skip
 ACTIVATION = {"relu": "RELU", "gelu": "GELU", "gelu_tanh": "GELUTanh", "silu": "SWISH"}
 QUANTIZATIONS = ("float32", "int8", "int8_float32")
 
@@ -204,8 +214,11 @@ class CT2Translator(Translator):
 
 def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | None) -> Translator:
     """`base`'s translator decoding with the CTranslate2 model in `folder` (default
-    RUN_DIR/ct2), refused unless that model reads and writes the run's vocabularies."""
-    folder = Path(folder) if folder is not None else Path(run_dir) / CT2_DIR
+    RUN_DIR/ct2, which may not be a link out of the run), refused unless that model reads and
+    writes the run's vocabularies."""
+    folder = Path(folder) if folder is not None else inside(run_dir, CT2_DIR)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: no CTranslate2 model of aiayn's (run export-ct2)")
     m = base.model.cfg
     expected = {
         "source": vocabulary(base.src_tok, m.source_vocab),
@@ -213,19 +226,47 @@ def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | N
     }
     for side, tokens in expected.items():
         path = inside(folder, f"{side}_vocabulary.json")
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():
             path = inside(folder, "shared_vocabulary.json")
-        if not path.is_file() or path.stat().st_size > 64 << 20:
+        if not path.exists() and not path.is_symlink():
             raise ValueError(f"{folder}: no CTranslate2 model of aiayn's (run export-ct2)")
-        try:
-            found = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, RecursionError) as e:
-            raise ValueError(f"{path}: not a CTranslate2 vocabulary ({e})") from None
-        if found != tokens:
+        if read_input_json(path, MAX_VOCABULARY_BYTES, within=folder) != tokens:
             raise ValueError(f"{path}: not the {side} vocabulary of {run_dir}; export-ct2 again")
-    return CT2Translator(base, load_engine(folder))
+    return CT2Translator(base, load_engine(folder, expected["target"]))
 
 
-def load_engine(folder: Path, threads: int = 0) -> Any:
-    """CTranslate2's translator of `folder`, on the CPU (threads 0: its default)."""
-    return ctranslate2().Translator(str(folder), device="cpu", intra_threads=threads)
+def check_config(folder: Path, tokens: list[str]) -> None:
+    """Refuse `folder`'s config.json unless it is one export-ct2 writes: the keys and types of
+    CT2_CONFIG, its special tokens among `tokens` (CTranslate2 reads them only mid-translation,
+    where a bad one is a crash, not a message)."""
+    path = inside(folder, "config.json")
+    config = read_input_json(path, MAX_CONFIG_BYTES, within=folder)
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a JSON object; export-ct2 again")
+    for key, value in config.items():
+        kind = CT2_CONFIG.get(key)
+        if kind is None:
+            raise ValueError(f"{path}: key {key[:40]!r} is not one export-ct2 writes")
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        if not ok or (kind is float and not math.isfinite(value)):
+            raise ValueError(f"{path}: {key}={value!r:.40} is not {kind.__name__}")
+        if kind is str and value not in tokens:
+            raise ValueError(f"{path}: {key}={value!r:.40} is not in the target vocabulary")
+
+
+def load_engine(folder: Path, tokens: list[str], threads: int = 0) -> Any:
+    """CTranslate2's translator of `folder` whose target vocabulary is `tokens`, on the CPU
+    (threads 0: its default). Its files are checked first (regular files inside the folder,
+    the config export-ct2 writes), and what CTranslate2 still refuses is an error naming the
+    folder."""
+    check_config(folder, tokens)
+    ct2 = ctranslate2()
+    check_model_bin(
+        inside(folder, "model.bin"), ct2.specs.model_spec.CURRENT_BINARY_VERSION, folder
+    )
+    try:
+        return ct2.Translator(str(folder), device="cpu", intra_threads=threads)
+    except Exception as e:  # the C++ reader raises RuntimeError, IndexError, MemoryError...
+        raise ValueError(
+            f"{folder}: CTranslate2 could not load the model ({first_line(e)}); export-ct2 again"
+        ) from None

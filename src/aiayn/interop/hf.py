@@ -23,7 +23,13 @@ from torch import Tensor, nn
 from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
 from aiayn.models.build import init_weights
-from aiayn.train.checkpoint import SafetensorsFile, finite, load_plain
+from aiayn.train.checkpoint import (
+    WEIGHT_DTYPES,
+    WEIGHT_NAMES,
+    SafetensorsFile,
+    finite,
+    load_plain,
+)
 from aiayn.train.rundir import inside
 
 
@@ -256,9 +262,14 @@ def assemble(
                 f"checkpoint tensor {', '.join(plan[name].names)} has shape "
                 f"{tuple(value.shape)}; {name} needs {tuple(param.shape)}"
             )
-        if not value.is_floating_point() or not finite(value):
+        if value.dtype not in WEIGHT_DTYPES:
             raise ValueError(
-                f"checkpoint tensor {', '.join(plan[name].names)} is {value.dtype} with "
+                f"checkpoint tensor {', '.join(plan[name].names)} is {value.dtype}; "
+                f"expected {WEIGHT_NAMES}"
+            )
+        if not finite(value):
+            raise ValueError(
+                f"checkpoint tensor {', '.join(plan[name].names)} has "
                 f"{int((~torch.isfinite(value.double())).sum()):,} non-finite values; "
                 "expected finite floating-point weights"
             )

@@ -10,13 +10,13 @@ naming the file and key.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from aiayn.interop.hf_llama import LLAMA_FAMILY
-from aiayn.interop.hf_rules import MAX_CONFIG_BYTES, HFConfig, Rules, words
+from aiayn.interop.hf_rules import MAX_CONFIG_BYTES, HFConfig, Rules, short, words
 from aiayn.models import ModelConfig
+from aiayn.safeio import read_input_json
 
 # -- BERT ----------------------------------------------------------------------------------
 
@@ -39,22 +39,22 @@ def bert_config(hf: HFConfig) -> ModelConfig:
     labels = hf.labels()
     return ModelConfig(
         arch="encoder_classifier",
-        vocab_size=hf.need("vocab_size", int),
-        d_model=hf.need("hidden_size", int),
-        n_heads=hf.need("num_attention_heads", int),
-        d_ff=hf.need("intermediate_size", int),
-        n_layers=hf.need("num_hidden_layers", int),
+        vocab_size=hf.need("vocab_size", int, 1),
+        d_model=hf.need("hidden_size", int, 1),
+        n_heads=hf.need("num_attention_heads", int, 1),
+        d_ff=hf.need("intermediate_size", int, 1),
+        n_layers=hf.need("num_hidden_layers", int, 1),
         dropout=hf.get("hidden_dropout_prob", float, 0.1),
         attn_dropout=hf.get("attention_probs_dropout_prob", float, 0.1),
         activation=hf.activation("hidden_act", "gelu"),
         positional="learned",
-        max_len=hf.need("max_position_embeddings", int),
+        max_len=hf.need("max_position_embeddings", int, 1),
         norm_first=False,
         norm_eps=hf.get("layer_norm_eps", float, 1e-12),
         scale_embeddings=False,
         embed_norm=True,
         n_segments=hf.get("type_vocab_size", int, 2),
-        pad_id=hf.get("pad_token_id", int, 0) or 0,
+        pad_id=hf.pad_id(),
         n_classes=len(labels) if labels else 2,
         pooling="cls",
     )
@@ -82,17 +82,17 @@ GPT2 = Rules(
 
 
 def gpt2_config(hf: HFConfig) -> ModelConfig:
-    d = hf.need("n_embd", int)
-    positions = hf.need("n_positions", int)
+    d = hf.need("n_embd", int, 1)
+    positions = hf.need("n_positions", int, 1)
     if hf.get("n_ctx", int, positions) != positions:
         raise ValueError(f"{hf.path}: n_ctx={hf.data['n_ctx']} differs from n_positions")
     return ModelConfig(
         arch="decoder_only",
-        vocab_size=hf.need("vocab_size", int),
+        vocab_size=hf.need("vocab_size", int, 1),
         d_model=d,
-        n_heads=hf.need("n_head", int),
-        d_ff=hf.get("n_inner", int, None) or 4 * d,
-        n_layers=hf.need("n_layer", int),
+        n_heads=hf.need("n_head", int, 1),
+        d_ff=hf.get("n_inner", int, None, 1) or 4 * d,
+        n_layers=hf.need("n_layer", int, 1),
         dropout=hf.get("resid_pdrop", float, 0.1),
         attn_dropout=hf.get("attn_pdrop", float, 0.1),
         activation=hf.activation("activation_function", "gelu_new"),
@@ -133,7 +133,8 @@ def marian_config(hf: HFConfig) -> ModelConfig:
         twin = key.replace("decoder", "encoder")
         if hf.get(key, int, hf.need(twin, int)) != hf.need(twin, int):
             raise ValueError(f"{hf.path}: {key}={hf.data[key]} differs from {twin}; unsupported")
-    vocab, pad = hf.need("vocab_size", int), hf.need("pad_token_id", int)
+    hf.need("pad_token_id", int)  # Marian's configs all name it
+    vocab, pad = hf.need("vocab_size", int, 1), hf.pad_id()
     if hf.get("decoder_vocab_size", int, vocab) != vocab:
         raise ValueError(f"{hf.path}: decoder_vocab_size differs from vocab_size; unsupported")
     if not hf.get("share_encoder_decoder_embeddings", bool, True):
@@ -144,16 +145,16 @@ def marian_config(hf: HFConfig) -> ModelConfig:
     return ModelConfig(
         arch="encoder_decoder",
         vocab_size=vocab,
-        d_model=hf.need("d_model", int),
-        n_heads=hf.need("encoder_attention_heads", int),
-        d_ff=hf.need("encoder_ffn_dim", int),
-        n_layers=hf.need("encoder_layers", int),
-        n_decoder_layers=hf.need("decoder_layers", int),
+        d_model=hf.need("d_model", int, 1),
+        n_heads=hf.need("encoder_attention_heads", int, 1),
+        d_ff=hf.need("encoder_ffn_dim", int, 1),
+        n_layers=hf.need("encoder_layers", int, 1),
+        n_decoder_layers=hf.need("decoder_layers", int, 1),
         dropout=hf.get("dropout", float, 0.1),
         attn_dropout=hf.get("attention_dropout", float, 0.0),
         activation=hf.activation("activation_function", "swish"),
         positional="sinusoidal_halves",
-        max_len=hf.need("max_position_embeddings", int),
+        max_len=hf.need("max_position_embeddings", int, 1),
         norm_first=False,
         scale_embeddings=hf.get("scale_embedding", bool, False),
         pad_id=pad,
@@ -170,21 +171,17 @@ TRANSLATIONS: dict[str, tuple[Rules, Callable[[HFConfig], ModelConfig]]] = {
 
 
 def read_config(folder: Path) -> HFConfig:
-    """The checked config.json of a Hugging Face model directory."""
+    """The checked config.json of a Hugging Face model directory (a regular file in it)."""
     path = folder / "config.json"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ValueError(f"{folder}: no config.json; not a Hugging Face model directory")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes; not a model config")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    data = read_input_json(path, MAX_CONFIG_BYTES, within=folder)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: not a JSON object")
-    if data.get("model_type") not in TRANSLATIONS:
+    kind = data.get("model_type")
+    if not isinstance(kind, str) or kind not in TRANSLATIONS:
         raise ValueError(
-            f"{path}: model_type {data.get('model_type')!r} is not supported; "
+            f"{path}: model_type {short(kind)} is not supported; "
             f"expected one of {', '.join(TRANSLATIONS)}"
         )
     hf = HFConfig(data, path)

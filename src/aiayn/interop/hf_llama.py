@@ -51,49 +51,48 @@ def rope_fields(hf: HFConfig) -> dict[str, Any]:
             "rope_factor": sub.need("factor", float),
             "rope_low_freq_factor": sub.need("low_freq_factor", float),
             "rope_high_freq_factor": sub.need("high_freq_factor", float),
-            "rope_original_max_len": sub.need("original_max_position_embeddings", int),
+            "rope_original_max_len": sub.need("original_max_position_embeddings", int, 1),
         }
     return fields
 
 
 def llama_config(hf: HFConfig, **extra: Any) -> ModelConfig:
-    d, heads = hf.need("hidden_size", int), hf.need("num_attention_heads", int)
-    head_dim = hf.get("head_dim", int, None) or d // heads
+    d, heads = hf.need("hidden_size", int, 1), hf.need("num_attention_heads", int, 1)
+    head_dim = hf.get("head_dim", int, None, 1) or d // heads
     act = hf.get("hidden_act", str, "silu")
     if act not in GATED:
         raise ValueError(
             f"{hf.path}: hidden_act={act!r} has no aiayn equivalent; known: {list(GATED)}"
         )
-    pad = hf.get("pad_token_id", int, 0)
     return ModelConfig(
         arch="decoder_only",
-        vocab_size=hf.need("vocab_size", int),
+        vocab_size=hf.need("vocab_size", int, 1),
         d_model=d,
         n_heads=heads,
-        n_kv_heads=hf.get("num_key_value_heads", int, heads),
+        n_kv_heads=hf.get("num_key_value_heads", int, heads, 1),
         head_dim=None if head_dim * heads == d else head_dim,
-        d_ff=hf.need("intermediate_size", int),
-        n_layers=hf.need("num_hidden_layers", int),
+        d_ff=hf.need("intermediate_size", int, 1),
+        n_layers=hf.need("num_hidden_layers", int, 1),
         dropout=0.0,
         attn_dropout=hf.get("attention_dropout", float, 0.0),
         activation=GATED[act],
         positional="rope",
-        max_len=hf.need("max_position_embeddings", int),
+        max_len=hf.need("max_position_embeddings", int, 1),
         norm="rmsnorm",
         norm_first=True,
         norm_eps=hf.get("rms_norm_eps", float, 1e-6),
         bias=False,
         scale_embeddings=False,
         tie_output=hf.get("tie_word_embeddings", bool, False),
-        pad_id=pad if 0 <= pad < hf.need("vocab_size", int) else 0,
+        pad_id=hf.pad_id(),
         **rope_fields(hf),
         **extra,
     )
 
 
 def mistral_config(hf: HFConfig) -> ModelConfig:
-    window = hf.get("sliding_window", int, None)
-    positions = hf.need("max_position_embeddings", int)
+    window = hf.get("sliding_window", int, None, 1)  # null: no window
+    positions = hf.need("max_position_embeddings", int, 1)
     return llama_config(hf, attn_window=window if window and window < positions else None)
 
 

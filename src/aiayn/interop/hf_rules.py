@@ -17,6 +17,7 @@ ACTIVATIONS = {
     "silu": "silu",
 }
 MAX_CONFIG_BYTES = 1 << 20
+INT_LIMIT = 1 << 31  # every count or id of a model config fits in 32 bits
 # Keys of any format that say nothing about what the model computes.
 BOOKKEEPING = {
     "_name_or_path", "architectures", "transformers_version", "torch_dtype", "dtype",
@@ -45,19 +46,33 @@ def words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+def short(value: object) -> str:
+    """`value` as a message shows it: a 400-digit integer is not printed whole."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
 class HFConfig:
     """A parsed config.json whose values are read with their types checked."""
 
     def __init__(self, data: dict[str, Any], path: Path) -> None:
         self.data, self.path = data, path
 
-    def need(self, key: str, kind: type) -> Any:
+    def need(self, key: str, kind: type, low: float | None = None) -> Any:
         if self.data.get(key) is None:
             raise ValueError(f"{self.path}: key {key!r} is missing")
-        return self.get(key, kind, None)
+        return self.get(key, kind, None, low)
 
-    def get(self, key: str, kind: type, default: Any) -> Any:
-        """The value of `key` (absent or null: `default`), refused unless of type `kind`."""
+    def get(
+        self,
+        key: str,
+        kind: type,
+        default: Any,
+        low: float | None = None,
+        high: float | None = None,
+    ) -> Any:
+        """The value of `key` (absent or null: `default`), refused unless of type `kind` and,
+        for a number, within [low, high) (an integer: within 32 bits whatever the bounds)."""
         value = self.data.get(key)
         if value is None:
             return default
@@ -66,7 +81,16 @@ class HFConfig:
             float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
         }.get(kind, lambda v: isinstance(v, kind))(value)
         if not ok or (kind is float and not math.isfinite(value)):
-            raise ValueError(f"{self.path}: {key}={value!r} is not {kind.__name__}")
+            raise ValueError(f"{self.path}: {key}={short(value)} is not {kind.__name__}")
+        if kind is int:
+            low = max(-INT_LIMIT, low) if low is not None else -INT_LIMIT
+            high = min(INT_LIMIT, high) if high is not None else INT_LIMIT
+        if (low is not None and value < low) or (high is not None and value >= high):
+            bounds = f"{low} <= {key}" if low is not None else key
+            raise ValueError(
+                f"{self.path}: {key}={short(value)} is out of range; expected "
+                f"{bounds}{f' < {high}' if high is not None else ''}"
+            )
         return value
 
     def check(self, rules: Rules) -> None:
@@ -81,9 +105,13 @@ class HFConfig:
         for key, allowed in rules.fixed.items():
             if key in self.data and self.data[key] not in allowed:
                 raise ValueError(
-                    f"{self.path}: {key}={self.data[key]!r} is not supported (aiayn "
+                    f"{self.path}: {key}={short(self.data[key])} is not supported (aiayn "
                     f"represents {' or '.join(map(repr, allowed))})"
                 )
+
+    def pad_id(self) -> int:
+        """The padding id, one of the vocabulary's (unset: 0)."""
+        return self.get("pad_token_id", int, 0, 0, self.need("vocab_size", int, 1))
 
     def activation(self, key: str, default: str) -> str:
         name = self.get(key, str, default)

@@ -13,7 +13,6 @@ dataset. Arrays load with `numpy.load(mmap_mode="r")`; training reads the ids ru
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import Tensor
 from aiayn.data.batching import drop_long, token_budget_batches
 from aiayn.data.parallel import TranslationBatch, shifted_batch
 from aiayn.data.tokenizer import TextTokenizer
+from aiayn.safeio import check_input, open_input, read_input_json
 from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.rundir import inside
 
@@ -40,9 +40,9 @@ SOURCES = {"train": ("train_src", "train_tgt"), "valid": ("valid_src", "valid_tg
 
 def file_digest(path: Path) -> dict[str, Any]:
     """A file's path, size, modification time (ns) and sha256, read in blocks."""
-    before = path.stat()
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_input(path) as f:
+        before = os.fstat(f.fileno())
         while block := f.read(1 << 22):
             h.update(block)
     # a file written while it was read keeps no time, so the next check hashes it again
@@ -70,12 +70,7 @@ def read_manifest(folder: Path, task: str = "translation") -> dict[str, Any]:
         raise ValueError(
             f"{folder}: not a finished prepared dataset (no {MANIFEST}); run aiayn prepare"
         )
-    if path.stat().st_size > MAX_MANIFEST_BYTES:
-        raise ValueError(f"{path}: larger than {MAX_MANIFEST_BYTES:,} bytes; not a manifest")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    manifest = read_input_json(path, MAX_MANIFEST_BYTES)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise ValueError(f"{path}: format {found!r}, expected {FORMAT}; prepare the data again")
@@ -141,10 +136,10 @@ def check_dataset(folder: Path, manifest: dict[str, Any], data: Any) -> None:
 def load_array(folder: Path, name: str, dtypes: tuple[str, ...]) -> np.ndarray:
     """A memory-mapped 1-D array, refused unless whole and of one of `dtypes`."""
     path = inside(folder, name)
+    if not path.exists() and not path.is_symlink():
+        raise ValueError(f"{path}: missing from the prepared dataset")
     try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing from the prepared dataset") from None
+        array = np.load(check_input(path), mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:  # a truncated file or a bad header
         raise ValueError(f"{path}: not a readable .npy array ({e})") from None
     if array.ndim != 1 or array.dtype.name not in dtypes:
@@ -162,7 +157,7 @@ class StoredArray:
         mapped = load_array(folder, name, dtypes)  # checks header and size
         self.folder, self.name, self.path = folder, name, folder / name
         self.dtype, self.length, self.start = mapped.dtype, len(mapped), mapped.offset
-        self.file = open(inside(folder, name), "rb")  # noqa: SIM115 (open as long as the array)
+        self.file = open_input(inside(folder, name))  # open as long as the array
 
     def __len__(self) -> int:
         return self.length
@@ -173,7 +168,7 @@ class StoredArray:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         # through `inside` again: a link put there since must not lead out of the folder
-        self.file = open(inside(self.folder, self.name), "rb")  # noqa: SIM115 (as above)
+        self.file = open_input(inside(self.folder, self.name))
 
     def runs(self, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """array[starts[i] : starts[i] + lengths[i]] for each i, end to end."""

@@ -31,6 +31,7 @@ from aiayn.train.loss import rdrop_kl
 from aiayn.train.rundir import inside
 
 LABELS = "labels.txt"
+MAX_LABELS_BYTES = 16 << 20  # one class name a line
 
 
 def save_labels(run_dir: Path, names: list[str]) -> None:
@@ -41,7 +42,7 @@ def save_labels(run_dir: Path, names: list[str]) -> None:
 def load_labels(run_dir: Path, n_classes: int) -> list[str]:
     """The run's class names, refused unless there is one per class of its model."""
     path = inside(run_dir, LABELS)
-    names = read_lines(path)
+    names = read_lines(path, MAX_LABELS_BYTES)
     if len(names) != n_classes or len(set(names)) != len(names):
         raise ValueError(
             f"{path}: {len(names)} lines ({len(set(names))} distinct); the model has "

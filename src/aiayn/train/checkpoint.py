@@ -20,6 +20,7 @@ from torch import nn
 from aiayn.atomic import atomic_write, atomic_write_text, first_line
 from aiayn.config import RunConfig
 from aiayn.configfile import load_toml
+from aiayn.safeio import InputError, check_input, open_input
 from aiayn.train.rundir import inside
 
 CONFIG, TOKENIZER, STATE = "config.toml", "tokenizer.json", "trainer_state.pt"
@@ -82,6 +83,12 @@ DTYPES = {
 }  # fmt: skip
 
 
+# the dtypes weights are computed in: a cast from integers would be silent nonsense, and
+# float8 has no arithmetic (not even isfinite) on most devices
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+WEIGHT_NAMES = "floating point (float32, float16, bfloat16 or float64)"
+
+
 class SafetensorsFile(Mapping[str, torch.Tensor]):
     """A safetensors file's tensors by name, each read from the file when asked for.
 
@@ -93,14 +100,16 @@ class SafetensorsFile(Mapping[str, torch.Tensor]):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        if not path.exists() and not path.is_symlink():
+            raise ValueError(f"{path}: no such weights file")
         try:
-            with safe_open(str(path), framework="pt") as f:
+            with safe_open(str(check_input(path)), framework="pt") as f:
                 names = set(f.keys())
-            with open(path, "rb") as fh:
+            with open_input(path) as fh:
                 size = int.from_bytes(fh.read(8), "little")
                 header = json.loads(fh.read(size))
-        except FileNotFoundError:
-            raise ValueError(f"{path}: no such weights file") from None
+        except InputError:
+            raise
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
         self.start = 8 + size
@@ -114,7 +123,7 @@ class SafetensorsFile(Mapping[str, torch.Tensor]):
         begin, end = entry["data_offsets"]
         tensor = torch.empty(entry["shape"], dtype=DTYPES[entry["dtype"]])
         buffer = tensor.reshape(-1).view(torch.uint8).numpy()
-        with open(self.path, "rb") as fh:
+        with open_input(self.path) as fh:
             fh.seek(self.start + begin)
             if fh.readinto(buffer) != end - begin:
                 raise ValueError(f"{self.path}: tensor {name} is cut short")
@@ -159,8 +168,8 @@ def check_tensors(state: object, shapes: dict[str, torch.Size], path: str | Path
                 f"{path}: tensor {name!r} has shape {tuple(t.shape)}, "
                 f"the model expects {tuple(shape)}"
             )
-        if not t.is_floating_point():
-            raise ValueError(f"{path}: tensor {name!r} is {t.dtype}; expected floating point")
+        if t.dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"{path}: tensor {name!r} is {t.dtype}; expected {WEIGHT_NAMES}")
         if not finite(t):
             bad = int((~torch.isfinite(t)).sum())
             raise ValueError(f"{path}: tensor {name!r} has {bad:,} non-finite values (NaN or inf)")
@@ -189,9 +198,10 @@ def load_state(path: str | Path) -> dict[str, Any]:
 def load_plain(path: str | Path, what: str) -> Any:
     """A torch file unpickled with `weights_only=True`; refused content is a one-line error."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: no such {what}") from None
+        with open_input(path) as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except InputError:
+        raise
     except Exception as e:  # torch raises UnpicklingError and others for refused content
         lines = [line.strip() for line in str(e).splitlines()]
         # torch's message is a paragraph that ends in advice to unpickle with code: keep the

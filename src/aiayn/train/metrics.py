@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.config import TrainConfig
+from aiayn.safeio import read_input
 from aiayn.train.checkpoint import atomic_write_text
+
+MAX_METRICS_BYTES = 1 << 30  # a line of ~200 bytes per logged step: millions of steps
 
 
 def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], bool]:
     """(records, whether a torn last line was dropped) of a metrics file."""
     path = Path(path)
-    lines = path.read_bytes().split(b"\n")
+    lines = read_input(path, MAX_METRICS_BYTES).split(b"\n")
     records: list[dict[str, Any]] = []
     torn = False
     for number, line in enumerate(lines, start=1):

@@ -27,7 +27,7 @@ from aiayn.train.recompute import recompute_layers
 from aiayn.train.rundir import inside
 from aiayn.train.runtime import Precision, allow_tf32, compiled
 from aiayn.train.schedule import Horizon
-from aiayn.train.state import check_state, new_state
+from aiayn.train.state import check_state, check_tables, new_state
 
 SNAPSHOTS = "checkpoints"
 TENSORBOARD = "tensorboard"  # train.tensorboard's event files
@@ -124,6 +124,7 @@ class Trainer:
     def resume(self) -> None:
         path = inside(self.run_dir, ckpt.STATE)
         state = check_state(ckpt.load_state(path), path)
+        check_tables(state, self.model, self.opt, self.sched, path)
         self.group.load_model_state(self.model, state.pop("model"), path)
         try:
             self.group.load_optimizer_state(self.model, self.opt, state.pop("optimizer"))
