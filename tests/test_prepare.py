@@ -139,7 +139,10 @@ def test_a_same_size_edit_is_caught_by_its_hash_and_an_untouched_file_is_not_has
             lambda d: edit_manifest(d, lambda m: m["sources"].update(secret={"path": "/etc"})),
             "source 'secret' is not a data file's path, size and sha256",
         ),
-        (lambda d: (d / "manifest.json").write_text(" " * (2 << 20)), "not a manifest"),
+        (
+            lambda d: (d / "manifest.json").write_text(" " * (2 << 20)),
+            "larger than 1,048,576 bytes; refused",
+        ),
     ],
 )
 def test_a_damaged_dataset_is_one_line(prepared, tmp_path, capsys, damage, message):
