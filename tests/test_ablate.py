@@ -88,7 +88,9 @@ def test_a_finding_claims_no_more_than_the_spread_allows(bleu, says):
         ([], {"seeds": [1, 1]}, "repeats a seed"),
         ([{"name": "x", "sett": []}], {}, "unknown key 'sett'"),
         ([], {"seeds": []}, "ablate.seeds=[] must be a non-empty list"),
-        ([], {"beam": 0}, "ablate.beam=0 must be an integer >= 1"),
+        ([], {"beam": 0}, "ablate.beam=0 must be an integer in [1, 64]"),
+        # 10**30 was accepted, trained the base run, then failed with a traceback scoring it
+        ([], {"beam": 10**30}, f"ablate.beam={10**30} must be an integer in [1, 64]"),
         ([], {"steps": 3}, "[ablate] has unknown key 'steps'"),
     ],
 )

@@ -17,6 +17,7 @@ from aiayn.cli import main
 from aiayn.train.checkpoint import save_state
 from tests.cli_helpers import write_config
 from tests.tasks.test_classification import classifier_config
+from tests.tasks.test_language_model import lm_config
 
 
 @pytest.fixture
@@ -42,10 +43,43 @@ def feed_stdin(monkeypatch, data: bytes) -> None:
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
 
 
-@pytest.mark.parametrize("beam", ["0", "-1"])
-def test_a_beam_below_one_is_refused(run, capsys, beam):
+@pytest.mark.parametrize("beam", ["0", "-1", "1000000000000", "9" * 27])
+def test_a_beam_outside_its_range_is_refused(run, capsys, beam):
+    # a huge beam allocated beam x vocabulary scores (or overflowed a C long): a traceback
     assert main(["translate", "--model", str(run), "--beam", beam]) == 2
-    assert f"--beam {beam} must be >= 1" in error_line(capsys)
+    assert f"--beam {beam} must be in [1, 64]" in error_line(capsys)
+
+
+@pytest.mark.parametrize("command", ["translate", "evaluate"])
+def test_an_alpha_that_overflows_the_length_penalty_is_refused(run, tmp_path, capsys, command):
+    (tmp_path / "s.txt").write_text("a dog runs\n")
+    pair = ["--src", str(tmp_path / "s.txt"), "--ref", str(tmp_path / "s.txt")]
+    args = [command, "--model", str(run), "--alpha", "1e300"]
+    assert main([*args, *(pair if command == "evaluate" else [])]) == 2
+    assert "--alpha 1e+300: the length penalty must be in [0, 10]" in error_line(capsys)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("decode.beam", "1000000000000"), ("decode.alpha", "1e308"), ("train.seed", "9" * 23)],
+)
+def test_decoding_settings_a_run_could_not_use_are_refused_at_load(tmp_path, capsys, key, value):
+    # saved in a run, they failed every later translate and every default server request
+    args = ["train", str(write_config(tmp_path)), "--out", str(tmp_path / "o")]
+    assert main([*args, "--set", f"{key}={value}"]) == 2
+    assert f"{key}=" in error_line(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_sampling_settings_are_checked_before_anything_is_printed(tmp_path, capsys):
+    lm = tmp_path / "lm"
+    assert (
+        main(["train", str(lm_config(tmp_path, max_steps=2, eval_every=2)), "--out", str(lm)]) == 0
+    )
+    capsys.readouterr()
+    for flags in (["--stop", ""], ["--temperature", "1e300"]):
+        assert main(["generate", "--model", str(lm), "--prompt", "hi", *flags]) == 2
+        assert capsys.readouterr().out == ""  # the prompt was echoed, then the error came
 
 
 def test_non_utf8_stdin_names_the_line(run, classifier, capsys, monkeypatch):
@@ -150,9 +184,9 @@ def test_optimizer_values_are_checked_at_load(tmp_path, capsys, key, value, expe
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--temperature", "inf", "--temperature inf must be 0 (greedy) or finite"),
+        ("--temperature", "inf", "--temperature inf must be 0 (greedy) or in [0.001, 100]"),
         # overflows float32 logits to NaN inside the model: refused before it is loaded
-        ("--temperature", "1e-300", "--temperature 1e-300 must be 0 (greedy) or finite and >="),
+        ("--temperature", "1e-300", "--temperature 1e-300 must be 0 (greedy) or in [0.001,"),
         ("--seed", "-1", "--seed -1"),
     ],
 )

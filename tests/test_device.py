@@ -14,3 +14,9 @@ def test_a_device_this_machine_lacks_is_refused_naming_the_setting():
     index = torch.cuda.device_count()  # one past the last GPU, or cuda:0 without any
     with pytest.raises(ValueError, match=rf"--device='cuda:{index}': this machine has no such"):
         pick_device(f"cuda:{index}", "--device")
+
+
+def test_an_index_past_what_torch_parses_is_refused_in_one_line():
+    name = "cuda:" + "9" * 23  # torch.device raised RuntimeError: Could not parse device index
+    with pytest.raises(ValueError, match="this machine has no such device"):
+        pick_device(name, "--device")

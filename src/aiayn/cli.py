@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import sys
 import traceback
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from aiayn.config import RunConfig
+from aiayn.config import MAX_ALPHA, MAX_BEAM, RunConfig
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model, parameter_breakdown
 from aiayn.safeio import check_args, check_text
@@ -118,10 +117,10 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
     """The translator of `model_dir` with --weights, and --alpha instead of its config's."""
     from aiayn.tasks.translation import load_translator
 
-    if args.beam is not None and args.beam < 1:
-        raise ValueError(f"--beam {args.beam} must be >= 1 (1: greedy search)")
-    if args.alpha is not None and not (math.isfinite(args.alpha) and args.alpha >= 0):
-        raise ValueError(f"--alpha {args.alpha}: the length penalty must be finite and >= 0")
+    if args.beam is not None and not 1 <= args.beam <= MAX_BEAM:
+        raise ValueError(f"--beam {args.beam} must be in [1, {MAX_BEAM}] (1: greedy search)")
+    if args.alpha is not None and not 0 <= args.alpha <= MAX_ALPHA:  # NaN too
+        raise ValueError(f"--alpha {args.alpha}: the length penalty must be in [0, {MAX_ALPHA:g}]")
     translator = load_translator(model_dir, args.weights, cli_device(args), log=log)
     if args.alpha is not None:
         translator.decode = dataclasses.replace(translator.decode, alpha=args.alpha)
@@ -160,7 +159,9 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from aiayn.tasks.language_model import load_language_model
 
     options = (args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
-    check_options(*options, label=lambda name, value: f"--{name.replace('_', '-')} {value}")
+    check_options(
+        *options, label=lambda name, value: f"--{name.replace('_', '-')} {value}", stop=args.stop
+    )
     model, tok = load_language_model(args.model, args.weights, log=log)
     model = place(model, cli_device(args))
     prompts = args.prompt or ["\n"]

@@ -141,6 +141,7 @@ class TrainConfig:
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         for name in ("max_minutes", "clip", "weight_decay", "rdrop"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
+        require("train", "seed", self.seed, 0 <= self.seed < 2**64, "in [0, 2**64)")
         require("train", "lr", self.lr, self.lr > 0, "positive")
         require("train", "eps", self.eps, self.eps > 0, "positive")
         for name in ("beta1", "beta2"):
@@ -188,6 +189,12 @@ class TrainConfig:
         require("train", "attn_impl", self.attn_impl, self.attn_impl in impls, ", ".join(impls))
 
 
+# Beam search keeps beam x vocabulary scores a sentence, and alpha is an exponent: past these
+# a search only costs memory and overflows
+MAX_BEAM = 64
+MAX_ALPHA = 10.0
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     beam: int = 5
@@ -196,8 +203,9 @@ class DecodeConfig:
     batch_tokens: int = 8000
 
     def __post_init__(self) -> None:
-        require("decode", "beam", self.beam, self.beam > 0, "positive")
-        require("decode", "alpha", self.alpha, self.alpha >= 0, ">= 0")
+        require("decode", "beam", self.beam, 1 <= self.beam <= MAX_BEAM, f"in [1, {MAX_BEAM}]")
+        ok = 0 <= self.alpha <= MAX_ALPHA
+        require("decode", "alpha", self.alpha, ok, f"in [0, {MAX_ALPHA:g}]")
         require("decode", "max_extra", self.max_extra, self.max_extra >= 0, ">= 0")
 
 

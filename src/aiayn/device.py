@@ -14,7 +14,10 @@ def pick_device(name: str, setting: str = "train.device") -> torch.device:
         raise ValueError(f"{setting}={name!r}: expected auto, cpu, cuda, cuda:N or mps")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # an index past what torch parses (cuda:99999999999999999999)
+        raise ValueError(f"{setting}={name!r}: this machine has no such device") from None
     if device.type == "cuda" and device.index is not None:
         present = torch.cuda.device_count()
         missing = device.index >= present

@@ -86,7 +86,7 @@ def test_bpe_language_model_trains_and_streams(tmp_path: Path, capsys) -> None:
     ("flag", "value", "message"),
     [
         ("--top-p", "0", "--top-p 0.0 must be in (0, 1]"),
-        ("--temperature", "-1", "--temperature -1.0 must be 0 (greedy) or finite and >= 0.001"),
+        ("--temperature", "-1", "--temperature -1.0 must be 0 (greedy) or in [0.001, 100]"),
         ("--top-k", "-2", "--top-k -2 must be >= 0"),
     ],
 )

@@ -35,7 +35,7 @@ from typing import Any
 
 from aiayn.ablate.result import RESULT, read_result
 from aiayn.atomic import atomic_write
-from aiayn.config import RunConfig
+from aiayn.config import MAX_BEAM, RunConfig
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.outdir import OutputFolder
 
@@ -81,8 +81,8 @@ def load_study(path: str | Path) -> Study:
     if len(set(seeds)) < len(seeds):
         raise ValueError(f"{path}: ablate.seeds={seeds!r} repeats a seed (one run each)")
     beam = table.get("beam")
-    if beam is not None and not (type(beam) is int and beam >= 1):
-        raise ValueError(f"{path}: ablate.beam={beam!r} must be an integer >= 1")
+    if beam is not None and not (type(beam) is int and 1 <= beam <= MAX_BEAM):
+        raise ValueError(f"{path}: ablate.beam={beam!r} must be an integer in [1, {MAX_BEAM}]")
     base = [
         Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})"))
         for s in seeds

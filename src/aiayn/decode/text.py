@@ -11,7 +11,6 @@ returns.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -23,6 +22,8 @@ from aiayn.models.decoder_only import DecoderOnlyLM
 # logits divided by a smaller temperature overflow float32 (1e-40: inf, then NaN), and below
 # this any sample is the greedy choice anyway
 MIN_TEMPERATURE = 1e-3
+# past this every sample is near uniform, and logits times its inverse underflow
+MAX_TEMPERATURE = 100.0
 REPLACEMENT = "\ufffd"  # what a decoder makes of bytes that are not (yet) a whole character
 
 
@@ -94,15 +95,20 @@ def check_options(
     top_p: float,
     seed: int | None,
     label: Callable[[str, object], str] = lambda name, value: f"{name}={value!r}",
+    stop: Sequence[str] = (),
 ) -> None:
-    """Refuse a bad sampling setting, naming it as `label` writes it (the CLI: as a flag)."""
+    """Refuse a bad sampling setting, naming it as `label` writes it (the CLI: as a flag),
+    before anything is loaded or printed."""
+    stop = [stop] if isinstance(stop, str) else list(stop)
+    if any(not isinstance(s, str) or s == "" for s in stop):
+        raise ValueError(f"{label('stop', stop)}: a stop string must be non-empty text")
     for name, value, ok, expected in (
         ("max_new_tokens", max_new_tokens, max_new_tokens >= 0, ">= 0"),
         (
             "temperature",
             temperature,
-            temperature == 0 or MIN_TEMPERATURE <= temperature < math.inf,
-            f"0 (greedy) or finite and >= {MIN_TEMPERATURE}",
+            temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE,
+            f"0 (greedy) or in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE:g}]",
         ),
         ("top_k", top_k, top_k >= 0, ">= 0 (0: no limit)"),
         ("top_p", top_p, 0 < top_p <= 1, "in (0, 1]"),
@@ -127,12 +133,10 @@ def stream(
     """After each step, each prompt's new text ("" where nothing is certain yet or the row has
     ended); the last item gives out what was held back. Ends when every row has ended.
     `on_probs` is called at each step with the chosen tokens' probabilities (B,)."""
-    check_options(max_new_tokens, temperature, top_k, top_p, seed)
+    check_options(max_new_tokens, temperature, top_k, top_p, seed, stop=stop)
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
     stop = [stop] if isinstance(stop, str) else list(stop)
-    if any(not isinstance(s, str) or s == "" for s in stop):
-        raise ValueError(f"stop={stop!r}: a stop string must be non-empty text")
     encoded = tokenizer.encode_prompts(list(prompts))
     for i, ids in enumerate(encoded):
         if not ids:

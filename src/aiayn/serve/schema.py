@@ -15,7 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aiayn.decode.text import MIN_TEMPERATURE
+from aiayn.config import MAX_ALPHA, MAX_BEAM
+from aiayn.decode.text import MAX_TEMPERATURE, MIN_TEMPERATURE
 from aiayn.safeio import check_text
 
 MAX_BODY = 1_000_000  # bytes
@@ -70,9 +71,9 @@ class TranslateRequest(Request):
     text: list[str] = Field(
         fail_fast=True, description=f"sentences to translate, at most {MAX_TEXTS}"
     )
-    beam: int | None = Field(None, ge=1, le=64, description="beam size (default: the run's)")
+    beam: int | None = Field(None, ge=1, le=MAX_BEAM, description="beam size (default: the run's)")
     alpha: float | None = Field(
-        None, ge=0, le=10, allow_inf_nan=False, description="length penalty"
+        None, ge=0, le=MAX_ALPHA, allow_inf_nan=False, description="length penalty"
     )
     n_best: int = Field(1, ge=1, le=64, description="hypotheses to return per sentence, <= beam")
 
@@ -86,7 +87,7 @@ class GenerateRequest(Request):
     temperature: float = Field(
         0.8,
         ge=0,
-        le=100,
+        le=MAX_TEMPERATURE,
         allow_inf_nan=False,
         description=f"0: greedy; else at least {MIN_TEMPERATURE}",
     )
