@@ -26,6 +26,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from aiayn.serve import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_CONNECTIONS
 from aiayn.serve.schema import MAX_BODY
 
+# each connection holds a file descriptor and up to a body's bytes: past this, no bound at all
+MAX_MAX_CONNECTIONS = 65_536
 LINGER_S = 2.0  # how long a refused connection is read (and discarded) so that its 503 arrives
 TRIM_AFTER_S = 1.0  # memory is given back at most once a second, after connections close
 
@@ -38,8 +40,10 @@ class Bounds:
     max_body: int = MAX_BODY
 
     def __post_init__(self) -> None:
-        if self.max_connections < 1:
-            raise ValueError(f"--max-connections {self.max_connections} must be >= 1")
+        if not 1 <= self.max_connections <= MAX_MAX_CONNECTIONS:
+            raise ValueError(
+                f"--max-connections {self.max_connections} must be in [1, {MAX_MAX_CONNECTIONS:,}]"
+            )
         for flag, seconds in (
             ("--head-timeout", self.head_timeout_s),
             ("--body-timeout", self.body_timeout_s),
