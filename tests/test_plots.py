@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import matplotlib.image
+import pytest
 import torch
 
 from aiayn.cli import main
@@ -23,6 +24,20 @@ def test_plot_metrics_draws_loss_lr_and_bleu(tiny_run, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(tmp_path / "m.png")
     assert_png_with_content(tmp_path / "m.png")
     assert_png_with_content(tiny_run / "loss.png")
+
+
+@pytest.mark.parametrize("value", ['{"a": 1}', '"0.1"', "true", "NaN", "-Infinity", "1" * 400])
+def test_a_metric_that_is_no_finite_number_is_refused_naming_line_and_field(
+    tmp_path, capsys, value
+):
+    (tmp_path / "pm").mkdir()
+    good = '{"step": 0, "lr": 0.1}\n'
+    (tmp_path / "pm" / "metrics.jsonl").write_text(good + f'{{"step": 1, "lr": {value}}}\n')
+    assert main(["plot-metrics", str(tmp_path / "pm"), "--out", str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "metrics.jsonl: line 2: field 'lr'" in err
+    assert "expected a finite number or null" in err
+    assert not (tmp_path / "m.png").exists()
 
 
 def test_plot_attention_writes_every_kind_for_every_layer(tiny_run, tmp_path, capsys):
