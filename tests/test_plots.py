@@ -56,7 +56,10 @@ def test_plot_attention_writes_every_kind_for_every_layer(tiny_run, tmp_path, ca
     for name in written:
         assert_png_with_content(tmp_path / name)
     assert "translation:" in capsys.readouterr().out
+    args[-1] = str(tmp_path / "new" / "maps")
     assert main([*args, "--layer", "3"]) == 2
+    assert "--layer 3 does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # refused before any folder was made
 
 
 def test_heatmap_of_an_identity_alignment_is_diagonal(tiny_run):
