@@ -154,6 +154,7 @@ def test_deeply_nested_toml_is_one_line(tmp_path, capsys):
     [
         ("d_model = 1_000_000_000\nn_heads = 8", "parameters"),
         ("n_layers = 100_000_000", "layers"),
+        ("d_model = 32\nn_heads = 2\nhead_dim = 100_000_000_000", "parameters"),
     ],
 )
 def test_absurd_model_sizes_are_refused_before_building(run, tmp_path, capsys, table, message):

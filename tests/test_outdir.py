@@ -208,3 +208,22 @@ def test_a_folder_another_command_left_is_refused_naming_it(sources, tmp_path, c
     assert main(args) == 2
     assert "already holds files (partial.tmp), aiayn export-hf's" in error(capsys)
     assert (out / "partial.tmp").read_bytes() == b"half"
+
+
+def test_a_lock_that_is_no_regular_file_is_refused_naming_it(command, capsys):
+    _, args, out = command
+    out.mkdir()
+    os.mkfifo(out / ".lock")  # once truncated as a file: "[Errno 22] Invalid argument"
+    assert main(args) == 2
+    line = error(capsys)
+    assert f"{out / '.lock'}: the lock file of" in line and "is not a regular file" in line
+    assert [p.name for p in out.iterdir()] == [".lock"]
+
+
+def test_a_failed_command_removes_the_parent_folders_it_made(sources, tmp_path, capsys):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "not-hf").mkdir()  # no config.json: import-hf fails
+    out = tmp_path / "kept" / "np" / "a" / "b"
+    assert main(["import-hf", str(tmp_path / "not-hf"), "--out", str(out)]) == 2
+    assert "config.json" in error(capsys)
+    assert list((tmp_path / "kept").iterdir()) == []

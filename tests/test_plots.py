@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import matplotlib.image
+import pytest
 import torch
 
 from aiayn.cli import main
@@ -25,6 +26,20 @@ def test_plot_metrics_draws_loss_lr_and_bleu(tiny_run, tmp_path, capsys):
     assert_png_with_content(tiny_run / "loss.png")
 
 
+@pytest.mark.parametrize("value", ['{"a": 1}', '"0.1"', "true", "NaN", "-Infinity", "1" * 400])
+def test_a_metric_that_is_no_finite_number_is_refused_naming_line_and_field(
+    tmp_path, capsys, value
+):
+    (tmp_path / "pm").mkdir()
+    good = '{"step": 0, "lr": 0.1}\n'
+    (tmp_path / "pm" / "metrics.jsonl").write_text(good + f'{{"step": 1, "lr": {value}}}\n')
+    assert main(["plot-metrics", str(tmp_path / "pm"), "--out", str(tmp_path / "m.png")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "metrics.jsonl: line 2: field 'lr'" in err
+    assert "expected a finite number or null" in err
+    assert not (tmp_path / "m.png").exists()
+
+
 def test_plot_attention_writes_every_kind_for_every_layer(tiny_run, tmp_path, capsys):
     args = [
         "plot-attention",
@@ -41,7 +56,10 @@ def test_plot_attention_writes_every_kind_for_every_layer(tiny_run, tmp_path, ca
     for name in written:
         assert_png_with_content(tmp_path / name)
     assert "translation:" in capsys.readouterr().out
+    args[-1] = str(tmp_path / "new" / "maps")
     assert main([*args, "--layer", "3"]) == 2
+    assert "--layer 3 does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()  # refused before any folder was made
 
 
 def test_heatmap_of_an_identity_alignment_is_diagonal(tiny_run):

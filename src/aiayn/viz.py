@@ -78,16 +78,17 @@ def save_attention_maps(layers: dict, layer: str, out: str | Path) -> list[Path]
     # layers: kind -> layer -> (weights (H, T_q, T_k), query labels, key labels)
     if layer != "all" and not layer.isdigit():
         raise ValueError(f"--layer {layer!r} is neither a layer number nor all")
+    for by_layer in layers.values():  # before any folder is made for the pictures
+        if layer != "all" and int(layer) not in by_layer:
+            raise ValueError(
+                f"--layer {layer} does not exist; the model has layers 0 to {max(by_layer)}"
+            )
     out = Path(out)
     refuse_link(out, "--out")  # MODEL/attention as a link would put the pictures elsewhere
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for kind, by_layer in layers.items():
         for n in sorted(by_layer) if layer == "all" else [int(layer)]:
-            if n not in by_layer:
-                raise ValueError(
-                    f"--layer {n} does not exist; the model has layers 0 to {max(by_layer)}"
-                )
             weights, rows, cols = by_layer[n]
             path = out / f"{kind}_layer{n}.png"
             save_figure(attention_figure(weights, rows, cols, f"{TITLES[kind]}, layer {n}"), path)

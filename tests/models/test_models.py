@@ -8,6 +8,7 @@ from aiayn.models import (
     ModelConfig,
     build_model,
     count_parameters,
+    estimate_parameters,
 )
 from aiayn.nn.attention import use_attention
 
@@ -138,6 +139,18 @@ def test_pre_norm_has_final_norms_and_post_norm_none():
     post, pre = EncoderDecoder(tiny()), EncoderDecoder(tiny(norm_first=True))
     assert isinstance(post.transformer.encoder.norm, torch.nn.Identity)
     assert not isinstance(pre.transformer.decoder.norm, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "encoder_classifier"])
+@pytest.mark.parametrize(
+    "heads", [{}, {"head_dim": 64}, {"n_kv_heads": 1}, {"head_dim": 4, "n_kv_heads": 2}]
+)
+def test_size_estimate_bounds_the_count_whatever_the_heads(arch, heads):
+    cfg = ModelConfig(
+        arch=arch, vocab_size=100, d_model=32, n_heads=4, d_ff=64, n_layers=2, max_len=64, **heads
+    )
+    n = count_parameters(build_model(cfg, device="meta"))
+    assert n <= estimate_parameters(cfg) <= 1.3 * n
 
 
 def test_meta_device_builds_without_allocating():

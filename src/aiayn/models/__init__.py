@@ -25,10 +25,14 @@ META_MAX_PARAMETERS, META_MAX_LAYERS = 10**13, 10_000
 
 
 def estimate_parameters(cfg: ModelConfig) -> int:
-    """About how many parameters `cfg` has (within a few percent), without building it."""
+    """An upper bound on the parameters `cfg` has (close for real sizes), without building it."""
     d, ff = cfg.d_model, cfg.d_ff * (3 if cfg.activation in ("swiglu", "geglu") else 2)
-    layer = 4 * d * d + ff * d + 10 * d + cfg.d_ff
-    decoder = cfg.decoder_layers * (layer + 4 * d * d) if cfg.arch == "encoder_decoder" else 0
+    # the query and output maps are n_heads wide, the key and value maps n_kv_heads, each
+    # head d_head: a set head_dim (or grouped-query attention) is not d_model / n_heads
+    width = (2 * cfg.n_heads + 2 * cfg.kv_heads) * cfg.d_head
+    attn = width * (d + 1) + d
+    layer = attn + ff * d + 10 * d + cfg.d_ff
+    decoder = cfg.decoder_layers * (layer + attn) if cfg.arch == "encoder_decoder" else 0
     vocabs = cfg.vocab_size * (1 if cfg.tie_output else 2)
     if cfg.arch == "encoder_decoder" and not cfg.share_embeddings:
         vocabs += cfg.source_vocab

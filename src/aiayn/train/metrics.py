@@ -37,10 +37,27 @@ def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], bool]:
                 continue
             raise ValueError(f"{path}: line {number} is not valid JSON ({e})") from None
         step = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not _finite(step):
             raise ValueError(f"{path}: line {number} is not an object with a step (an integer)")
+        for key, value in record.items():
+            # the writer logs only numbers, and null for a non-finite one (to_line)
+            if value is not None and not _finite(value):
+                raise ValueError(
+                    f"{path}: line {number}: field {key[:100]!r} is {repr(value)[:100]}; "
+                    "expected a finite number or null"
+                )
         records.append(record)
     return records, torn
+
+
+def _finite(value: object) -> bool:
+    """A number a plot can take: not a bool, and within a float's range."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def to_line(record: dict[str, Any]) -> str:

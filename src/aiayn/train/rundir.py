@@ -9,9 +9,11 @@ holder clears the temporary files that killed writes left behind.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import re
+import stat
 from pathlib import Path
 from types import TracebackType
 
@@ -87,21 +89,22 @@ def in_use(folder: Path, holder: str, option: str) -> ValueError:
 class RunLock:
     """Exclusive use of a run directory for as long as the `with` block lasts.
 
-    A directory this lock created is removed again if it is still empty at the end. New
-    output folders are made through aiayn.outdir.OutputFolder, which takes this lock.
+    The directories this lock created (the folder and any missing parents) are removed again
+    if they are still empty at the end. New output folders are made through
+    aiayn.outdir.OutputFolder, which takes this lock.
     """
 
     def __init__(self, run_dir: str | Path, option: str = "--out") -> None:
         self.dir, self.option = Path(run_dir), option
         self.fd: int | None = None
-        self.created = False
+        self.created: list[Path] = []  # deepest first
 
     def __enter__(self) -> RunLock:
         refuse_link(self.dir, self.option)
-        self.created = not self.dir.exists()
+        self.created = missing_folders(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._acquire()
         try:
+            self._acquire()
             refuse_link(self.dir, self.option)  # made a link while we took the lock
             clear_leftovers(self.dir)
         except BaseException:
@@ -112,7 +115,7 @@ class RunLock:
     def _acquire(self) -> None:
         path = self.dir / LOCK
         while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            fd = self._open(path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -132,6 +135,27 @@ class RunLock:
                 return
             os.close(fd)
 
+    def _open(self, path: Path) -> int:
+        """The lock file, opened without blocking (a FIFO there would wait for a writer)
+        and refused unless it is a regular file: flock and truncate need one."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            fd = os.open(path, flags, 0o644)
+        except OSError as e:
+            if e.errno not in (errno.EISDIR, errno.ELOOP, errno.ENXIO):  # folder, link, socket
+                raise
+            raise self._not_a_file(path) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise self._not_a_file(path)
+        return fd
+
+    def _not_a_file(self, path: Path) -> ValueError:
+        return ValueError(
+            f"{path}: the lock file of {self.option} {self.dir} is not a regular file; "
+            f"remove it, or choose another {self.option}"
+        )
+
     def __exit__(
         self,
         kind: type[BaseException] | None,
@@ -142,5 +166,16 @@ class RunLock:
             (self.dir / LOCK).unlink(missing_ok=True)
             os.close(self.fd)
             self.fd = None
-        if self.created and self.dir.is_dir() and not any(self.dir.iterdir()):
-            self.dir.rmdir()
+        for folder in self.created:
+            if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+                folder.rmdir()
+        self.created = []
+
+
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
