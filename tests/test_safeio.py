@@ -149,3 +149,14 @@ def test_every_reader_in_the_source_goes_through_safeio():
             if READS.search(line) and not any(a in line for a in ALLOWED.get(name, [])):
                 found.append(f"{name}:{number}: {line.strip()}")
     assert not found, "read through aiayn.safeio instead:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [(1, True), (-2.5, True), (True, False), (float("nan"), False), (float("inf"), False),
+     (10**400, False), ("1", False), (None, False)],
+)  # fmt: skip
+def test_finite_number_answers_for_any_value_without_raising(value, ok):
+    # math.isfinite(10**400) raises OverflowError: a crafted result.json, trainer state or
+    # metrics line holding such an integer crashed its reader
+    assert safeio.finite_number(value) is ok

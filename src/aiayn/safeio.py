@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import stat
 from pathlib import Path
@@ -33,6 +34,17 @@ def check_text(value: str, field: str) -> str:
             "a lone surrogate or an undecodable byte)"
         ) from None
     return value
+
+
+def finite_number(value: object) -> bool:
+    """Whether an untrusted value is a finite int or float: not a bool, not NaN or inf, and
+    not an integer past any float (which math.isfinite answers with OverflowError)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def open_input(path: str | Path, within: str | Path | None = None) -> BinaryIO:

@@ -5,11 +5,10 @@ report."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
-from aiayn.safeio import read_input_json
+from aiayn.safeio import finite_number, read_input_json
 
 RESULT = "result.json"
 MAX_RESULT_BYTES = 16 << 20  # a validation curve of a point per evaluation
@@ -19,17 +18,13 @@ def _count(v: object) -> bool:
     return type(v) is int and v >= 0
 
 
-def _number(v: object) -> bool:
-    return type(v) in (int, float) and math.isfinite(v)
-
-
 def _score(v: object) -> bool:
-    return v is None or _number(v)
+    return v is None or finite_number(v)
 
 
 def _curve(v: object) -> bool:
     return isinstance(v, list) and all(
-        isinstance(p, list) and len(p) == 2 and _count(p[0]) and _number(p[1]) for p in v
+        isinstance(p, list) and len(p) == 2 and _count(p[0]) and finite_number(p[1]) for p in v
     )
 
 
@@ -39,9 +34,9 @@ FIELDS = {
     "set": (lambda v: isinstance(v, list) and all(isinstance(s, str) for s in v), "strings"),
     "paper": (lambda v: isinstance(v, str), "a string"),
     "seed": (lambda v: type(v) is int, "an integer"),
-    "train_minutes": (lambda v: _number(v) and v >= 0, "minutes >= 0"),
-    "minutes": (lambda v: _number(v) and v >= 0, "minutes >= 0"),
-    "val_nll": (_number, "a finite number"),
+    "train_minutes": (lambda v: finite_number(v) and v >= 0, "minutes >= 0"),
+    "minutes": (lambda v: finite_number(v) and v >= 0, "minutes >= 0"),
+    "val_nll": (finite_number, "a finite number"),
     "steps": (_count, "an integer >= 0"),
     "curve": (_curve, "a list of [step, loss] pairs"),
     "val_bleu": (_score, "a finite number or null"),

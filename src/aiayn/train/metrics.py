@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.config import TrainConfig
-from aiayn.safeio import read_input
+from aiayn.safeio import finite_number, read_input
 from aiayn.train.checkpoint import atomic_write_text
 
 MAX_METRICS_BYTES = 1 << 30  # a line of ~200 bytes per logged step: millions of steps
@@ -37,27 +37,17 @@ def read_metrics(path: str | Path) -> tuple[list[dict[str, Any]], bool]:
                 continue
             raise ValueError(f"{path}: line {number} is not valid JSON ({e})") from None
         step = record.get("step") if isinstance(record, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not _finite(step):
+        if type(step) is not int or step < 0 or not finite_number(step):
             raise ValueError(f"{path}: line {number} is not an object with a step (an integer)")
         for key, value in record.items():
             # the writer logs only numbers, and null for a non-finite one (to_line)
-            if value is not None and not _finite(value):
+            if value is not None and not finite_number(value):
                 raise ValueError(
                     f"{path}: line {number}: field {key[:100]!r} is {repr(value)[:100]}; "
                     "expected a finite number or null"
                 )
         records.append(record)
     return records, torn
-
-
-def _finite(value: object) -> bool:
-    """A number a plot can take: not a bool, and within a float's range."""
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer beyond any float
-        return False
 
 
 def to_line(record: dict[str, Any]) -> str:

@@ -7,13 +7,13 @@ for type and range here, and snapshot names must be the trainer's own (step_####
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from aiayn.safeio import finite_number
 from aiayn.train.checkpoint import WEIGHT_DTYPES
 from aiayn.train.runtime import check_scaler_state
 
@@ -39,10 +39,6 @@ def new_state() -> dict[str, Any]:
 
 def _is_int(v: object) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v: object) -> bool:
-    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
 def _rng_list(v: object) -> bool:
@@ -71,9 +67,9 @@ def check_state(state: object, path: str | Path) -> dict[str, Any]:
     for field in COUNTERS:
         if not (_is_int(state[field]) and state[field] >= 0):
             refuse(field, "an integer >= 0")
-    if not (_is_number(state["elapsed"]) and state["elapsed"] >= 0):
+    if not (finite_number(state["elapsed"]) and state["elapsed"] >= 0):
         refuse("elapsed", "a finite number of seconds >= 0")
-    if not (state["best"] is None or _is_number(state["best"])):
+    if not (state["best"] is None or finite_number(state["best"])):
         refuse("best", "a finite number or None")
     names = state["snapshots"]
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
@@ -103,7 +99,7 @@ def unlike(saved: object, live: object, where: str) -> str | None:
     if isinstance(live, bool) or live is None:  # None: a flag torch decides later
         ok = isinstance(saved, bool) or saved is live
     elif isinstance(live, int | float):
-        ok = _is_number(saved) and (not isinstance(live, int) or _is_int(saved))
+        ok = finite_number(saved) and (not isinstance(live, int) or _is_int(saved))
         ok = ok and abs(saved) < INT_LIMIT
     elif isinstance(live, str):
         ok = isinstance(saved, str)
@@ -194,7 +190,7 @@ def moments_problem(entry: object, shape: torch.Size, where: str) -> str | None:
     for name, value in entry.items():
         if name == "step":
             step = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-            if not (_is_number(step) and 0 <= step < INT_LIMIT):
+            if not (finite_number(step) and 0 <= step < INT_LIMIT):
                 return f"{where}.step is not a step count"
         elif name in ADAM_STATE:
             if not (
