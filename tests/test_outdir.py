@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from aiayn.cli import main
-from aiayn.outdir import contents
-from aiayn.train.rundir import OWNER, RunLock
+from aiayn.train.rundir import OWNER, RunLock, contents
 from tests.cli_helpers import write_config
 from tests.test_ablate import write_study
 

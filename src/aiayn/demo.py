@@ -15,7 +15,7 @@ from aiayn.evaluate import score_translations
 from aiayn.tasks import train
 from aiayn.tasks.translation import load_translator
 from aiayn.train.checkpoint import LOSS_PNG
-from aiayn.train.rundir import holds_files
+from aiayn.train.rundir import contents
 from aiayn.viz import save_attention_maps
 
 ATTENTION_SENTENCE = "A man in a blue shirt is riding a bike down the street."
@@ -34,7 +34,7 @@ def fresh_dir(base: Path) -> Path:
     """`base`, or the first of base-2, base-3, ... that holds no files: a demo never
     overwrites an earlier run."""
     candidate, n = base, 1
-    while holds_files(candidate):  # a lock left by a killed run is no file of the run
+    while contents(candidate):  # a lock left by a killed run is no file of the run
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate

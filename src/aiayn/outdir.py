@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from aiayn.safeio import read_input_text
-from aiayn.train.rundir import LOCK, OWNER, RunLock, in_use, lock_holder, refuse_link
+from aiayn.train.rundir import OWNER, RunLock, contents, in_use, lock_holder, refuse_link
 
 # Whether a folder the same command made may be emptied and written again: None if so, else
 # why not (a training that reached a checkpoint is continued with --resume, not replaced).
@@ -42,13 +42,6 @@ def owner(folder: Path) -> str | None:
         return read_input_text(note, 64).strip() or None
     except ValueError:
         return None
-
-
-def contents(folder: Path) -> list[str]:
-    """The names in `folder` other than its lock and note, sorted."""
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.name not in (LOCK, OWNER))
 
 
 def remove(path: Path) -> None:

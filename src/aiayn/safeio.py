@@ -104,7 +104,11 @@ def read_bounded(f: BinaryIO, limit: int, path: str | Path) -> bytes:
 
 def read_input_text(path: str | Path, limit: int, within: str | Path | None = None) -> str:
     """`read_input` decoded as UTF-8; a bad byte is an error naming the file and line."""
-    raw = read_input(path, limit, within)
+    return decode_utf8(read_input(path, limit, within), path)
+
+
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """`raw` (the bytes of `path`) as text; a bad byte is an error naming the file and line."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -230,7 +230,7 @@ def run_study(study: Study, log: Callable[[str], None]) -> list[dict]:
     runs = [(base_folder(v), v) for v in study.base]
     runs += [(v.slug, v) for v in study.variants]
     for slug, _ in runs:  # every folder checked before anything trains
-        if not (study.out / slug / "result.json").exists():
+        if not (study.out / slug / RESULT).exists():
             run_folder(study.out, slug).check()
     results = []
     for i, (slug, v) in enumerate(runs, start=1):

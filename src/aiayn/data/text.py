@@ -11,7 +11,7 @@ from itertools import islice
 from pathlib import Path
 from typing import BinaryIO
 
-from aiayn.safeio import open_input, read_bounded
+from aiayn.safeio import decode_utf8, open_input, read_bounded
 
 # a corpus is read whole into memory: past this it could not be anyway
 MAX_TEXT_BYTES = 32 << 30
@@ -33,12 +33,7 @@ def read_bytes(path: str | Path, limit: int = MAX_TEXT_BYTES) -> bytes:
 
 def read_text(path: str | Path) -> str:
     """A whole UTF-8 text file (`.gz` is decompressed) as one string."""
-    raw = read_bytes(path)
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}: line {line} is not valid UTF-8 ({e.reason})") from None
+    return decode_utf8(read_bytes(path), path)
 
 
 def read_lines(path: str | Path, limit: int = MAX_TEXT_BYTES) -> list[str]:

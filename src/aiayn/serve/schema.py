@@ -75,7 +75,9 @@ class TranslateRequest(Request):
     alpha: float | None = Field(
         None, ge=0, le=MAX_ALPHA, allow_inf_nan=False, description="length penalty"
     )
-    n_best: int = Field(1, ge=1, le=64, description="hypotheses to return per sentence, <= beam")
+    n_best: int = Field(
+        1, ge=1, le=MAX_BEAM, description="hypotheses to return per sentence, <= beam"
+    )
 
 
 StopString = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]

@@ -38,9 +38,11 @@ def inside(run_dir: str | Path, name: object) -> Path:
     return path
 
 
-def holds_files(folder: Path) -> bool:
-    """Whether `folder` holds anything but a lock and the note of who made it (aiayn.outdir)."""
-    return folder.is_dir() and any(p.name not in (LOCK, OWNER) for p in folder.iterdir())
+def contents(folder: Path) -> list[str]:
+    """The names in `folder` other than its lock and the note of who made it, sorted."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name not in (LOCK, OWNER))
 
 
 def refuse_link(path: Path, option: str) -> None:
@@ -61,7 +63,7 @@ def lock_holder(folder: Path) -> str | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        return holder_pid(fd)
     finally:
         os.close(fd)  # closing releases a lock taken here
     return None
@@ -77,6 +79,11 @@ def clear_leftovers(folder: Path) -> list[Path]:
                     p.unlink(missing_ok=True)
                     removed.append(p)
     return removed
+
+
+def holder_pid(fd: int) -> str:
+    """The pid the holder of the lock file `fd` wrote into it."""
+    return os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
 
 
 def in_use(folder: Path, holder: str, option: str) -> ValueError:
@@ -119,7 +126,7 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+                holder = holder_pid(fd)
                 os.close(fd)
                 raise in_use(self.dir, holder, self.option) from None
             # The holder before us may have removed the file after we opened it: retry on
