@@ -10,7 +10,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from aiayn.config import RunConfig
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.models import DecoderOnlyLM, ModelConfig
+from aiayn.models import ModelConfig
+from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.train.checkpoint import CONFIG, MODEL, TOKENIZER, save_config, save_weights
 
 END = "<|endoftext|>"

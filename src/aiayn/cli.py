@@ -215,15 +215,14 @@ def cmd_plot_attention(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from aiayn.families import FAMILIES, family
     from aiayn.tasks import read_run_config
 
     arch = read_run_config(args.model[0]).model.arch
-    if arch == "encoder_classifier":
-        evaluate_classifier(args)
-    elif len(args.model) > 1:
-        raise ValueError(f"several --model (an ensemble) are for classifiers, not {arch} models")
-    else:
-        evaluate_translation(args, args.model[0])
+    if family(arch).evaluate is None:
+        scored = " and ".join(sorted(f.name for f in FAMILIES.values() if f.evaluate))
+        raise ValueError(f"{args.model[0]} holds a {arch} model; evaluate scores {scored} models")
+    family(arch).part("evaluate")(args)
 
 
 def evaluate_classifier(args: argparse.Namespace) -> None:
@@ -242,14 +241,18 @@ def evaluate_classifier(args: argparse.Namespace) -> None:
         print(f"accuracy {100 * accuracy:.2f}% on {len(labels):,} examples")
 
 
-def evaluate_translation(args: argparse.Namespace, model_dir: str) -> None:
+def evaluate_translation(args: argparse.Namespace) -> None:
     from aiayn.data.text import read_parallel
     from aiayn.evaluate import score_translations
 
+    if len(args.model) > 1:
+        raise ValueError(
+            "several --model (an ensemble) are for classifiers, not translation models"
+        )
     if not args.ref:
         raise ValueError("--ref is needed to score a translation model")
     src, ref = read_parallel(args.src, args.ref)
-    translator = cli_translator(args, model_dir)
+    translator = cli_translator(args, args.model[0])
     scores = score_translations(translator.translate(src, args.beam), ref, args.lowercase)
     if args.json:
         print(json.dumps(scores))

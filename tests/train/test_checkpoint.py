@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from aiayn.models import EncoderDecoder, ModelConfig
+from aiayn.models import ModelConfig
+from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.train import checkpoint as ckpt
 
 TINY = ModelConfig(vocab_size=30, d_model=16, n_heads=2, d_ff=32, n_layers=1, dropout=0.0)

@@ -25,11 +25,14 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from aiayn.atomic import atomic_write
+from aiayn.families import family
 from aiayn.outdir import OutputFolder
 from aiayn.safeio import read_input
 from aiayn.train.checkpoint import (
     CONFIG,
     INT8,
+    RECASER,
+    SRC_TOKENIZER,
     TOKENIZER,
     WEIGHTS_HELP,
     SafetensorsFile,
@@ -184,9 +187,7 @@ def quantize_run(
     """Write `out` (new or empty): the run `run_dir` with int8 weights, loaded back by its
     family's loader before this returns. Returns the weights file."""
     from aiayn.tasks import load_run, read_run_config
-    from aiayn.tasks.classification import LABELS, load_classifier
-    from aiayn.tasks.language_model import load_language_model
-    from aiayn.tasks.translation import RECASER, SRC_TOKENIZER, load_translator
+    from aiayn.tasks.classification import LABELS
 
     run_dir, out = Path(run_dir), Path(out)
     arch = read_run_config(run_dir).model.arch
@@ -194,11 +195,7 @@ def quantize_run(
     if is_int8(model):
         raise ValueError(f"{run_dir}: its weights are int8 already; quantize the float run")
     source = pick_weights(run_dir, weights)
-    loaders = {
-        "encoder_decoder": load_translator,
-        "decoder_only": load_language_model,
-        "encoder_classifier": load_classifier,
-    }
+    load = family(arch).part("loader")
     copied = (CONFIG, TOKENIZER, SRC_TOKENIZER, RECASER, LABELS)
     with OutputFolder(out, "quantize"):
         for name in copied:
@@ -206,7 +203,7 @@ def quantize_run(
                 data = read_input(path, MAX_COPY_BYTES, within=run_dir)
                 atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
         save_int8(quantize_int8(model), out / INT8, source.name)
-        loaders[arch](out, log=lambda _: None)  # the folder as translate etc. will read it
+        load(out, log=lambda _: None)  # the folder as translate etc. will read it
     size, was = (out / INT8).stat().st_size, source.stat().st_size
     log(f"{out / INT8}: {size / 1e6:.1f} MB, {size / was:.2f}x {source.name}'s {was / 1e6:.1f} MB")
     return out / INT8

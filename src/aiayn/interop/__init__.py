@@ -20,9 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_export_hf(args: argparse.Namespace) -> None:
     from aiayn.cli import log
-    from aiayn.interop.hf_export import export_run
+    from aiayn.interop.hf_export import export
 
-    export_run(args.run_dir, args.out, log=log)
+    export(args.run_dir, args.out, log=log)
     print(args.out)
 
 

@@ -22,6 +22,7 @@ import torch
 from aiayn.atomic import first_line
 from aiayn.decode.quantize import refuse_int8
 from aiayn.decode.translate import Translator
+from aiayn.families import family
 from aiayn.interop.ct2_check import check_model_bin
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
@@ -54,7 +55,7 @@ def ctranslate2() -> Any:
 
 def check_convertible(m: ModelConfig) -> None:
     """A ValueError naming the first field of `m` that CTranslate2's Transformer cannot hold."""
-    if m.arch != "encoder_decoder":
+    if not family(m.arch).ct2:
         raise ValueError(f"model.arch={m.arch!r}: export-ct2 writes encoder-decoder runs only")
     needs = {
         "positional": (m.positional, ("sinusoidal", "sinusoidal_halves", "learned")),

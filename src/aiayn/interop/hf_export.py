@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from aiayn.atomic import atomic_write
 from aiayn.decode.quantize import refuse_int8
+from aiayn.families import family
 from aiayn.interop.hf import FORMATS, Plan
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
@@ -32,7 +33,6 @@ from aiayn.outdir import OutputFolder
 from aiayn.tasks import load_run, load_tokenizer, read_run_config
 from aiayn.train.checkpoint import TOKENIZER
 
-FORMAT = {"encoder_decoder": "marian", "decoder_only": "gpt2", "encoder_classifier": "bert"}
 CLASS = {
     "marian": "MarianMTModel",
     "gpt2": "GPT2LMHeadModel",
@@ -90,7 +90,9 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
 
 def check_exportable(m: ModelConfig) -> str:
     """The Hugging Face format of `m`, or a ValueError naming the first field it cannot hold."""
-    kind = FORMAT[m.arch]
+    kind = family(m.arch).hf_format
+    if kind is None:
+        raise ValueError(f"model.arch={m.arch!r}: no Hugging Face class computes it")
     symbolic = {"n_heads": m.n_heads, "d_model / n_heads": m.d_model // m.n_heads}
     for field, (read, allowed) in needs(kind).items():
         values = [symbolic.get(a, a) if isinstance(a, str) else a for a in allowed]
@@ -190,6 +192,12 @@ def tokenizer_config(special: dict[str, str], kind: str) -> dict[str, Any]:
         # "<pad>" written in a text is text to aiayn (aiayn.data.tokenizer): the same there
         "split_special_tokens": True,
     }  # fmt: skip
+
+
+def export(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
+    """`aiayn export-hf`: the run written by its family's exporter; the class it loads with."""
+    arch = read_run_config(run_dir).model.arch
+    return family(arch).part("export_hf")(run_dir, out, log=log)
 
 
 def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:

@@ -22,16 +22,14 @@ from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.prepare.dataset import (
     PreparedParallel,
     check_dataset,
+    fit_data_tokenizer,
     read_manifest,
     refuse_other_tokenizers,
 )
-from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer, place
-from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
+from aiayn.tasks import check_vocabulary, load_run, load_tokenizer, place
+from aiayn.train.checkpoint import RECASER, SRC_TOKENIZER, TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 from aiayn.train.rundir import inside
-
-SRC_TOKENIZER = "src_tokenizer.json"
-RECASER = "recaser.json"  # only in runs trained on lowercased text
 
 
 def load_tokenizers(run_dir: Path, cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:

@@ -24,6 +24,8 @@ from aiayn.safeio import InputError, check_input, open_input
 from aiayn.train.rundir import inside
 
 CONFIG, TOKENIZER, STATE = "config.toml", "tokenizer.json", "trainer_state.pt"
+SRC_TOKENIZER = "src_tokenizer.json"  # a translation's source side, unless the vocabulary is joint
+RECASER = "recaser.json"  # only in runs trained on lowercased text
 METRICS, LOSS_PNG = "metrics.jsonl", "loss.png"
 MODEL = "model.safetensors"  # the latest weights, which trainer_state.pt continues from
 BEST = "best.safetensors"  # the weights of the best validation score
