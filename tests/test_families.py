@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import tomllib
@@ -171,3 +172,12 @@ def test_every_part_a_built_in_family_names_exists(name: str) -> None:
             assert entry.part(part) is not None, part
     assert entry.part("engine").family == name
     assert build_model(ModelConfig(arch=name, d_model=8, n_heads=2, d_ff=8, n_layers=1))
+
+
+def test_the_registry_imports_no_part_of_aiayn() -> None:
+    """Every layer reads it (ModelConfig checks arch against it), so it sits below them all."""
+    tree = ast.parse(Path(families.__file__).read_text(encoding="utf-8"))
+    nodes = list(ast.walk(tree))
+    imported = [a.name for node in nodes if isinstance(node, ast.Import) for a in node.names]
+    imported += [node.module for node in nodes if isinstance(node, ast.ImportFrom)]
+    assert imported and not [name for name in imported if name.startswith("aiayn")]

@@ -247,7 +247,7 @@ def evaluate_translation(args: argparse.Namespace) -> None:
 
     if len(args.model) > 1:
         raise ValueError(
-            "several --model (an ensemble) are for classifiers, not translation models"
+            "several --model (an ensemble) are for classifiers, not encoder_decoder models"
         )
     if not args.ref:
         raise ValueError("--ref is needed to score a translation model")
