@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.ablate.result import RESULT, read_result
-from aiayn.atomic import atomic_write
 from aiayn.config import MAX_BEAM, RunConfig
 from aiayn.configfile import apply_overrides, load_toml
-from aiayn.outdir import OutputFolder
+from aiayn.run.atomic import atomic_write
+from aiayn.run.folder import OutputFolder
 
 BASE = "base"
 STUDY = "ablate"  # the command named in the note of each run folder a study makes
@@ -158,8 +158,10 @@ def run_variant(v: Variant, out: Path, name: str, beam: int | None, log: Callabl
     """Train `v` into its folder `out/name` (unless its result is there), score it, and return
     its result."""
     from aiayn.models import build_model, count_parameters
-    from aiayn.tasks import read_run_config, train
-    from aiayn.train.rundir import RunLock, refuse_link
+    from aiayn.run.config import read_run_config
+    from aiayn.run.lock import RunLock
+    from aiayn.run.paths import refuse_link
+    from aiayn.tasks import train
 
     run_dir = out / name
     refuse_link(run_dir, "ablate.out")

@@ -23,14 +23,15 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from aiayn.atomic import atomic_write
 from aiayn.decode.quantize import refuse_int8
 from aiayn.interop.hf import FORMATS, Plan
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
-from aiayn.outdir import OutputFolder
-from aiayn.tasks import load_run, load_tokenizer, read_run_config
-from aiayn.train.checkpoint import TOKENIZER
+from aiayn.run.atomic import atomic_write
+from aiayn.run.config import read_run_config
+from aiayn.run.files import TOKENIZER
+from aiayn.run.folder import OutputFolder
+from aiayn.tasks import load_run, load_tokenizer
 
 FORMAT = {"encoder_decoder": "marian", "decoder_only": "gpt2", "encoder_classifier": "bert"}
 CLASS = {

@@ -20,19 +20,19 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from aiayn.atomic import atomic_write_text
 from aiayn.config import RunConfig
 from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.outdir import OutputFolder
 from aiayn.prepare.arrays import array_streams, id_dtype, save_array
 from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
 from aiayn.prepare.labelled import write_labelled
 from aiayn.prepare.stream import write_streams
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import TOKENIZER
+from aiayn.run.folder import OutputFolder
 from aiayn.tasks import fit_data_tokenizer
 from aiayn.tasks.translation import RECASER, SRC_TOKENIZER
-from aiayn.train.checkpoint import TOKENIZER
 
 LINES_PER_BATCH = 20_000
 TASKS = {

@@ -25,10 +25,11 @@ from aiayn.prepare.dataset import (
     read_manifest,
     refuse_other_tokenizers,
 )
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import TOKENIZER
+from aiayn.run.paths import inside
 from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer, place
-from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
-from aiayn.train.rundir import inside
 
 SRC_TOKENIZER = "src_tokenizer.json"
 RECASER = "recaser.json"  # only in runs trained on lowercased text
