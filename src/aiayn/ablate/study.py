@@ -17,8 +17,8 @@ A study is one TOML file: the base run's tables ([data], [model], [train], [deco
     paper = "Table 3 (A): 24.9 BLEU, 5.29 PPL"   # optional: the paper's figure beside it
 
 Every variant is validated before anything trains, and each must name a folder of its own
-(letters or digits; no two alike). A study writes only folders it made (aiayn.outdir notes it
-in each): a finished run (its result.json) is not trained again, and a run it made but did not
+(letters or digits; no two alike). A study writes only folders it made (aiayn.run.folder notes
+it in each): a finished run (its result.json) is not trained again, and a run it made but did not
 finish is trained again from the start, so an interrupted study goes on where it stopped. A
 folder of the same name that the study did not make, a link, or a run in use is refused.
 """

@@ -3,7 +3,7 @@
 The files are read as streams (plain or `.gz`), the tokenizer learns from an iterator (its
 memory grows with the vocabulary, not the corpus), and lines are tokenized in large batches,
 which `tokenizers` spreads over all cores. The folder is new, empty, or one that prepare
-made (aiayn.outdir), emptied first; the manifest is written last, so a prepare that is killed
+made (aiayn.run.folder), emptied first; the manifest is written last, so a prepare that is killed
 leaves nothing that training takes for a finished dataset, and running it again writes the
 same files.
 """
