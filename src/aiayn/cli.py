@@ -18,8 +18,8 @@ import torch
 from aiayn.config import MAX_ALPHA, MAX_BEAM, RunConfig
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model, parameter_breakdown
+from aiayn.run.files import WEIGHTS_HELP
 from aiayn.safeio import check_args, check_text
-from aiayn.train.checkpoint import WEIGHTS_HELP
 
 if TYPE_CHECKING:
     from aiayn.decode.translate import Translator
@@ -58,8 +58,9 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
         if args.config is None:
             raise ValueError("a CONFIG file is needed unless --resume continues a run")
         return RunConfig.load(args.config, args.set)
-    from aiayn.train.checkpoint import CONFIG, STATE
-    from aiayn.train.rundir import in_use, inside, lock_holder
+    from aiayn.run.files import CONFIG, STATE
+    from aiayn.run.lock import in_use, lock_holder
+    from aiayn.run.paths import inside
 
     if holder := lock_holder(out):  # a run in progress, checkpointed yet or not
         raise in_use(out, holder, "--out")
@@ -82,8 +83,8 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
 
 def restart(out: Path) -> str:
     """How to start again a run that never reached its first checkpoint, if `out` is one."""
-    from aiayn.outdir import owner
-    from aiayn.train.checkpoint import CONFIG
+    from aiayn.run.files import CONFIG
+    from aiayn.run.folder import owner
 
     if owner(out) != "train" or not (out / CONFIG).is_file():
         return ""
@@ -190,8 +191,8 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_plot_metrics(args: argparse.Namespace) -> None:
-    from aiayn.train.checkpoint import METRICS
-    from aiayn.train.rundir import inside
+    from aiayn.run.files import METRICS
+    from aiayn.run.paths import inside
     from aiayn.viz import plot_metrics
 
     run = Path(args.run_dir)
@@ -216,7 +217,7 @@ def cmd_plot_attention(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from aiayn.families import FAMILIES, family
-    from aiayn.tasks import read_run_config
+    from aiayn.run.config import read_run_config
 
     arch = read_run_config(args.model[0]).model.arch
     if family(arch).evaluate is None:

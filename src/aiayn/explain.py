@@ -21,7 +21,7 @@ from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.attention import record_attention
 from aiayn.nn.layers import DecoderLayer, EncoderLayer
 from aiayn.nn.masks import CAUSAL
-from aiayn.train.checkpoint import WEIGHTS_HELP
+from aiayn.run.files import WEIGHTS_HELP
 
 
 @dataclass

@@ -24,23 +24,21 @@ import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
-from aiayn.atomic import atomic_write
 from aiayn.families import family
-from aiayn.outdir import OutputFolder
-from aiayn.safeio import read_input
-from aiayn.train.checkpoint import (
+from aiayn.run.atomic import atomic_write
+from aiayn.run.files import (
     CONFIG,
     INT8,
     RECASER,
     SRC_TOKENIZER,
     TOKENIZER,
     WEIGHTS_HELP,
-    SafetensorsFile,
-    check_tensors,
     pick_weights,
-    save_tensors,
 )
-from aiayn.train.rundir import inside
+from aiayn.run.folder import OutputFolder
+from aiayn.run.paths import inside
+from aiayn.run.weights import SafetensorsFile, check_tensors, save_tensors, unique_state
+from aiayn.safeio import read_input
 
 FORMAT, VERSION = "aiayn-int8", "1"  # in the file's safetensors metadata
 # one scale per output row: on the README's Multi30k model, one per matrix cost 0.40 BLEU
@@ -76,14 +74,7 @@ def int8_layers(model: nn.Module) -> dict[str, Int8Linear]:
 
 def float_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors outside the int8 layers, each shared one (tied embeddings) once."""
-    prefixes = tuple(f"{name}." for name in int8_layers(model))
-    seen: set[int] = set()
-    out = {}
-    for name, t in model.state_dict().items():
-        if not name.startswith(prefixes) and t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            out[name] = t.detach().contiguous()
-    return out
+    return unique_state(model, skip=tuple(f"{name}." for name in int8_layers(model)))
 
 
 def int8_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -186,7 +177,8 @@ def quantize_run(
 ) -> Path:
     """Write `out` (new or empty): the run `run_dir` with int8 weights, loaded back by its
     family's loader before this returns. Returns the weights file."""
-    from aiayn.tasks import load_run, read_run_config
+    from aiayn.run.config import read_run_config
+    from aiayn.tasks import load_run
     from aiayn.tasks.classification import LABELS
 
     run_dir, out = Path(run_dir), Path(out)

@@ -20,18 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from aiayn.atomic import atomic_write
 from aiayn.decode.quantize import refuse_int8
 from aiayn.families import family
 from aiayn.interop.hf import FORMATS, Plan
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
-from aiayn.outdir import OutputFolder
-from aiayn.tasks import load_run, load_tokenizer, read_run_config
-from aiayn.train.checkpoint import TOKENIZER
+from aiayn.run.atomic import atomic_write
+from aiayn.run.config import read_run_config
+from aiayn.run.files import TOKENIZER
+from aiayn.run.folder import OutputFolder
+from aiayn.run.weights import save_tensors
+from aiayn.tasks import load_run, load_tokenizer
 
 CLASS = {
     "marian": "MarianMTModel",
@@ -220,7 +221,7 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     tensors = hf_tensors(model, fmt.plan(cfg.model, fmt.prefix), kind)
     config = hf_config(cfg.model, kind, ids, labels)
     with OutputFolder(out, "export-hf"):
-        atomic_write(out / "model.safetensors", lambda t: save_file(tensors, str(t)))
+        save_tensors(tensors, out / "model.safetensors")
         tok.save(out / "tokenizer.json")
         for name, data in (
             ("config.json", config),

@@ -14,11 +14,13 @@ from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.interop.hf import load_pretrained
 from aiayn.interop.hf_config import read_config
-from aiayn.outdir import OutputFolder
+from aiayn.run.config import save_config
+from aiayn.run.files import CONFIG, MODEL, TOKENIZER
+from aiayn.run.folder import OutputFolder
+from aiayn.run.paths import inside
+from aiayn.run.weights import save_weights
 from aiayn.tasks import check_vocabulary
 from aiayn.tasks.classification import save_labels
-from aiayn.train.checkpoint import CONFIG, MODEL, TOKENIZER, save_config, save_weights
-from aiayn.train.rundir import inside
 
 
 def source_tokenizer(src: Path, given: Path | None) -> TextTokenizer:

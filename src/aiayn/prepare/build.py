@@ -3,7 +3,7 @@
 The files are read as streams (plain or `.gz`), the tokenizer learns from an iterator (its
 memory grows with the vocabulary, not the corpus), and lines are tokenized in large batches,
 which `tokenizers` spreads over all cores. The folder is new, empty, or one that prepare
-made (aiayn.outdir), emptied first; the manifest is written last, so a prepare that is killed
+made (aiayn.run.folder), emptied first; the manifest is written last, so a prepare that is killed
 leaves nothing that training takes for a finished dataset, and running it again writes the
 same files.
 """
@@ -21,13 +21,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from aiayn.atomic import atomic_write_text
 from aiayn.config import DataConfig, RunConfig
 from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.families import family
-from aiayn.outdir import OutputFolder
 from aiayn.prepare.arrays import array_streams, id_dtype, save_array
 from aiayn.prepare.dataset import (
     FORMAT,
@@ -40,7 +38,9 @@ from aiayn.prepare.dataset import (
 )
 from aiayn.prepare.labelled import write_labelled
 from aiayn.prepare.stream import write_streams
-from aiayn.train.checkpoint import RECASER, SRC_TOKENIZER, TOKENIZER
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import RECASER, SRC_TOKENIZER, TOKENIZER
+from aiayn.run.folder import OutputFolder
 
 LINES_PER_BATCH = 20_000
 

@@ -26,9 +26,9 @@ from aiayn.config import DataConfig
 from aiayn.data.batching import drop_long, token_budget_batches
 from aiayn.data.parallel import TranslationBatch, shifted_batch
 from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.run.files import TOKENIZER
+from aiayn.run.paths import inside
 from aiayn.safeio import check_input, open_input, read_input_json
-from aiayn.train.checkpoint import TOKENIZER
-from aiayn.train.rundir import inside
 
 FORMAT = 1
 MANIFEST = "manifest.json"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from aiayn.train.checkpoint import WEIGHTS_HELP
+from aiayn.run.files import WEIGHTS_HELP
 
 # the bounds on what a client can hold (aiayn.serve.bounds), as `serve` takes them by default
 MAX_CONNECTIONS, HEAD_TIMEOUT_S, BODY_TIMEOUT_S = 64, 10.0, 30.0

@@ -20,9 +20,10 @@ from aiayn.decode.text import stream
 from aiayn.decode.translate import Translator
 from aiayn.families import family
 from aiayn.nn.attention import record_attention
+from aiayn.run.config import read_run_config
 from aiayn.serve.batcher import Job
 from aiayn.serve.schema import InputError
-from aiayn.tasks import place, read_run_config
+from aiayn.tasks import place
 from aiayn.tasks.classification import Classifier
 
 Maps = list[dict[str, Any]]

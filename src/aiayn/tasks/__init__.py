@@ -15,18 +15,13 @@ from aiayn.decode.quantize import is_int8, load_int8
 from aiayn.families import family
 from aiayn.models import build_model
 from aiayn.nn.attention import use_attention
-from aiayn.outdir import OutputFolder
 from aiayn.prepare.dataset import fit_data_tokenizer
-from aiayn.train.checkpoint import (
-    CONFIG,
-    INT8,
-    STATE,
-    TOKENIZER,
-    load_config,
-    load_weights,
-    pick_weights,
-)
-from aiayn.train.rundir import RunLock, inside
+from aiayn.run.config import read_run_config
+from aiayn.run.files import INT8, STATE, TOKENIZER, pick_weights
+from aiayn.run.folder import OutputFolder
+from aiayn.run.lock import RunLock
+from aiayn.run.paths import inside
+from aiayn.run.weights import load_weights
 
 
 def train(
@@ -113,14 +108,6 @@ def load_tokenizer(run_dir: Path, name: str, vocab_size: int) -> TextTokenizer:
     """The tokenizer file `name` of a run whose model has `vocab_size` embeddings."""
     path = inside(run_dir, name)
     return check_vocabulary(TextTokenizer.load(path), vocab_size, path)
-
-
-def read_run_config(run_dir: str | Path) -> RunConfig:
-    """The config a run directory was trained with."""
-    path = inside(run_dir, CONFIG)
-    if not path.exists():
-        raise ValueError(f"{run_dir}: not a run directory (no {CONFIG})")
-    return load_config(path)
 
 
 def load_run(

@@ -25,10 +25,11 @@ from aiayn.prepare.dataset import (
     prepared_tokenizer,
     read_manifest,
 )
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import TOKENIZER
+from aiayn.run.paths import inside
 from aiayn.tasks import load_run, load_tokenizer, place, run_tokenizer
-from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import rdrop_kl
-from aiayn.train.rundir import inside
 
 LABELS = "labels.txt"
 MAX_LABELS_BYTES = 16 << 20  # one class name a line

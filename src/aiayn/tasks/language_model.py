@@ -14,8 +14,8 @@ from aiayn.data.text import read_text, text_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.prepare.dataset import IdArray, check_dataset, prepared_tokenizer, read_manifest
+from aiayn.run.files import TOKENIZER
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
-from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 
 

@@ -26,10 +26,11 @@ from aiayn.prepare.dataset import (
     read_manifest,
     refuse_other_tokenizers,
 )
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import RECASER, SRC_TOKENIZER, TOKENIZER
+from aiayn.run.paths import inside
 from aiayn.tasks import check_vocabulary, load_run, load_tokenizer, place
-from aiayn.train.checkpoint import RECASER, SRC_TOKENIZER, TOKENIZER, atomic_write_text
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
-from aiayn.train.rundir import inside
 
 
 def load_tokenizers(run_dir: Path, cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:
