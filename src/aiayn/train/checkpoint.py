@@ -19,7 +19,6 @@ from torch import nn
 
 from aiayn.atomic import atomic_write, atomic_write_text, first_line
 from aiayn.config import RunConfig
-from aiayn.configfile import load_toml
 from aiayn.safeio import InputError, check_input, open_input
 from aiayn.train.rundir import inside
 
@@ -183,7 +182,7 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    return RunConfig.from_dict(load_toml(path))
+    return RunConfig.load(path)
 
 
 def save_state(state: dict[str, Any], path: str | Path) -> None:
