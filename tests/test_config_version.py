@@ -165,3 +165,19 @@ def test_each_task_says_in_which_direction_its_metric_improves(tmp_path, task, c
         is {"val_loss": False, "val_acc": True, "val_bleu": True}[made.monitor]
     )
     assert better(made.higher_is_better, 2.0, 1.0) is made.higher_is_better
+
+
+def test_a_version_1_study_tells_its_notices_once_and_its_variants_set_version_1(tmp_path, capsys):
+    from aiayn.ablate.study import load_study
+
+    study = {
+        "model": {"d_model": 64, "n_heads": 1},
+        "data": {"max_len": 30},
+        "train": {"lr": 2.0},
+        "ablate": {"seeds": [1, 2], "variants": [{"name": "v", "set": ["train.lr=0.5"]}]},
+    }
+    loaded = load_study(write(tmp_path / "study.toml", study))
+    assert [v.cfg.train.noam_scale for v in loaded.base] == [2.0, 2.0]
+    assert loaded.variants[0].cfg.train.noam_scale == 0.5  # its --set read as version 1's lr
+    assert all(v.cfg.data.max_pair_len == 30 for v in [*loaded.base, *loaded.variants])
+    assert len(capsys.readouterr().err.splitlines()) == 2
