@@ -84,6 +84,7 @@ def toy() -> Iterator[Family]:
         use="toying",
         endpoint="toy",
         prepared_task="language_model",
+        data_length="block_size",
         model=ToyLM,
         task=ToyTask,
         loader=load_toy,

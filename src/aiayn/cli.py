@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from aiayn.config import MAX_ALPHA, MAX_BEAM, RunConfig
-from aiayn.configfile import apply_overrides, load_toml
 from aiayn.models import ModelConfig, build_model, parameter_breakdown
 from aiayn.run.files import WEIGHTS_HELP
 from aiayn.safeio import check_args, check_text
@@ -68,9 +67,8 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
         raise ValueError(
             f"--resume: {out} holds no run to resume ({CONFIG}, {STATE}){restart(out)}"
         )
-    saved = load_toml(out / CONFIG)
-    cfg = RunConfig.from_dict(apply_overrides(saved, args.set))
-    cfg.check_resume(RunConfig.from_dict(saved))
+    cfg = RunConfig.load(out / CONFIG, args.set)
+    cfg.check_resume(RunConfig.load(out / CONFIG, notice=None))  # its notices said once
     if args.config is not None:  # the command that started the run, --resume added: fine
         difference = cfg.difference(RunConfig.load(args.config, args.set))
         if difference:

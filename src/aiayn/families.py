@@ -26,6 +26,7 @@ class Family:
     use: str  # what its runs are for, as errors name it: "translation needs encoder_decoder"
     endpoint: str  # the server's route for it: /v1/<endpoint>
     prepared_task: str  # the "task" of its prepared datasets' manifests
+    data_length: str  # the [data] field its sequence length is read from
     model: Part  # the nn.Module class, built from a ModelConfig
     task: Part  # the training task class: (cfg, run_dir, resume=, log=)
     loader: Part  # the run loader of translate/generate/classify: (run_dir, weights, log=)
@@ -83,6 +84,7 @@ register(
         use="translation",
         endpoint="translate",
         prepared_task="translation",
+        data_length="max_pair_len",
         model="aiayn.models.encoder_decoder:EncoderDecoder",
         task="aiayn.tasks.translation:TranslationTask",
         loader="aiayn.tasks.translation:load_translator",
@@ -101,6 +103,7 @@ register(
         use="generation",
         endpoint="generate",
         prepared_task="language_model",
+        data_length="block_size",
         model="aiayn.models.decoder_only:DecoderOnlyLM",
         task="aiayn.tasks.language_model:LanguageModelTask",
         loader="aiayn.tasks.language_model:load_language_model",
@@ -118,6 +121,7 @@ register(
         use="classification",
         endpoint="classify",
         prepared_task="classification",
+        data_length="truncate_len",
         model="aiayn.models.encoder_only:EncoderClassifier",
         task="aiayn.tasks.classification:ClassificationTask",
         loader="aiayn.tasks.classification:load_classifier",

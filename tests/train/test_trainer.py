@@ -14,7 +14,7 @@ from aiayn.train.trainer import Trainer
 class LinearTask:
     """Least squares on fixed batches; validation returns scripted values."""
 
-    monitor = "val_loss"
+    monitor, higher_is_better = "val_loss", False
 
     def __init__(self, batches, val_values=(1.0,), **train):
         base = {

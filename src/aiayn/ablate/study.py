@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.ablate.result import RESULT, read_result
-from aiayn.config import MAX_BEAM, RunConfig
+from aiayn.config import MAX_BEAM, RunConfig, stderr_line
 from aiayn.configfile import apply_overrides, load_toml
 from aiayn.run.atomic import atomic_write
 from aiayn.run.folder import OutputFolder
@@ -83,10 +83,15 @@ def load_study(path: str | Path) -> Study:
     beam = table.get("beam")
     if beam is not None and not (type(beam) is int and 1 <= beam <= MAX_BEAM):
         raise ValueError(f"{path}: ablate.beam={beam!r} must be an integer in [1, {MAX_BEAM}]")
+
+    def tell(line: str) -> None:  # a version-1 file's notices, once: with the first base
+        stderr_line(f"{path}: {line}")
+
     base = [
-        Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})"))
-        for s in seeds
-    ]
+        Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})",
+                                         None if i else tell))
+        for i, s in enumerate(seeds)
+    ]  # fmt: skip
     if not isinstance(table.get("variants", []), list):
         raise ValueError(f"{path}: ablate.variants must be a list of tables ([[ablate.variants]])")
     variants = [variant(data, v, seeds[0], f"{path}: ablate.variants[{i}]")
@@ -127,9 +132,16 @@ def base_folder(v: Variant) -> str:
     return f"{BASE}-seed{v.cfg.train.seed}"
 
 
-def config(data: dict[str, Any], overrides: list[str], where: str) -> RunConfig:
+def config(
+    data: dict[str, Any],
+    overrides: list[str],
+    where: str,
+    notice: Callable[[str], None] | None = None,
+) -> RunConfig:
+    """The run config of the study's file with `overrides`; a version-1 file's notices go to
+    `notice` (given once per study, not once per run)."""
     try:
-        return RunConfig.from_dict(apply_overrides(data, overrides))
+        return RunConfig.from_dict(apply_overrides(data, overrides), notice)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
 

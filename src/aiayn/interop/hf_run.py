@@ -54,7 +54,7 @@ def import_run(
         check_vocabulary(tok, m.vocab_size, Path(tokenizer or src / TOKENIZER))
         # BERT reads [CLS] text [SEP], up to its position table's length
         is_bert = m.arch == "encoder_classifier"
-        data = DataConfig(max_len=m.max_len, end_token=True) if is_bert else DataConfig()
+        data = DataConfig(truncate_len=m.max_len, end_token=True) if is_bert else DataConfig()
         # Hugging Face's own names for classes that a config leaves unnamed
         labels = (hf.labels() or [f"LABEL_{i}" for i in range(m.n_classes)]) if is_bert else None
         save_weights(model, out / MODEL)

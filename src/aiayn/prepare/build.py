@@ -77,7 +77,7 @@ def write_split(
     counts["pairs"] = len(lengths["src"])
     # as training counts them: the longer side, with </s> (or <s>)
     longest = np.maximum(lengths["src"], lengths["tgt"]) + 1
-    counts["longer_than_max_len"] = int((longest > cfg.data.max_len).sum())
+    counts["longer_than_max_len"] = int((longest > cfg.data.max_pair_len).sum())
     if not counts["pairs"]:
         raise ValueError(f"{files[0]}: no sentence pairs")
     return counts
@@ -138,7 +138,7 @@ def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> di
             "task": kind.prepared_task,
             **extra,
             "data": {name: getattr(d, name) for name in fields},
-            "max_len": d.max_len,
+            "max_len": d.length(cfg.model.arch),
             "vocab_size": vocab,
             "sources": sources,
             "splits": splits,

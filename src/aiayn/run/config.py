@@ -7,7 +7,6 @@ from pathlib import Path
 import tomli_w
 
 from aiayn.config import RunConfig
-from aiayn.configfile import load_toml
 from aiayn.run.atomic import atomic_write_text
 from aiayn.run.files import CONFIG
 from aiayn.run.paths import inside
@@ -18,7 +17,7 @@ def save_config(cfg: RunConfig, path: str | Path) -> None:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    return RunConfig.from_dict(load_toml(path))
+    return RunConfig.load(path)
 
 
 def read_run_config(run_dir: str | Path) -> RunConfig:

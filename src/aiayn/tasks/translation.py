@@ -66,7 +66,7 @@ def fit_tokenizers(cfg: RunConfig, src: list[str], tgt: list[str]) -> tuple[Text
 class TranslationTask:
     """Everything the trainer needs to know about translation."""
 
-    monitor = "val_bleu"  # higher is better; val_loss when BLEU is off
+    monitor, higher_is_better = "val_bleu", True  # val_loss, lower, when BLEU is off
 
     def __init__(
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
@@ -100,16 +100,16 @@ class TranslationTask:
             src_vocab_size=None if joint else self.src_tok.vocab_size,
         )
         full = self._encode(*text) if text else self._open(prepared)
-        self.train, dropped = full.without_long(d.max_len)
+        self.train, dropped = full.without_long(d.max_pair_len)
         log(
             f"training pairs: {len(self.train):,} kept, {dropped:,} longer than "
-            f"data.max_len={d.max_len} tokens dropped"
+            f"data.max_pair_len={d.max_pair_len} tokens dropped"
         )
         if not len(self.train):
-            raise ValueError(f"no training pair fits data.max_len={d.max_len}")
+            raise ValueError(f"no training pair fits data.max_pair_len={d.max_pair_len}")
         self.valid = self._encode(*self.valid_text) if self.valid_text else None
         if not cfg.train.bleu or self.valid is None:
-            self.monitor = "val_loss"
+            self.monitor, self.higher_is_better = "val_loss", False
         self.model = EncoderDecoder(self.cfg.model)
 
     def _encode(self, src: list[str], tgt: list[str]) -> ParallelData:

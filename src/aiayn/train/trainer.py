@@ -47,7 +47,8 @@ from aiayn.train.state import check_state, check_tables, new_state
 class Task(Protocol):
     cfg: RunConfig
     model: nn.Module
-    monitor: str
+    monitor: str  # the validation metric that picks the best checkpoint and stops early
+    higher_is_better: bool  # the direction in which `monitor` improves
 
     def epoch_batches(self, epoch: int) -> Sequence[Any]: ...
     def collate(self, item: Any) -> Any: ...  # CPU tensors, drawing no random numbers
@@ -58,10 +59,10 @@ class Task(Protocol):
     def save_assets(self, run_dir: Path) -> None: ...
 
 
-def better(monitor: str, new: float, best: float | None) -> bool:
+def better(higher_is_better: bool, new: float, best: float | None) -> bool:
     if best is None:
         return True
-    return new > best if monitor.endswith("bleu") or monitor.endswith("acc") else new < best
+    return new > best if higher_is_better else new < best
 
 
 class Trainer:
@@ -98,7 +99,7 @@ class Trainer:
         self.forward = compiled(self.group.wrap(self.model), self.t.compile)
         if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
             torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
-        self.opt = make_optimizer(self.model, self.t, self.device)
+        self.opt = make_optimizer(self.model, self.t, self.cfg.model.d_model, self.device)
         self.horizon = Horizon(self.t.max_steps, self.t.max_minutes)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, make_schedule(self.t, self.cfg.model.d_model, self.horizon)
@@ -153,7 +154,7 @@ class Trainer:
                 f"{self.run_dir} finished at step {self.state['step']}: {reason}. Nothing to "
                 f"resume; to train on, raise that limit with --set"
             )
-        apply_hyperparameters(self.opt, self.sched, self.t)
+        apply_hyperparameters(self.opt, self.sched, self.t, self.cfg.model.d_model)
         forget_after(inside(self.run_dir, METRICS), self.state["step"], self.log)
         self.log(f"resumed {self.run_dir} at step {self.state['step']}")
 
@@ -367,7 +368,7 @@ class Trainer:
                 f"step {self.state['step']}: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
             )
-            if better(self.task.monitor, metrics[self.task.monitor], self.state["best"]):
+            if better(self.task.higher_is_better, metrics[self.task.monitor], self.state["best"]):
                 self.state["best"], self.state["bad_evals"] = metrics[self.task.monitor], 0
                 self.write_weights(self.run_dir / BEST)
             else:
