@@ -15,7 +15,6 @@ every other tensor as the float model has it. The header names the format and it
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +30,6 @@ from aiayn.train.checkpoint import (
     CONFIG,
     INT8,
     TOKENIZER,
-    WEIGHTS_HELP,
     SafetensorsFile,
     check_tensors,
     pick_weights,
@@ -210,17 +208,3 @@ def quantize_run(
     size, was = (out / INT8).stat().st_size, source.stat().st_size
     log(f"{out / INT8}: {size / 1e6:.1f} MB, {size / was:.2f}x {source.name}'s {was / 1e6:.1f} MB")
     return out / INT8
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    cmd = sub.add_parser("quantize", help="a run with int8 linear layers, saved for a CPU")
-    cmd.add_argument("run_dir", help="run directory")
-    cmd.add_argument("--out", required=True, help="folder to write (new or empty)")
-    cmd.add_argument("--weights", help=WEIGHTS_HELP)
-    cmd.set_defaults(run=run_quantize)
-
-
-def run_quantize(args: argparse.Namespace) -> None:
-    from aiayn.cli import log
-
-    print(quantize_run(args.run_dir, args.out, args.weights, log=log))
