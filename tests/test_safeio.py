@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from aiayn import cli, safeio
+from aiayn.commands.common import check_args
 from aiayn.safeio import (
     InputError,
-    check_args,
     check_input,
     check_text,
     open_input,

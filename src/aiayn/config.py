@@ -294,7 +294,7 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(SECTIONS)}")
         if version == 1:
-            data = upgrade(data, notice or (lambda line: None), TrainConfig.warmup)
+            data = upgrade(data, notice or (lambda line: None))
         _check_lengths(data)
         return cls(**{name: from_dict(c, data.get(name, {}), name) for name, c in SECTIONS.items()})
 

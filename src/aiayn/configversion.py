@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aiayn.models.config import ModelConfig
-from aiayn.train.schedule import noam_peak
 
 VERSION = 2
 # what version 1's data.max_len held, by model.arch
@@ -43,10 +42,9 @@ def file_version(data: dict[str, Any]) -> int:
     return version
 
 
-def upgrade(data: dict[str, Any], notice: Callable[[str], None], warmup: int) -> dict[str, Any]:
-    """Version-1 tables (no `version` key) as version 2 reads them with the same meaning
-    (`warmup`: train.warmup when unset); malformed tables are passed on for the dataclasses
-    to name."""
+def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, Any]:
+    """Version-1 tables (no `version` key) as version 2 reads them with the same meaning;
+    malformed tables are passed on for the dataclasses to name."""
     tables = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
     model, data_t, train = (tables.get(name, {}) for name in ("model", "data", "train"))
     if not all(isinstance(t, dict) for t in (model, data_t, train)):
@@ -65,11 +63,10 @@ def upgrade(data: dict[str, Any], notice: Callable[[str], None], warmup: int) ->
     if schedule == "noam" and "lr" in train:
         scale = train.pop("lr")
         train["noam_scale"] = scale
-        peak = _peak(scale, model.get("d_model", ModelConfig.d_model), train.get("warmup", warmup))
         notice(
             f"version-1 config: train.lr={scale!r} under noam multiplied the paper's rate: "
-            f"read as train.noam_scale={scale!r}{peak}; version 2 writes "
-            "`version = 2` and train.lr as the peak rate, or keeps train.noam_scale"
+            f"read as train.noam_scale={scale!r}; version 2 writes `version = 2` and train.lr "
+            "as the peak rate (noam_scale * d_model^-0.5 * warmup^-0.5), or keeps noam_scale"
         )
     elif schedule != "noam" and "lr" not in train:
         train["lr"] = V1_LR
@@ -77,11 +74,3 @@ def upgrade(data: dict[str, Any], notice: Callable[[str], None], warmup: int) ->
         if table or name in tables:
             tables[name] = table
     return tables
-
-
-def _peak(scale: Any, d_model: Any, warmup: Any) -> str:
-    """', a peak rate of X' where the values it depends on are numbers, else ''."""
-    numbers = all(type(v) in (int, float) for v in (scale, d_model, warmup))
-    if not numbers or d_model <= 0 or warmup < 0:
-        return ""
-    return f", a peak rate of {scale * noam_peak(d_model, warmup):.6g}"

@@ -161,7 +161,7 @@ def break_half_way(name: str, out: Path, monkeypatch) -> list[list[str]]:
             "prepare": "aiayn.prepare.build.write_split",
             "import-hf": "aiayn.interop.hf_run.save_config",
             "export-hf": "aiayn.interop.hf_export.tokenizer_config",
-            "quantize": "aiayn.decode.quantize.save_int8",
+            "quantize": "aiayn.decode.quantize_run.save_int8",
         }[name]
         monkeypatch.setattr(target, fail)
     return seen

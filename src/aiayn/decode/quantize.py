@@ -15,30 +15,18 @@ every other tensor as the float model has it. The header names the format and it
 
 from __future__ import annotations
 
-import argparse
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
-from aiayn.families import family
-from aiayn.run.atomic import atomic_write
 from aiayn.run.files import (
-    CONFIG,
     INT8,
-    RECASER,
-    SRC_TOKENIZER,
-    TOKENIZER,
-    WEIGHTS_HELP,
     pick_weights,
 )
-from aiayn.run.folder import OutputFolder
-from aiayn.run.paths import inside
 from aiayn.run.weights import SafetensorsFile, check_tensors, save_tensors, unique_state
-from aiayn.safeio import read_input
 
 FORMAT, VERSION = "aiayn-int8", "1"  # in the file's safetensors metadata
 # one scale per output row: on the README's Multi30k model, one per matrix cost 0.40 BLEU
@@ -164,52 +152,3 @@ def int8_weight(
         bias = bias.float()
     zeros = torch.zeros(shape[0], dtype=torch.long)
     return torch._make_per_channel_quantized_tensor(weight, scale.double(), zeros, 0), bias
-
-
-MAX_COPY_BYTES = 256 << 20  # the loaders' own cap on a tokenizer or recaser file
-
-
-def quantize_run(
-    run_dir: str | Path,
-    out: str | Path,
-    weights: str | None = None,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """Write `out` (new or empty): the run `run_dir` with int8 weights, loaded back by its
-    family's loader before this returns. Returns the weights file."""
-    from aiayn.run.config import read_run_config
-    from aiayn.tasks import load_run
-    from aiayn.tasks.classification import LABELS
-
-    run_dir, out = Path(run_dir), Path(out)
-    arch = read_run_config(run_dir).model.arch
-    _, model = load_run(run_dir, arch, weights, log)
-    if is_int8(model):
-        raise ValueError(f"{run_dir}: its weights are int8 already; quantize the float run")
-    source = pick_weights(run_dir, weights)
-    load = family(arch).part("loader")
-    copied = (CONFIG, TOKENIZER, SRC_TOKENIZER, RECASER, LABELS)
-    with OutputFolder(out, "quantize"):
-        for name in copied:
-            if (path := inside(run_dir, name)).exists():
-                data = read_input(path, MAX_COPY_BYTES, within=run_dir)
-                atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
-        save_int8(quantize_int8(model), out / INT8, source.name)
-        load(out, log=lambda _: None)  # the folder as translate etc. will read it
-    size, was = (out / INT8).stat().st_size, source.stat().st_size
-    log(f"{out / INT8}: {size / 1e6:.1f} MB, {size / was:.2f}x {source.name}'s {was / 1e6:.1f} MB")
-    return out / INT8
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    cmd = sub.add_parser("quantize", help="a run with int8 linear layers, saved for a CPU")
-    cmd.add_argument("run_dir", help="run directory")
-    cmd.add_argument("--out", required=True, help="folder to write (new or empty)")
-    cmd.add_argument("--weights", help=WEIGHTS_HELP)
-    cmd.set_defaults(run=run_quantize)
-
-
-def run_quantize(args: argparse.Namespace) -> None:
-    from aiayn.cli import log
-
-    print(quantize_run(args.run_dir, args.out, args.weights, log=log))

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
-from aiayn.config import RunConfig
 from aiayn.device import pick_device
 from aiayn.nn.attention import use_attention
 from aiayn.run.atomic import first_line
@@ -42,21 +41,7 @@ from aiayn.train.recompute import recompute_layers
 from aiayn.train.runtime import Precision, allow_tf32, compiled
 from aiayn.train.schedule import Horizon
 from aiayn.train.state import check_state, check_tables, new_state
-
-
-class Task(Protocol):
-    cfg: RunConfig
-    model: nn.Module
-    monitor: str  # the validation metric that picks the best checkpoint and stops early
-    higher_is_better: bool  # the direction in which `monitor` improves
-
-    def epoch_batches(self, epoch: int) -> Sequence[Any]: ...
-    def collate(self, item: Any) -> Any: ...  # CPU tensors, drawing no random numbers
-    def train_loss(
-        self, batch: Any, device: torch.device, model: nn.Module
-    ) -> tuple[Tensor, Tensor, int]: ...
-    def validate(self, device: torch.device) -> dict[str, float]: ...
-    def save_assets(self, run_dir: Path) -> None: ...
+from aiayn.train.task import Task
 
 
 def better(higher_is_better: bool, new: float, best: float | None) -> bool:
