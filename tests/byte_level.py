@@ -10,8 +10,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from aiayn.config import RunConfig
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.models import DecoderOnlyLM, ModelConfig
-from aiayn.train.checkpoint import CONFIG, MODEL, TOKENIZER, save_config, save_weights
+from aiayn.models import ModelConfig
+from aiayn.models.decoder_only import DecoderOnlyLM
+from aiayn.run.config import save_config
+from aiayn.run.files import CONFIG, MODEL, TOKENIZER
+from aiayn.run.weights import save_weights
 
 END = "<|endoftext|>"
 SPLIT = "café 😀"  # "é" is two bytes and "😀" four: by `rigged_lm`, each a token of its own

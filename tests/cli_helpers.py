@@ -46,7 +46,8 @@ def write_corpus(folder: Path, n: int = 240, seed: int = 0) -> dict[str, Path]:
 def write_config(folder: Path, **train: object) -> Path:
     files = write_corpus(folder)
     config = {
-        "data": {**{k: str(v) for k, v in files.items()}, "vocab_size": 80, "max_len": 32},
+        "version": 2,
+        "data": {**{k: str(v) for k, v in files.items()}, "vocab_size": 80, "max_pair_len": 32},
         "model": {
             "d_model": 32,
             "n_heads": 2,

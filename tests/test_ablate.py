@@ -7,7 +7,7 @@ import tomli_w
 
 from aiayn.ablate.study import load_study
 from aiayn.cli import main
-from aiayn.train.rundir import OWNER, RunLock
+from aiayn.run.lock import OWNER, RunLock
 from tests.cli_helpers import write_config
 
 

@@ -45,14 +45,17 @@ def test_module_entry_point_reports_a_missing_file_without_traceback(tmp_path):
     assert "Traceback" not in run.stderr and "does not exist" in run.stderr
 
 
-def test_every_shipped_config_loads() -> None:
+def test_every_shipped_config_loads_as_version_2(capsys) -> None:
     import tomllib
 
     from aiayn.ablate.study import load_study
     from aiayn.config import RunConfig
 
     for path in sorted((ROOT / "configs").glob("*.toml")):
-        if "ablate" in tomllib.loads(path.read_text(encoding="utf-8")):
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+        assert table["version"] == 2, path
+        if "ablate" in table:
             load_study(path)  # a study: its base and every variant are validated configs
         else:
             RunConfig.load(path)
+    assert capsys.readouterr().err == ""  # nothing read otherwise than it is named

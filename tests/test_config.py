@@ -34,8 +34,9 @@ def impls(model) -> set[str]:
 def test_a_run_directory_written_before_the_move_keeps_its_attention_path(tiny_run, tmp_path):
     run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
     saved = tomllib.loads((run / "config.toml").read_text())
-    del saved["train"]["attn_impl"]
-    saved["model"]["attn_impl"] = "math"  # as older versions wrote it
+    del saved["train"]["attn_impl"], saved["version"]
+    saved["data"]["max_len"] = saved["data"].pop("max_pair_len")
+    saved["model"]["attn_impl"] = "math"  # as version 1 wrote it
     (run / "config.toml").write_text(tomli_w.dumps(saved))
     cfg, model = load_run(run, "encoder_decoder", log=lambda _: None)
     assert cfg.train.attn_impl == "math" and impls(model) == {"math"}

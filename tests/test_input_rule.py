@@ -20,7 +20,7 @@ import pytest
 import tomli_w
 
 from aiayn.cli import main
-from aiayn.train.checkpoint import pick_weights
+from aiayn.run.files import pick_weights
 from tests.cli_helpers import write_config
 
 WATCHDOG_S = 10  # a tiny run loads in about a second; a FIFO would wait forever

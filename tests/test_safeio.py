@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from aiayn import cli, safeio
+from aiayn.commands.common import check_args
 from aiayn.safeio import (
     InputError,
-    check_args,
     check_input,
     check_text,
     open_input,
@@ -124,15 +124,15 @@ READS = re.compile(
     r"|tomllib\.load\(|from_file\(|gzip\.open\(|os\.open\("
 )
 ALLOWED = {
-    "atomic.py": ["with open(tmp, "],  # reads back the temporary file it has just written
+    "run/atomic.py": ["with open(tmp, "],  # reads back the temporary file it has just written
     "machine.py": ['Path("/proc/cpuinfo")'],  # the kernel's
     "cli.py": ["os.open(os.devnull"],
     "prepare/arrays.py": ['open(tmp, "wb")'],  # writers
     "train/metrics.py": ['open(path, "ab"'],
-    "train/rundir.py": ["os.open(path, flags, 0o644)", "os.O_RDONLY | os.O_NOFOLLOW"],  # the lock
+    "run/lock.py": ["os.open(path, flags, 0o644)", "os.O_RDONLY | os.O_NOFOLLOW"],  # the lock
     "train/state.py": ["`torch.load(weights_only=True)`"],  # a docstring
     # libraries that take a path or file safeio has checked (check_input, open_input) just before
-    "train/checkpoint.py": ["safe_open(str(check_input(path))", "torch.load(f, "],
+    "run/weights.py": ["safe_open(str(check_input(path))", "torch.load(f, "],
     "prepare/dataset.py": ["np.load(check_input(path)", "def open("],
     "tasks/translation.py": ["PreparedParallel.open("],
 }

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiayn.configfile import apply_overrides, from_dict, load_toml, require
+from aiayn.configversion import VERSION, file_version, upgrade
 from aiayn.data.tokenizer import TOKENIZER_KINDS
+from aiayn.families import family
 from aiayn.models.config import ModelConfig
 from aiayn.nn.attention import ATTENTION_IMPLS
 
@@ -18,6 +22,9 @@ SCHEDULES = ("noam", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DECAYS = ("all", "matrices")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+# data's lengths, each read by one family (model.arch); a file sets only its own
+# the data lengths, one a family reads (its registry entry's data_length)
+LENGTHS = ("max_pair_len", "block_size", "truncate_len")
 DERIVED = ("vocab_size", "src_vocab_size", "pad_id", "n_classes")
 # What a resumed run cannot change: what its weights and tokenizer are. The rest (how it
 # trains, decodes, where its data lies) may change with --set, and config.toml says so.
@@ -45,9 +52,11 @@ class DataConfig:
     tokenizer: str = "bpe"  # or "word", "char"
     vocab_size: int = 8000  # BPE merges stop, or the word list ends, at this many tokens
     joint_vocab: bool = True  # one tokenizer for both languages (needed to share embeddings)
-    # Longest training sequence in tokens: longer pairs and sentences are dropped, with a count
-    # in the log; a language model trains on blocks of exactly this many tokens.
-    max_len: int = 100
+    # translation: the longest training pair kept, in tokens a side (</s> or <s> counted);
+    # longer pairs are dropped, with a count in the log
+    max_pair_len: int = 100
+    block_size: int = 100  # language models: each training sequence is this many tokens
+    truncate_len: int = 100  # classifiers: a text's tokens past this many are cut off
     lowercase: bool = False  # translation restores case to the output (data/recase.py)
     # translation: a dataset written by `aiayn prepare` (token ids read from disk) to train
     # from instead of tokenizing train_src and train_tgt at each start
@@ -56,7 +65,7 @@ class DataConfig:
     end_token: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "max_len"):
+        for name in ("vocab_size", *LENGTHS):
             require(
                 "data", name, getattr(self, name), getattr(self, name) > 0, "a positive integer"
             )
@@ -70,16 +79,26 @@ class DataConfig:
             f"one of {', '.join(TOKENIZER_KINDS)}",
         )
 
+    def length(self, arch: str) -> int:
+        """The length model.arch = `arch` reads: max_pair_len, block_size or truncate_len."""
+        return getattr(self, family(arch).data_length)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     seed: int = 1
     max_steps: int = 100_000
     max_minutes: float = 0.0  # wall-clock budget; 0: none
-    batch_tokens: int = 4096  # per step, source or target tokens with padding (§5.1)
+    # tokens per batch, padding counted: source or target tokens of a translation's pairs
+    # (§5.1), a classifier's texts, a language model's blocks (as many as fit, at least one)
+    batch_tokens: int = 4096
     accumulate: int = 1  # gradient accumulation: optimizer steps every N batches
     optimizer: str = "adam"
-    lr: float = 1.0  # noam: multiplies the paper's formula; cosine: the peak learning rate
+    # The peak learning rate, under every schedule. Unset under noam: the paper's peak,
+    # d_model^-0.5 * warmup^-0.5 (§5.3); cosine needs it set.
+    lr: float | None = None
+    # noam only, instead of lr: the paper's rate times this (what version 1's lr meant)
+    noam_scale: float | None = None
     schedule: str = "noam"
     warmup: int = 4000
     lr_floor: float = 0.1  # cosine: the rate at max_steps, as a fraction of lr
@@ -142,7 +161,10 @@ class TrainConfig:
         for name in ("max_minutes", "clip", "weight_decay", "rdrop"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         require("train", "seed", self.seed, 0 <= self.seed < 2**64, "in [0, 2**64)")
-        require("train", "lr", self.lr, self.lr > 0, "positive")
+        for name in ("lr", "noam_scale"):
+            value = getattr(self, name)
+            require("train", name, value, value is None or value > 0, "positive")
+        self._check_rate()
         require("train", "eps", self.eps, self.eps > 0, "positive")
         for name in ("beta1", "beta2"):
             require("train", name, getattr(self, name), 0 <= getattr(self, name) < 1, "in [0, 1)")
@@ -188,6 +210,20 @@ class TrainConfig:
         impls = ATTENTION_IMPLS
         require("train", "attn_impl", self.attn_impl, self.attn_impl in impls, ", ".join(impls))
 
+    def _check_rate(self) -> None:
+        if self.noam_scale is not None and self.lr is not None:
+            raise ValueError(
+                f"train.lr={self.lr!r} and train.noam_scale={self.noam_scale!r} both set the "
+                "peak rate; set one"
+            )
+        if self.schedule != "noam" and self.noam_scale is not None:
+            raise ValueError(
+                f"train.noam_scale={self.noam_scale!r} scales the noam schedule; under "
+                f"{self.schedule}, set train.lr (the peak rate)"
+            )
+        if self.schedule != "noam" and self.lr is None:
+            raise ValueError(f"train.lr is unset; the {self.schedule} schedule needs its peak rate")
+
 
 # Beam search keeps beam x vocabulary scores a sentence, and alpha is an exponent: past these
 # a search only costs memory and overflows
@@ -209,15 +245,23 @@ class DecodeConfig:
         require("decode", "max_extra", self.max_extra, self.max_extra >= 0, ">= 0")
 
 
-def moved_settings(data: dict[str, Any]) -> dict[str, Any]:
-    """`data` with the settings that older run directories and configs keep elsewhere moved to
-    their table: model.attn_impl (how attention runs is the run's) to train.attn_impl, where a
-    value of train's own wins."""
-    model, train = data.get("model"), data.get("train", {})
-    if not (isinstance(model, dict) and isinstance(train, dict) and "attn_impl" in model):
-        return data  # nothing moved, or malformed tables that from_dict names
-    moved = {"attn_impl": model["attn_impl"], **train}
-    return {**data, "model": {k: v for k, v in model.items() if k != "attn_impl"}, "train": moved}
+def stderr_line(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _check_lengths(data: dict[str, Any]) -> None:
+    """Refuse a data length of another family than the model's: it would be read by none."""
+    model, table = data.get("model", {}), data.get("data", {})
+    if not (isinstance(model, dict) and isinstance(table, dict)):
+        return  # malformed tables, which from_dict names
+    arch = model.get("arch", ModelConfig.arch)
+    own = family(arch).data_length
+    for name in LENGTHS:
+        if name in table and name != own:
+            raise ValueError(
+                f"data.{name}={table[name]!r} is not read by model.arch = {arch!r}, "
+                f"whose length is data.{own}"
+            )
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "decode": DecodeConfig}
@@ -239,25 +283,45 @@ class RunConfig:
             )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+    def from_dict(
+        cls, data: dict[str, Any], notice: Callable[[str], None] | None = stderr_line
+    ) -> RunConfig:
+        """The config of a parsed TOML file: a version-1 file (no `version`) read as version 2,
+        with a `notice` line for each field read otherwise than it is named (None: silent)."""
+        version = file_version(data)
+        data = {k: v for k, v in data.items() if k != "version"}
         unknown = sorted(set(data) - set(SECTIONS))
         if unknown:
             raise ValueError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(SECTIONS)}")
-        data = moved_settings(data)
+        if version == 1:
+            data = upgrade(data, notice or (lambda line: None))
+        _check_lengths(data)
         return cls(**{name: from_dict(c, data.get(name, {}), name) for name, c in SECTIONS.items()})
 
     @classmethod
-    def load(cls, path: str | Path, overrides: list[str] = ()) -> RunConfig:
-        """Read a TOML file and apply `section.key=value` overrides."""
-        return cls.from_dict(apply_overrides(load_toml(path), list(overrides)))
+    def load(
+        cls,
+        path: str | Path,
+        overrides: list[str] = (),
+        notice: Callable[[str], None] | None = stderr_line,
+    ) -> RunConfig:
+        """Read a TOML file and apply `section.key=value` overrides (to the file as written,
+        before a version-1 file is read as version 2); notices name the file."""
+        tell = notice and (lambda line: notice(f"{path}: {line}"))
+        return cls.from_dict(apply_overrides(load_toml(path), list(overrides)), tell)
 
-    def to_dict(self) -> dict[str, dict[str, Any]]:
-        return {
+    def to_dict(self) -> dict[str, Any]:
+        """The config as a version-2 TOML document; of the data lengths, the model's own."""
+        other = set(LENGTHS) - {family(self.model.arch).data_length}
+        tables = {
             name: {
-                k: v for k, v in dataclasses.asdict(getattr(self, name)).items() if v is not None
+                k: v
+                for k, v in dataclasses.asdict(getattr(self, name)).items()
+                if v is not None and not (name == "data" and k in other)
             }
             for name in SECTIONS
         }
+        return {"version": VERSION, **tables}
 
     def check_resume(self, saved: RunConfig) -> None:
         """Refuse this config as the continuation of a run trained with `saved` if it changes

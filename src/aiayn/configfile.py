@@ -58,8 +58,15 @@ def from_dict(cls: type[T], data: Mapping[str, Any], section: str) -> T:
             )
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{section}.{key}={value!r} is invalid; expected a finite number")
-    values = {k: float(v) if hints[k] is float else v for k, v in data.items()}
+    values = {
+        k: float(v) if _holds_float(hints[k]) and v is not None else v for k, v in data.items()
+    }
     return cls(**values)
+
+
+def _holds_float(hint: Any) -> bool:
+    """float, or an optional float: an integer written for it is read as the float."""
+    return hint is float or (isinstance(hint, types.UnionType) and float in typing.get_args(hint))
 
 
 def _type_name(hint: Any) -> str:

@@ -12,10 +12,10 @@ from aiayn.config import RunConfig
 from aiayn.data.text import read_parallel
 from aiayn.device import pick_device
 from aiayn.evaluate import score_translations
+from aiayn.run.files import LOSS_PNG
+from aiayn.run.lock import contents
 from aiayn.tasks import train
 from aiayn.tasks.translation import load_translator
-from aiayn.train.checkpoint import LOSS_PNG
-from aiayn.train.rundir import contents
 from aiayn.viz import save_attention_maps
 
 ATTENTION_SENTENCE = "A man in a blue shirt is riding a bike down the street."

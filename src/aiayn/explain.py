@@ -10,9 +10,10 @@ spreads evenly), and how large its update is against the residual stream it is a
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +22,9 @@ from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.attention import record_attention
 from aiayn.nn.layers import DecoderLayer, EncoderLayer
 from aiayn.nn.masks import CAUSAL
-from aiayn.train.checkpoint import WEIGHTS_HELP
+
+if TYPE_CHECKING:
+    from aiayn.decode.translate import Translator
 
 
 @dataclass
@@ -179,43 +182,7 @@ def fmt(shape: list[int]) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
-def add_parser(sub, add_device) -> None:
-    cmd = sub.add_parser("explain", help="one sentence's trip through a translation model")
-    what = cmd.add_mutually_exclusive_group(required=True)
-    what.add_argument("--model", help="run directory")
-    what.add_argument("--config", help="a config's model with random weights (and tokenizers "
-                      "learnt from its training files)")  # fmt: skip
-    cmd.add_argument("--src", required=True, help="the source sentence")
-    cmd.add_argument("--tgt", help="a target to read instead of the model's own translation")
-    cmd.add_argument("--weights", help=WEIGHTS_HELP)
-    cmd.add_argument("--json", action="store_true", help="the trip as one JSON object")
-    add_device(cmd)
-    cmd.set_defaults(run=run)
-
-
-def run(args) -> None:
-    import dataclasses
-    import json
-
-    from aiayn.cli import cli_device, log
-    from aiayn.tasks import place
-
-    translator = (
-        load_translator_quietly(args) if args.model else random_translator(args.config, log)
-    )
-    translator.model = place(translator.model, cli_device(args))
-    translator.device = cli_device(args)
-    trip = explain(translator.model, *translator.inputs(args.src, args.tgt))
-    print(json.dumps(dataclasses.asdict(trip)) if args.json else render(trip))
-
-
-def load_translator_quietly(args):
-    from aiayn.tasks.translation import load_translator
-
-    return load_translator(args.model, args.weights, "cpu", log=lambda _: None)
-
-
-def random_translator(config: str, log):
+def random_translator(config: str, log: Callable[[str], None]) -> Translator:
     """A translator of `config`'s model with random weights, and tokenizers learnt from its
     training files."""
     from aiayn.config import RunConfig

@@ -9,7 +9,6 @@ surrogates in JSON and the surrogate escapes Python gives invalid UTF-8 on the c
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -114,21 +113,6 @@ def decode_utf8(raw: bytes, path: str | Path) -> str:
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
         raise InputError(f"{path}: line {line} is not valid UTF-8 ({e.reason})") from None
-
-
-def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Every string among a command's parsed arguments, alone or in a list, checked by
-    `check_text` under the name its user typed (`--prompt`, or a positional's name)."""
-    actions = list(parser._actions)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            actions += action.choices[args.command]._actions
-    for action in actions:
-        value = getattr(args, action.dest, None)
-        name = action.option_strings[-1] if action.option_strings else action.dest
-        for item in value if isinstance(value, list | tuple) else [value]:
-            if isinstance(item, str):
-                check_text(item, name)
 
 
 def read_input_json(path: str | Path, limit: int, within: str | Path | None = None) -> Any:

@@ -9,9 +9,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display is needed or used
 import matplotlib.pyplot as plt
 
-from aiayn.train.checkpoint import atomic_write
+from aiayn.run.atomic import atomic_write
+from aiayn.run.paths import refuse_link
 from aiayn.train.metrics import read_metrics
-from aiayn.train.rundir import refuse_link
 
 
 def plot_metrics(metrics_path: str | Path, out: str | Path) -> None:

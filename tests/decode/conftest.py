@@ -3,7 +3,8 @@ import torch
 
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.decode.search import Special
-from aiayn.models import EncoderDecoder, ModelConfig
+from aiayn.models import ModelConfig
+from aiayn.models.encoder_decoder import EncoderDecoder
 
 SPECIAL = Special(bos=1, eos=2, pad=0)
 VOCAB = 16

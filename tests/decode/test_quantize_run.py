@@ -12,8 +12,9 @@ from safetensors.torch import save_file
 
 from aiayn.cli import main
 from aiayn.decode.quantize import FORMAT, VERSION, int8_state, is_int8, quantize_int8
+from aiayn.run.files import INT8, MODEL, pick_weights
+from aiayn.run.weights import SafetensorsFile
 from aiayn.tasks import load_run, place
-from aiayn.train.checkpoint import INT8, MODEL, SafetensorsFile, pick_weights
 from tests.cli_helpers import write_config
 from tests.tasks.test_classification import classifier_config
 from tests.tasks.test_language_model import lm_config

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from aiayn.decode.sample import filter_logits, generate, next_token
-from aiayn.models import DecoderOnlyLM
+from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.nn.positional import POSITIONAL
 from tests.decode.conftest import tiny_config
 

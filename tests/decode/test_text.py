@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 import aiayn
 from aiayn.data.tokenizer import train_chars
 from aiayn.decode.sample import filter_logits
-from aiayn.models import DecoderOnlyLM
+from aiayn.models.decoder_only import DecoderOnlyLM
 from tests.decode.conftest import tiny_config
 
 TOK = train_chars(["abcdefgh ijklmnop\n"])

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from aiayn.configfile import from_dict
-from aiayn.models import DecoderOnlyLM, ModelConfig, build_model
+from aiayn.models import ModelConfig, build_model
+from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.nn.attention import SelfAttention, attention, use_attention
 from aiayn.nn.layers import EncoderLayer
 from aiayn.nn.norm import LayerNorm

@@ -1,15 +1,10 @@
 import pytest
 import torch
 
-from aiayn.models import (
-    DecoderOnlyLM,
-    EncoderClassifier,
-    EncoderDecoder,
-    ModelConfig,
-    build_model,
-    count_parameters,
-    estimate_parameters,
-)
+from aiayn.models import ModelConfig, build_model, count_parameters, estimate_parameters
+from aiayn.models.decoder_only import DecoderOnlyLM
+from aiayn.models.encoder_decoder import EncoderDecoder
+from aiayn.models.encoder_only import EncoderClassifier
 from aiayn.nn.attention import use_attention
 
 TINY = dict(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_layers=2, dropout=0.0, max_len=64)

@@ -27,11 +27,12 @@ def classifier_config(folder: Path) -> Path:
     write_tsv(folder / "train.tsv", 400, 0)
     write_tsv(folder / "dev.tsv", 60, 1)
     config = {
+        "version": 2,
         "data": {
             "train": str(folder / "train.tsv"),
             "valid": str(folder / "dev.tsv"),
             "vocab_size": 60,
-            "max_len": 16,
+            "truncate_len": 16,
         },
         "model": {
             "arch": "encoder_classifier",

@@ -16,7 +16,8 @@ TEXT = "".join(f"to be or not to be, that is question {i % 7}.\n" for i in range
 def lm_config(folder: Path, tokenizer: str = "char", **train: object) -> Path:
     (folder / "text.txt").write_text(TEXT, encoding="utf-8")
     config = {
-        "data": {"train": str(folder / "text.txt"), "tokenizer": tokenizer, "max_len": 16},
+        "version": 2,
+        "data": {"train": str(folder / "text.txt"), "tokenizer": tokenizer, "block_size": 16},
         "model": {
             "arch": "decoder_only",
             "d_model": 32,

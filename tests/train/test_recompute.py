@@ -4,7 +4,8 @@ import torch
 from safetensors.torch import load_file
 
 from aiayn.cli import main
-from aiayn.models import EncoderDecoder, ModelConfig
+from aiayn.models import ModelConfig
+from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.train.recompute import recompute_layers
 from tests.cli_helpers import write_config
 

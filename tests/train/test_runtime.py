@@ -80,8 +80,8 @@ def test_compile_wraps_the_forward_only_when_asked(monkeypatch):
 def test_the_fused_optimizer_is_chosen_for_cuda_only():
     model = nn.Linear(4, 4)
     t = TrainConfig(optimizer="adamw")
-    assert make_optimizer(model, t, torch.device("cuda")).defaults["fused"] is True
-    assert not make_optimizer(model, t, CPU).defaults["fused"]
+    assert make_optimizer(model, t, 4, torch.device("cuda")).defaults["fused"] is True
+    assert not make_optimizer(model, t, 4, CPU).defaults["fused"]
 
 
 def test_matrices_decay_spares_biases_norm_gains_and_embeddings():
@@ -89,7 +89,7 @@ def test_matrices_decay_spares_biases_norm_gains_and_embeddings():
                       positional="learned", max_len=8)  # fmt: skip
     model = build_model(cfg)
     t = TrainConfig(optimizer="adamw", weight_decay=0.1, decay="matrices")
-    opt = make_optimizer(model, t)
+    opt = make_optimizer(model, t, cfg.d_model)
     decayed, spared = opt.param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(".weight" in names[id(p)] and p.dim() == 2 for p in decayed["params"])
@@ -101,6 +101,6 @@ def test_matrices_decay_spares_biases_norm_gains_and_embeddings():
     assert sorted(everything) == sorted(id(p) for p in model.parameters())  # each once
     assert (decayed["weight_decay"], spared["weight_decay"]) == (0.1, 0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, make_schedule(t, 16))
-    apply_hyperparameters(opt, sched, TrainConfig(optimizer="adamw", weight_decay=0.3))
+    apply_hyperparameters(opt, sched, TrainConfig(optimizer="adamw", weight_decay=0.3), 16)
     assert (decayed["weight_decay"], spared["weight_decay"]) == (0.3, 0.0)  # kept on resume
-    assert len(make_optimizer(model, TrainConfig(weight_decay=0.1)).param_groups) == 1
+    assert len(make_optimizer(model, TrainConfig(weight_decay=0.1), 16).param_groups) == 1

@@ -14,7 +14,7 @@ from aiayn.train.trainer import Trainer
 class LinearTask:
     """Least squares on fixed batches; validation returns scripted values."""
 
-    monitor = "val_loss"
+    monitor, higher_is_better = "val_loss", False
 
     def __init__(self, batches, val_values=(1.0,), **train):
         base = {
@@ -138,10 +138,10 @@ def test_too_many_non_finite_steps_stop_and_keep_the_last_good_checkpoint(tmp_pa
 def test_a_disk_full_during_a_checkpoint_leaves_the_run_resumable(tmp_path, monkeypatch):
     import errno
 
-    from aiayn.train import checkpoint as ckpt
+    from aiayn.run import weights
 
     task = LinearTask(data([4] * 6), max_steps=6, eval_every=2)
-    real_save, calls = ckpt.save_file, []
+    real_save, calls = weights.save_file, []
 
     def failing_save(tensors, path, *args, **kwargs):
         calls.append(path)
@@ -149,12 +149,12 @@ def test_a_disk_full_during_a_checkpoint_leaves_the_run_resumable(tmp_path, monk
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(tensors, path, *args, **kwargs)
 
-    monkeypatch.setattr(ckpt, "save_file", failing_save)
+    monkeypatch.setattr(weights, "save_file", failing_save)
     with pytest.raises(
         ValueError, match=r"model.safetensors: could not be written \(No space left"
     ):
         Trainer(task, tmp_path, log=lambda _: None).fit()
-    monkeypatch.setattr(ckpt, "save_file", real_save)
+    monkeypatch.setattr(weights, "save_file", real_save)
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     load_file(str(tmp_path / "model.safetensors"))  # still whole
     again = LinearTask(data([4] * 6), max_steps=6, eval_every=2)

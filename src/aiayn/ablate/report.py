@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from aiayn.ablate.study import Study
-from aiayn.atomic import atomic_write
 from aiayn.machine import machine
+from aiayn.run.atomic import atomic_write
 
 NOISE = 3  # a difference counts as an effect past this many times the base's spread
 

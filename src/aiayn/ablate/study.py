@@ -17,8 +17,8 @@ A study is one TOML file: the base run's tables ([data], [model], [train], [deco
     paper = "Table 3 (A): 24.9 BLEU, 5.29 PPL"   # optional: the paper's figure beside it
 
 Every variant is validated before anything trains, and each must name a folder of its own
-(letters or digits; no two alike). A study writes only folders it made (aiayn.outdir notes it
-in each): a finished run (its result.json) is not trained again, and a run it made but did not
+(letters or digits; no two alike). A study writes only folders it made (aiayn.run.folder notes
+it in each): a finished run (its result.json) is not trained again, and a run it made but did not
 finish is trained again from the start, so an interrupted study goes on where it stopped. A
 folder of the same name that the study did not make, a link, or a run in use is refused.
 """
@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.ablate.result import RESULT, read_result
-from aiayn.atomic import atomic_write
-from aiayn.config import MAX_BEAM, RunConfig
+from aiayn.config import MAX_BEAM, RunConfig, stderr_line
 from aiayn.configfile import apply_overrides, load_toml
-from aiayn.outdir import OutputFolder
+from aiayn.run.atomic import atomic_write
+from aiayn.run.folder import OutputFolder
 
 BASE = "base"
 STUDY = "ablate"  # the command named in the note of each run folder a study makes
@@ -83,10 +83,15 @@ def load_study(path: str | Path) -> Study:
     beam = table.get("beam")
     if beam is not None and not (type(beam) is int and 1 <= beam <= MAX_BEAM):
         raise ValueError(f"{path}: ablate.beam={beam!r} must be an integer in [1, {MAX_BEAM}]")
+
+    def tell(line: str) -> None:  # a version-1 file's notices, once: with the first base
+        stderr_line(f"{path}: {line}")
+
     base = [
-        Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})"))
-        for s in seeds
-    ]
+        Variant(BASE, "", (), "", config(data, [f"train.seed={s}"], f"{path} (base, seed {s})",
+                                         None if i else tell))
+        for i, s in enumerate(seeds)
+    ]  # fmt: skip
     if not isinstance(table.get("variants", []), list):
         raise ValueError(f"{path}: ablate.variants must be a list of tables ([[ablate.variants]])")
     variants = [variant(data, v, seeds[0], f"{path}: ablate.variants[{i}]")
@@ -127,9 +132,16 @@ def base_folder(v: Variant) -> str:
     return f"{BASE}-seed{v.cfg.train.seed}"
 
 
-def config(data: dict[str, Any], overrides: list[str], where: str) -> RunConfig:
+def config(
+    data: dict[str, Any],
+    overrides: list[str],
+    where: str,
+    notice: Callable[[str], None] | None = None,
+) -> RunConfig:
+    """The run config of the study's file with `overrides`; a version-1 file's notices go to
+    `notice` (given once per study, not once per run)."""
     try:
-        return RunConfig.from_dict(apply_overrides(data, overrides))
+        return RunConfig.from_dict(apply_overrides(data, overrides), notice)
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
 
@@ -158,8 +170,10 @@ def run_variant(v: Variant, out: Path, name: str, beam: int | None, log: Callabl
     """Train `v` into its folder `out/name` (unless its result is there), score it, and return
     its result."""
     from aiayn.models import build_model, count_parameters
-    from aiayn.tasks import read_run_config, train
-    from aiayn.train.rundir import RunLock, refuse_link
+    from aiayn.run.config import read_run_config
+    from aiayn.run.lock import RunLock
+    from aiayn.run.paths import refuse_link
+    from aiayn.tasks import train
 
     run_dir = out / name
     refuse_link(run_dir, "ablate.out")

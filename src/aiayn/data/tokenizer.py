@@ -19,7 +19,7 @@ from tokenizers import (
     trainers,
 )
 
-from aiayn.atomic import atomic_write_text, first_line
+from aiayn.run.atomic import atomic_write_text, first_line
 from aiayn.safeio import read_input_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"

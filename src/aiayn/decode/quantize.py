@@ -15,29 +15,18 @@ every other tensor as the float model has it. The header names the format and it
 
 from __future__ import annotations
 
-import argparse
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
-from aiayn.atomic import atomic_write
-from aiayn.outdir import OutputFolder
-from aiayn.safeio import read_input
-from aiayn.train.checkpoint import (
-    CONFIG,
+from aiayn.run.files import (
     INT8,
-    TOKENIZER,
-    WEIGHTS_HELP,
-    SafetensorsFile,
-    check_tensors,
     pick_weights,
-    save_tensors,
 )
-from aiayn.train.rundir import inside
+from aiayn.run.weights import SafetensorsFile, check_tensors, save_tensors, unique_state
 
 FORMAT, VERSION = "aiayn-int8", "1"  # in the file's safetensors metadata
 # one scale per output row: on the README's Multi30k model, one per matrix cost 0.40 BLEU
@@ -73,14 +62,7 @@ def int8_layers(model: nn.Module) -> dict[str, Int8Linear]:
 
 def float_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The tensors outside the int8 layers, each shared one (tied embeddings) once."""
-    prefixes = tuple(f"{name}." for name in int8_layers(model))
-    seen: set[int] = set()
-    out = {}
-    for name, t in model.state_dict().items():
-        if not name.startswith(prefixes) and t.data_ptr() not in seen:
-            seen.add(t.data_ptr())
-            out[name] = t.detach().contiguous()
-    return out
+    return unique_state(model, skip=tuple(f"{name}." for name in int8_layers(model)))
 
 
 def int8_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -170,57 +152,3 @@ def int8_weight(
         bias = bias.float()
     zeros = torch.zeros(shape[0], dtype=torch.long)
     return torch._make_per_channel_quantized_tensor(weight, scale.double(), zeros, 0), bias
-
-
-MAX_COPY_BYTES = 256 << 20  # the loaders' own cap on a tokenizer or recaser file
-
-
-def quantize_run(
-    run_dir: str | Path,
-    out: str | Path,
-    weights: str | None = None,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """Write `out` (new or empty): the run `run_dir` with int8 weights, loaded back by its
-    family's loader before this returns. Returns the weights file."""
-    from aiayn.tasks import load_run, read_run_config
-    from aiayn.tasks.classification import LABELS, load_classifier
-    from aiayn.tasks.language_model import load_language_model
-    from aiayn.tasks.translation import RECASER, SRC_TOKENIZER, load_translator
-
-    run_dir, out = Path(run_dir), Path(out)
-    arch = read_run_config(run_dir).model.arch
-    _, model = load_run(run_dir, arch, weights, log)
-    if is_int8(model):
-        raise ValueError(f"{run_dir}: its weights are int8 already; quantize the float run")
-    source = pick_weights(run_dir, weights)
-    loaders = {
-        "encoder_decoder": load_translator,
-        "decoder_only": load_language_model,
-        "encoder_classifier": load_classifier,
-    }
-    copied = (CONFIG, TOKENIZER, SRC_TOKENIZER, RECASER, LABELS)
-    with OutputFolder(out, "quantize"):
-        for name in copied:
-            if (path := inside(run_dir, name)).exists():
-                data = read_input(path, MAX_COPY_BYTES, within=run_dir)
-                atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
-        save_int8(quantize_int8(model), out / INT8, source.name)
-        loaders[arch](out, log=lambda _: None)  # the folder as translate etc. will read it
-    size, was = (out / INT8).stat().st_size, source.stat().st_size
-    log(f"{out / INT8}: {size / 1e6:.1f} MB, {size / was:.2f}x {source.name}'s {was / 1e6:.1f} MB")
-    return out / INT8
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    cmd = sub.add_parser("quantize", help="a run with int8 linear layers, saved for a CPU")
-    cmd.add_argument("run_dir", help="run directory")
-    cmd.add_argument("--out", required=True, help="folder to write (new or empty)")
-    cmd.add_argument("--weights", help=WEIGHTS_HELP)
-    cmd.set_defaults(run=run_quantize)
-
-
-def run_quantize(args: argparse.Namespace) -> None:
-    from aiayn.cli import log
-
-    print(quantize_run(args.run_dir, args.out, args.weights, log=log))

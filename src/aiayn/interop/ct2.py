@@ -19,16 +19,17 @@ from typing import Any
 
 import torch
 
-from aiayn.atomic import first_line
 from aiayn.decode.quantize import refuse_int8
 from aiayn.decode.translate import Translator
+from aiayn.families import family
 from aiayn.interop.ct2_check import check_model_bin
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
-from aiayn.outdir import OutputFolder
+from aiayn.run.atomic import first_line
+from aiayn.run.folder import OutputFolder
+from aiayn.run.paths import inside
 from aiayn.safeio import read_input_json
 from aiayn.tasks.translation import load_translator
-from aiayn.train.rundir import inside
 
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
 MAX_VOCABULARY_BYTES = 64 << 20
@@ -54,7 +55,7 @@ def ctranslate2() -> Any:
 
 def check_convertible(m: ModelConfig) -> None:
     """A ValueError naming the first field of `m` that CTranslate2's Transformer cannot hold."""
-    if m.arch != "encoder_decoder":
+    if not family(m.arch).ct2:
         raise ValueError(f"model.arch={m.arch!r}: export-ct2 writes encoder-decoder runs only")
     needs = {
         "positional": (m.positional, ("sinusoidal", "sinusoidal_halves", "learned")),

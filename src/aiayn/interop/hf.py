@@ -23,14 +23,8 @@ from torch import Tensor, nn
 from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
 from aiayn.models.build import init_weights
-from aiayn.train.checkpoint import (
-    WEIGHT_DTYPES,
-    WEIGHT_NAMES,
-    SafetensorsFile,
-    finite,
-    load_plain,
-)
-from aiayn.train.rundir import inside
+from aiayn.run.paths import inside
+from aiayn.run.weights import WEIGHT_DTYPES, WEIGHT_NAMES, SafetensorsFile, finite, load_plain
 
 
 @dataclass(frozen=True)

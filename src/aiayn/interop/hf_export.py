@@ -20,19 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from aiayn.atomic import atomic_write
 from aiayn.decode.quantize import refuse_int8
+from aiayn.families import family
 from aiayn.interop.hf import FORMATS, Plan
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
-from aiayn.outdir import OutputFolder
-from aiayn.tasks import load_run, load_tokenizer, read_run_config
-from aiayn.train.checkpoint import TOKENIZER
+from aiayn.run.atomic import atomic_write
+from aiayn.run.config import read_run_config
+from aiayn.run.files import TOKENIZER
+from aiayn.run.folder import OutputFolder
+from aiayn.run.weights import save_tensors
+from aiayn.tasks import load_run, load_tokenizer
 
-FORMAT = {"encoder_decoder": "marian", "decoder_only": "gpt2", "encoder_classifier": "bert"}
 CLASS = {
     "marian": "MarianMTModel",
     "gpt2": "GPT2LMHeadModel",
@@ -90,7 +91,9 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
 
 def check_exportable(m: ModelConfig) -> str:
     """The Hugging Face format of `m`, or a ValueError naming the first field it cannot hold."""
-    kind = FORMAT[m.arch]
+    kind = family(m.arch).hf_format
+    if kind is None:
+        raise ValueError(f"model.arch={m.arch!r}: no Hugging Face class computes it")
     symbolic = {"n_heads": m.n_heads, "d_model / n_heads": m.d_model // m.n_heads}
     for field, (read, allowed) in needs(kind).items():
         values = [symbolic.get(a, a) if isinstance(a, str) else a for a in allowed]
@@ -192,6 +195,12 @@ def tokenizer_config(special: dict[str, str], kind: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def export(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
+    """`aiayn export-hf`: the run written by its family's exporter; the class it loads with."""
+    arch = read_run_config(run_dir).model.arch
+    return family(arch).part("export_hf")(run_dir, out, log=log)
+
+
 def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
     """Write the Hugging Face directory `out` (new or empty) of the run `run_dir`; returns the
     class it loads with."""
@@ -212,7 +221,7 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     tensors = hf_tensors(model, fmt.plan(cfg.model, fmt.prefix), kind)
     config = hf_config(cfg.model, kind, ids, labels)
     with OutputFolder(out, "export-hf"):
-        atomic_write(out / "model.safetensors", lambda t: save_file(tensors, str(t)))
+        save_tensors(tensors, out / "model.safetensors")
         tok.save(out / "tokenizer.json")
         for name, data in (
             ("config.json", config),

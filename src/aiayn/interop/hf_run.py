@@ -14,11 +14,13 @@ from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.interop.hf import load_pretrained
 from aiayn.interop.hf_config import read_config
-from aiayn.outdir import OutputFolder
+from aiayn.run.config import save_config
+from aiayn.run.files import CONFIG, MODEL, TOKENIZER
+from aiayn.run.folder import OutputFolder
+from aiayn.run.paths import inside
+from aiayn.run.weights import save_weights
 from aiayn.tasks import check_vocabulary
 from aiayn.tasks.classification import save_labels
-from aiayn.train.checkpoint import CONFIG, MODEL, TOKENIZER, save_config, save_weights
-from aiayn.train.rundir import inside
 
 
 def source_tokenizer(src: Path, given: Path | None) -> TextTokenizer:
@@ -52,7 +54,7 @@ def import_run(
         check_vocabulary(tok, m.vocab_size, Path(tokenizer or src / TOKENIZER))
         # BERT reads [CLS] text [SEP], up to its position table's length
         is_bert = m.arch == "encoder_classifier"
-        data = DataConfig(max_len=m.max_len, end_token=True) if is_bert else DataConfig()
+        data = DataConfig(truncate_len=m.max_len, end_token=True) if is_bert else DataConfig()
         # Hugging Face's own names for classes that a config leaves unnamed
         labels = (hf.labels() or [f"LABEL_{i}" for i in range(m.n_classes)]) if is_bert else None
         save_weights(model, out / MODEL)

@@ -1,4 +1,4 @@
-"""The three model families, built from one `ModelConfig`."""
+"""The model of a `ModelConfig`, built as its family (aiayn.families) says, and its size."""
 
 from __future__ import annotations
 
@@ -7,17 +7,8 @@ import os
 import torch
 from torch import nn
 
+from aiayn.families import family
 from aiayn.models.config import ModelConfig
-from aiayn.models.decoder_only import DecoderOnlyLM
-from aiayn.models.encoder_decoder import EncoderDecoder
-from aiayn.models.encoder_only import EncoderClassifier
-
-MODELS: dict[str, type[nn.Module]] = {
-    "encoder_decoder": EncoderDecoder,
-    "decoder_only": DecoderOnlyLM,
-    "encoder_classifier": EncoderClassifier,
-}
-
 
 # Bounds for a model built without memory ("meta", to count parameters): beyond them a config
 # is a mistake, and building millions of modules would take hours.
@@ -68,7 +59,7 @@ def build_model(cfg: ModelConfig, device: str | torch.device | None = None) -> n
     device = torch.device(device or "cpu")
     check_size(cfg, device)
     with device:
-        return MODELS[cfg.arch](cfg)
+        return family(cfg.arch).part("model")(cfg)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -89,10 +80,6 @@ def parameter_breakdown(model: nn.Module) -> list[tuple[str, int]]:
 
 
 __all__ = [
-    "MODELS",
-    "DecoderOnlyLM",
-    "EncoderClassifier",
-    "EncoderDecoder",
     "ModelConfig",
     "build_model",
     "count_parameters",

@@ -11,11 +11,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from aiayn.configfile import from_dict, load_toml, require
+from aiayn.families import names
 from aiayn.nn.feedforward import FEEDFORWARD_NAMES
 from aiayn.nn.norm import NORMS
 from aiayn.nn.positional import POSITIONAL, RopeScaling
 
-ARCHS = ("encoder_decoder", "decoder_only", "encoder_classifier")
 POOLINGS = ("cls", "mean")
 
 
@@ -109,7 +109,7 @@ class ModelConfig:
         for name in ("dropout", "attn_dropout"):
             _require(0.0 <= getattr(self, name) < 1.0, name, getattr(self, name), "in [0, 1)")
         _require(self.norm_eps > 0, "norm_eps", self.norm_eps, "positive")
-        _one_of("arch", self.arch, ARCHS)
+        _one_of("arch", self.arch, names())
         _one_of("activation", self.activation, FEEDFORWARD_NAMES)
         _one_of("positional", self.positional, POSITIONAL)
         _one_of("norm", self.norm, NORMS)

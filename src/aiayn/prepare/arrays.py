@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from aiayn.atomic import atomic_path, atomic_write
+from aiayn.run.atomic import atomic_path, atomic_write
 
 
 def id_dtype(vocab_size: int) -> np.dtype:

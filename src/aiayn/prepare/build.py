@@ -3,7 +3,7 @@
 The files are read as streams (plain or `.gz`), the tokenizer learns from an iterator (its
 memory grows with the vocabulary, not the corpus), and lines are tokenized in large batches,
 which `tokenizers` spreads over all cores. The folder is new, empty, or one that prepare
-made (aiayn.outdir), emptied first; the manifest is written last, so a prepare that is killed
+made (aiayn.run.folder), emptied first; the manifest is written last, so a prepare that is killed
 leaves nothing that training takes for a finished dataset, and running it again writes the
 same files.
 """
@@ -13,33 +13,36 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
-from aiayn.atomic import atomic_write_text
-from aiayn.config import RunConfig
+from aiayn.config import DataConfig, RunConfig
 from aiayn.data.recase import Recaser
 from aiayn.data.text import chunked, stream_lines
 from aiayn.data.tokenizer import TextTokenizer
-from aiayn.outdir import OutputFolder
+from aiayn.families import family
 from aiayn.prepare.arrays import array_streams, id_dtype, save_array
-from aiayn.prepare.dataset import FORMAT, MANIFEST, SIDES, SOURCES, TOKEN_FIELDS, file_digest
+from aiayn.prepare.dataset import (
+    FORMAT,
+    MANIFEST,
+    SIDES,
+    SOURCES,
+    TOKEN_FIELDS,
+    file_digest,
+    fit_data_tokenizer,
+)
 from aiayn.prepare.labelled import write_labelled
 from aiayn.prepare.stream import write_streams
-from aiayn.tasks import fit_data_tokenizer
-from aiayn.tasks.translation import RECASER, SRC_TOKENIZER
-from aiayn.train.checkpoint import TOKENIZER
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import RECASER, SRC_TOKENIZER, TOKENIZER
+from aiayn.run.folder import OutputFolder
 
 LINES_PER_BATCH = 20_000
-TASKS = {
-    "encoder_decoder": "translation",
-    "decoder_only": "language_model",
-    "encoder_classifier": "classification",
-}
 
 
 def pairs(src: str, tgt: str) -> Iterator[tuple[str, str]]:
@@ -74,7 +77,7 @@ def write_split(
     counts["pairs"] = len(lengths["src"])
     # as training counts them: the longer side, with </s> (or <s>)
     longest = np.maximum(lengths["src"], lengths["tgt"]) + 1
-    counts["longer_than_max_len"] = int((longest > cfg.data.max_len).sum())
+    counts["longer_than_max_len"] = int((longest > cfg.data.max_pair_len).sum())
     if not counts["pairs"]:
         raise ValueError(f"{files[0]}: no sentence pairs")
     return counts
@@ -95,40 +98,47 @@ def fit_tokenizers(cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:
     )
 
 
+class Written(NamedTuple):
+    """What a family's writer made: each split's counts, the vocabulary size(s), the data
+    fields the manifest records, and entries of the manifest of its own."""
+
+    splits: dict[str, Any]
+    vocab: Any
+    fields: tuple[str, ...]
+    extra: dict[str, Any]
+
+
+Fit = Callable[[Iterator[str]], TextTokenizer]
+
+
+@dataclass(frozen=True)
+class Writer:
+    """How `aiayn prepare` writes one family's dataset (aiayn.families names it)."""
+
+    needed: Callable[[DataConfig], tuple[str, ...]]  # the data fields that must be set
+    inputs: tuple[str, ...]  # the data fields naming files, digested into the manifest
+    write: Callable[[Path, RunConfig, Fit], Written]
+
+
 def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Write the prepared dataset of `cfg`'s files (a translation's pairs or a language
-    model's text) into `out`; the manifest."""
-    arch, d = cfg.model.arch, cfg.data
-    text = arch != "encoder_decoder"
-    needed = ("train",) if text else ("train_src", "train_tgt")
-    for name in (*needed, *(("valid_tgt",) if d.valid_src and not text else ())):
+    """Write the prepared dataset of `cfg`'s files (a translation's pairs, a language model's
+    text or a classifier's labelled texts) into `out`; the manifest."""
+    kind, d = family(cfg.model.arch), cfg.data
+    writer: Writer = kind.part("prepare")
+    for name in writer.needed(d):
         if not getattr(d, name):
             raise ValueError(f"data.{name} is unset; nothing to prepare")
-    names = ("train", "valid") if text else [n for pair in SOURCES.values() for n in pair]
-    extra: dict[str, Any] = {}
     # a folder of prepare's own is emptied first: from there on, not a finished dataset
     with OutputFolder(out, "prepare", keep_owner=True):
-        sources = {n: file_digest(Path(getattr(d, n))) for n in names if getattr(d, n)}
+        sources = {n: file_digest(Path(getattr(d, n))) for n in writer.inputs if getattr(d, n)}
         log("learning the tokenizer")
-        fit = partial(fit_data_tokenizer, d)
-        if arch == "encoder_classifier":
-            tok, extra["labels"], splits = write_labelled(out, d, fit, save_array)
-            tok.save(out / TOKENIZER)
-            fields, vocab = TOKEN_FIELDS, tok.vocab_size
-        elif text:
-            tok, splits = write_streams(out, d, fit)
-            tok.save(out / TOKENIZER)
-            fields = (*TOKEN_FIELDS, *(() if d.valid else ("valid_fraction",)))
-            vocab: Any = tok.vocab_size
-        else:
-            splits, vocab = write_translation(out, cfg)
-            fields = TOKEN_FIELDS
+        splits, vocab, fields, extra = writer.write(out, cfg, partial(fit_data_tokenizer, d))
         manifest = {
             "format": FORMAT,
-            "task": TASKS[arch],
+            "task": kind.prepared_task,
             **extra,
             "data": {name: getattr(d, name) for name in fields},
-            "max_len": d.max_len,
+            "max_len": d.length(cfg.model.arch),
             "vocab_size": vocab,
             "sources": sources,
             "splits": splits,
@@ -138,8 +148,8 @@ def prepare(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> di
     return manifest
 
 
-def write_translation(out: Path, cfg: RunConfig) -> tuple[dict[str, Any], dict[str, int]]:
-    """Tokenizers, recaser and each split's arrays of a translation; (counts, vocabularies)."""
+def write_translation(out: Path, cfg: RunConfig, _fit: Fit) -> Written:
+    """Tokenizers, recaser and each split's arrays of a translation."""
     d = cfg.data
     toks = fit_tokenizers(cfg)
     toks[1].save(out / TOKENIZER)
@@ -152,4 +162,35 @@ def write_translation(out: Path, cfg: RunConfig) -> tuple[dict[str, Any], dict[s
         for split, (s, t) in SOURCES.items()
         if getattr(d, s)
     }
-    return splits, {"src": toks[0].vocab_size, "tgt": toks[1].vocab_size}
+    return Written(splits, {"src": toks[0].vocab_size, "tgt": toks[1].vocab_size}, TOKEN_FIELDS, {})
+
+
+def write_language_model(out: Path, cfg: RunConfig, fit: Fit) -> Written:
+    """A language model's text as one stream of ids per split, and its tokenizer."""
+    d = cfg.data
+    tok, splits = write_streams(out, d, fit)
+    tok.save(out / TOKENIZER)
+    fields = (*TOKEN_FIELDS, *(() if d.valid else ("valid_fraction",)))
+    return Written(splits, tok.vocab_size, fields, {})
+
+
+def write_classification(out: Path, cfg: RunConfig, fit: Fit) -> Written:
+    """A classifier's training texts as ids, their class indices, and its tokenizer."""
+    tok, labels, splits = write_labelled(out, cfg.data, fit, save_array)
+    tok.save(out / TOKENIZER)
+    return Written(splits, tok.vocab_size, TOKEN_FIELDS, {"labels": labels})
+
+
+def pairs_needed(d: DataConfig) -> tuple[str, ...]:
+    return ("train_src", "train_tgt", *(("valid_tgt",) if d.valid_src else ()))
+
+
+def text_needed(_d: DataConfig) -> tuple[str, ...]:
+    return ("train",)
+
+
+TRANSLATION = Writer(
+    pairs_needed, tuple(n for pair in SOURCES.values() for n in pair), write_translation
+)
+LANGUAGE_MODEL = Writer(text_needed, ("train", "valid"), write_language_model)
+CLASSIFICATION = Writer(text_needed, ("train", "valid"), write_classification)

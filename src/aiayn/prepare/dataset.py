@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aiayn.config import DataConfig
 from aiayn.data.batching import drop_long, token_budget_batches
 from aiayn.data.parallel import TranslationBatch, shifted_batch
-from aiayn.data.tokenizer import TextTokenizer
+from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.run.files import TOKENIZER
+from aiayn.run.paths import inside
 from aiayn.safeio import check_input, open_input, read_input_json
-from aiayn.train.checkpoint import TOKENIZER
-from aiayn.train.rundir import inside
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -36,6 +37,11 @@ SIDES = ("src", "tgt")
 # what the tokenizer and its ids depend on: a config must agree with the dataset on each
 TOKEN_FIELDS = ("tokenizer", "vocab_size", "joint_vocab", "lowercase")
 SOURCES = {"train": ("train_src", "train_tgt"), "valid": ("valid_src", "valid_tgt")}
+
+
+def fit_data_tokenizer(d: DataConfig, texts: Iterable[str]) -> TextTokenizer:
+    """A tokenizer of the kind, size and case the data config asks for, learnt from `texts`."""
+    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase)
 
 
 def file_digest(path: Path) -> dict[str, Any]:

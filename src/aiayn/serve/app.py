@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError, StarletteHTTPException
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
+from aiayn.families import family
 from aiayn.serve.batcher import Batcher, Busy, Job
 from aiayn.serve.bounds import Bounds
 from aiayn.serve.engines import ClassifierEngine, Engine, LanguageEngine, TranslationEngine
@@ -36,11 +37,6 @@ from aiayn.serve.schema import (
 )
 
 STATIC = files("aiayn.serve") / "static"
-FAMILY_OF = {
-    TranslationEngine: "translate",
-    LanguageEngine: "generate",
-    ClassifierEngine: "classify",
-}
 
 
 def error(status: int, message: str, field: str | None = None, **headers: str) -> JSONResponse:
@@ -77,7 +73,7 @@ def create_app(engine: Engine, batcher: Batcher, bounds: Bounds | None = None) -
             raise StarletteHTTPException(
                 404,
                 f"/v1/{endpoint} is for {kind.family} models; this server's model is "
-                f"{engine.family} (its endpoint: /v1/{FAMILY_OF[type(engine)]})",
+                f"{engine.family} (its endpoint: /v1/{family(engine.family).endpoint})",
             )
         return engine
 

@@ -18,10 +18,12 @@ from torch import nn
 
 from aiayn.decode.text import stream
 from aiayn.decode.translate import Translator
+from aiayn.families import family
 from aiayn.nn.attention import record_attention
+from aiayn.run.config import read_run_config
 from aiayn.serve.batcher import Job
 from aiayn.serve.schema import InputError
-from aiayn.tasks import place, read_run_config
+from aiayn.tasks import place
 from aiayn.tasks.classification import Classifier
 
 Maps = list[dict[str, Any]]
@@ -73,6 +75,14 @@ class TranslationEngine(Engine):
         super().__init__(run_dir)
         self.translator, self.model = translator, translator.model
 
+    @classmethod
+    def load(
+        cls, run_dir: Path, weights: str | None, device: torch.device, log: Callable[[str], None]
+    ) -> TranslationEngine:
+        from aiayn.tasks.translation import load_translator
+
+        return cls(run_dir, load_translator(run_dir, weights, device, log))
+
     def translate_job(self, texts: list[str], beam: int, alpha: float, n_best: int) -> Job:
         def run(items: list[str]) -> list[dict[str, Any]]:
             found = self.translator.translate_scored(items, beam, alpha, n_best)
@@ -107,6 +117,15 @@ class LanguageEngine(Engine):
     def __init__(self, run_dir: Path, model: nn.Module, tok: Any) -> None:
         super().__init__(run_dir)
         self.model, self.tok = model, tok
+
+    @classmethod
+    def load(
+        cls, run_dir: Path, weights: str | None, device: torch.device, log: Callable[[str], None]
+    ) -> LanguageEngine:
+        from aiayn.tasks.language_model import load_language_model
+
+        model, tok = load_language_model(run_dir, weights, log)
+        return cls(run_dir, place(model, device), tok)
 
     def prompt_ids(self, prompt: str, field: str = "prompt") -> list[int]:
         [ids] = self.tok.encode_prompts([prompt])
@@ -161,6 +180,14 @@ class ClassifierEngine(Engine):
         super().__init__(run_dir)
         self.classifier, self.model = classifier, classifier.model
 
+    @classmethod
+    def load(
+        cls, run_dir: Path, weights: str | None, device: torch.device, log: Callable[[str], None]
+    ) -> ClassifierEngine:
+        from aiayn.tasks.classification import load_classifier
+
+        return cls(run_dir, load_classifier(run_dir, weights, device, log))
+
     def classify_job(self, texts: list[str]) -> Job:
         def run(items: list[str]) -> list[dict[str, Any]]:
             labels = self.classifier.labels
@@ -195,18 +222,7 @@ class ClassifierEngine(Engine):
 def load_engine(
     run_dir: str | Path, weights: str | None, device: torch.device, log: Callable[[str], None]
 ) -> Engine:
-    """The engine of the run directory's family, its model on `device`."""
+    """The engine of the run directory's family (its class's `load`), its model on `device`."""
     run_dir = Path(run_dir)
     arch = read_run_config(run_dir).model.arch
-    if arch == "encoder_decoder":
-        from aiayn.tasks.translation import load_translator
-
-        return TranslationEngine(run_dir, load_translator(run_dir, weights, device, log))
-    if arch == "decoder_only":
-        from aiayn.tasks.language_model import load_language_model
-
-        model, tok = load_language_model(run_dir, weights, log)
-        return LanguageEngine(run_dir, place(model, device), tok)
-    from aiayn.tasks.classification import load_classifier
-
-    return ClassifierEngine(run_dir, load_classifier(run_dir, weights, device, log))
+    return family(arch).part("engine").load(run_dir, weights, device, log)

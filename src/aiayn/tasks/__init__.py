@@ -9,41 +9,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aiayn.config import DataConfig, RunConfig
-from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.config import RunConfig
+from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.quantize import is_int8, load_int8
+from aiayn.families import family
 from aiayn.models import build_model
 from aiayn.nn.attention import use_attention
-from aiayn.outdir import OutputFolder
-from aiayn.train.checkpoint import (
-    CONFIG,
-    INT8,
-    STATE,
-    TOKENIZER,
-    load_config,
-    load_weights,
-    pick_weights,
-)
-from aiayn.train.rundir import RunLock, inside
-
-USES = {
-    "encoder_decoder": "translation",
-    "decoder_only": "generation",
-    "encoder_classifier": "classification",
-}
-
-
-def task_class(arch: str) -> type:
-    """The training task of a model family."""
-    from aiayn.tasks.classification import ClassificationTask
-    from aiayn.tasks.language_model import LanguageModelTask
-    from aiayn.tasks.translation import TranslationTask
-
-    return {
-        "encoder_decoder": TranslationTask,
-        "decoder_only": LanguageModelTask,
-        "encoder_classifier": ClassificationTask,
-    }[arch]
+from aiayn.prepare.dataset import fit_data_tokenizer
+from aiayn.run.config import read_run_config
+from aiayn.run.files import INT8, STATE, TOKENIZER, pick_weights
+from aiayn.run.folder import OutputFolder
+from aiayn.run.lock import RunLock
+from aiayn.run.paths import inside
+from aiayn.run.weights import load_weights
 
 
 def train(
@@ -70,7 +48,7 @@ def train(
     with claim if group.main else nullcontext():
         torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
         log = log if group.main else quiet
-        task = task_class(cfg.model.arch)(cfg, run_dir, resume=resume, log=log)
+        task = family(cfg.model.arch).part("task")(cfg, run_dir, resume=resume, log=log)
         # after the data is read: its temporaries go back to the system, not into the heap
         trainer = Trainer(task, run_dir, log, group, CpuHeap.for_device(group.device))
         if resume:
@@ -109,11 +87,6 @@ def quiet(message: str) -> None:
     """The log of the processes other than the main one when training on several."""
 
 
-def fit_data_tokenizer(d: DataConfig, texts: list[str]) -> TextTokenizer:
-    """A tokenizer of the kind, size and case the data config asks for, learnt from `texts`."""
-    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase)
-
-
 def run_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, texts: list[str]) -> TextTokenizer:
     """The run's saved tokenizer when resuming, else a new one learnt from `texts`."""
     if resume:
@@ -137,14 +110,6 @@ def load_tokenizer(run_dir: Path, name: str, vocab_size: int) -> TextTokenizer:
     return check_vocabulary(TextTokenizer.load(path), vocab_size, path)
 
 
-def read_run_config(run_dir: str | Path) -> RunConfig:
-    """The config a run directory was trained with."""
-    path = inside(run_dir, CONFIG)
-    if not path.exists():
-        raise ValueError(f"{run_dir}: not a run directory (no {CONFIG})")
-    return load_config(path)
-
-
 def load_run(
     run_dir: str | Path,
     arch: str,
@@ -155,7 +120,9 @@ def load_run(
     run_dir = Path(run_dir)
     cfg = read_run_config(run_dir)
     if cfg.model.arch != arch:
-        raise ValueError(f"{run_dir} holds a {cfg.model.arch} model; {USES[arch]} needs {arch}")
+        raise ValueError(
+            f"{run_dir} holds a {cfg.model.arch} model; {family(arch).use} needs {arch}"
+        )
     model = build_model(cfg.model)
     use_attention(model, cfg.train.attn_impl)
     path = pick_weights(run_dir, weights)

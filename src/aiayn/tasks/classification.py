@@ -25,10 +25,11 @@ from aiayn.prepare.dataset import (
     prepared_tokenizer,
     read_manifest,
 )
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import TOKENIZER
+from aiayn.run.paths import inside
 from aiayn.tasks import load_run, load_tokenizer, place, run_tokenizer
-from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
 from aiayn.train.loss import rdrop_kl
-from aiayn.train.rundir import inside
 
 LABELS = "labels.txt"
 MAX_LABELS_BYTES = 16 << 20  # one class name a line
@@ -138,7 +139,7 @@ class Ensemble(LabelPredictor):
 class ClassificationTask:
     """Everything the trainer needs to know about classification."""
 
-    monitor = "val_acc"
+    monitor, higher_is_better = "val_acc", True
 
     def __init__(
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
@@ -160,7 +161,7 @@ class ClassificationTask:
             "model", vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=len(names)
         )
         self.model = EncoderClassifier(self.cfg.model)
-        self.classifier = Classifier(self.model, tok, names, d.max_len, d.end_token)
+        self.classifier = Classifier(self.model, tok, names, d.truncate_len, d.end_token)
         index = {name: i for i, name in enumerate(names)}
         if d.prepared:  # token rows read from disk batch by batch
             self.rows = lambda ids: self.classifier.frame(side.row_lists(ids))
@@ -244,7 +245,7 @@ def load_classifier(
     run_dir, m, d = Path(run_dir), cfg.model, cfg.data
     tok = load_tokenizer(run_dir, TOKENIZER, m.vocab_size)
     labels = load_labels(run_dir, m.n_classes)
-    return Classifier(model, tok, labels, min(d.max_len, m.max_len), d.end_token)
+    return Classifier(model, tok, labels, min(d.truncate_len, m.max_len), d.end_token)
 
 
 def load_classifiers(

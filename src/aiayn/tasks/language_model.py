@@ -14,8 +14,8 @@ from aiayn.data.text import read_text, text_lines
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.prepare.dataset import IdArray, check_dataset, prepared_tokenizer, read_manifest
+from aiayn.run.files import TOKENIZER
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
-from aiayn.train.checkpoint import TOKENIZER
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 
 
@@ -97,7 +97,7 @@ def split_text(cfg: RunConfig) -> tuple[str, str]:
 class LanguageModelTask:
     """Everything the trainer needs to know about next-token prediction."""
 
-    monitor = "val_loss"
+    monitor, higher_is_better = "val_loss", False
 
     def __init__(
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
@@ -112,12 +112,12 @@ class LanguageModelTask:
                 encode_text(self.tok, train_text),
                 encode_text(self.tok, valid_text),
             )
-        self.block = d.max_len
+        self.block = d.block_size
         for name, ids in (("training", self.train), ("validation", self.valid)):
             if len(ids) <= self.block:
                 raise ValueError(
                     f"the {name} text has {len(ids)} tokens, fewer than one block of "
-                    f"data.max_len={self.block} + 1"
+                    f"data.block_size={self.block} + 1"
                 )
         log(
             f"{len(self.train):,} training and {len(self.valid):,} validation tokens, "
@@ -127,7 +127,7 @@ class LanguageModelTask:
         if self.cfg.model.max_len < self.block:
             raise ValueError(
                 f"model.max_len={self.cfg.model.max_len} is shorter than the training blocks "
-                f"(data.max_len={self.block})"
+                f"(data.block_size={self.block})"
             )
         self.model = DecoderOnlyLM(self.cfg.model)
 

@@ -22,16 +22,15 @@ from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.prepare.dataset import (
     PreparedParallel,
     check_dataset,
+    fit_data_tokenizer,
     read_manifest,
     refuse_other_tokenizers,
 )
-from aiayn.tasks import check_vocabulary, fit_data_tokenizer, load_run, load_tokenizer, place
-from aiayn.train.checkpoint import TOKENIZER, atomic_write_text
+from aiayn.run.atomic import atomic_write_text
+from aiayn.run.files import RECASER, SRC_TOKENIZER, TOKENIZER
+from aiayn.run.paths import inside
+from aiayn.tasks import check_vocabulary, load_run, load_tokenizer, place
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
-from aiayn.train.rundir import inside
-
-SRC_TOKENIZER = "src_tokenizer.json"
-RECASER = "recaser.json"  # only in runs trained on lowercased text
 
 
 def load_tokenizers(run_dir: Path, cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:
@@ -67,7 +66,7 @@ def fit_tokenizers(cfg: RunConfig, src: list[str], tgt: list[str]) -> tuple[Text
 class TranslationTask:
     """Everything the trainer needs to know about translation."""
 
-    monitor = "val_bleu"  # higher is better; val_loss when BLEU is off
+    monitor, higher_is_better = "val_bleu", True  # val_loss, lower, when BLEU is off
 
     def __init__(
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
@@ -101,16 +100,16 @@ class TranslationTask:
             src_vocab_size=None if joint else self.src_tok.vocab_size,
         )
         full = self._encode(*text) if text else self._open(prepared)
-        self.train, dropped = full.without_long(d.max_len)
+        self.train, dropped = full.without_long(d.max_pair_len)
         log(
             f"training pairs: {len(self.train):,} kept, {dropped:,} longer than "
-            f"data.max_len={d.max_len} tokens dropped"
+            f"data.max_pair_len={d.max_pair_len} tokens dropped"
         )
         if not len(self.train):
-            raise ValueError(f"no training pair fits data.max_len={d.max_len}")
+            raise ValueError(f"no training pair fits data.max_pair_len={d.max_pair_len}")
         self.valid = self._encode(*self.valid_text) if self.valid_text else None
         if not cfg.train.bleu or self.valid is None:
-            self.monitor = "val_loss"
+            self.monitor, self.higher_is_better = "val_loss", False
         self.model = EncoderDecoder(self.cfg.model)
 
     def _encode(self, src: list[str], tgt: list[str]) -> ParallelData:

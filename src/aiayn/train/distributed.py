@@ -19,7 +19,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 from torch.nn.parallel import DistributedDataParallel
 
-from aiayn.train import checkpoint as ckpt
+from aiayn.run.weights import check_tensors, load_checked, unique_state
 
 
 class Single:
@@ -55,10 +55,10 @@ class Single:
 
     def model_state(self, model: nn.Module) -> dict[str, Tensor]:
         """The whole model's tensors on the main process (shared ones once), for saving."""
-        return ckpt.unique_state(model)
+        return unique_state(model)
 
     def load_model_state(self, model: nn.Module, state: dict[str, Tensor], path: Any) -> None:
-        ckpt.load_checked(model, state, path)
+        load_checked(model, state, path)
 
     def optimizer_state(self, model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
         return opt.state_dict()
@@ -113,7 +113,7 @@ class ShardedDataParallel(DataParallel):
     def wrap(self, model: nn.Module) -> nn.Module:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        self.names = list(ckpt.unique_state(model))  # tied tensors: the name kept on saving
+        self.names = list(unique_state(model))  # tied tensors: the name kept on saving
         # bf16: each layer's parameters gathered in bf16 (half the traffic and memory), the
         # gradients reduced in fp32 (sums of many small bf16 values lose their low bits);
         # the sharded master weights and the optimizer stay fp32
@@ -143,7 +143,7 @@ class ShardedDataParallel(DataParallel):
         # Sharded tensors report the whole tensor's shape. Tied tensors are saved under one
         # name, so torch's own check (strict) would miss the other: the check is ours.
         shapes = {n: t.shape for n, t in model.state_dict().items() if n in self.names}
-        ckpt.check_tensors(state, shapes, path)
+        check_tensors(state, shapes, path)
         opts = StateDictOptions(full_state_dict=True, strict=False)
         set_model_state_dict(model, state, options=opts)
 

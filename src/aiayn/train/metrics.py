@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.config import TrainConfig
+from aiayn.run.atomic import atomic_write_text
 from aiayn.safeio import finite_number, read_input
-from aiayn.train.checkpoint import atomic_write_text
 
 MAX_METRICS_BYTES = 1 << 30  # a line of ~200 bytes per logged step: millions of steps
 

@@ -10,15 +10,31 @@ from torch import nn
 
 from aiayn.config import TrainConfig
 from aiayn.models.build import TokenEmbedding
-from aiayn.train.schedule import Horizon, noam, warmup_cosine
+from aiayn.train.schedule import Horizon, noam, noam_peak, warmup_cosine
+
+
+def base_rate(t: TrainConfig, d_model: int) -> float:
+    """The optimizer's rate, which the schedule's factor multiplies each step: under cosine
+    (a factor that peaks at 1) the peak train.lr; under noam, whose factor is the paper's rate
+    with its own peak, train.noam_scale, or the multiple of it that peaks at train.lr, or 1."""
+    if t.schedule != "noam":
+        return t.lr
+    if t.noam_scale is not None:
+        return t.noam_scale
+    return 1.0 if t.lr is None else t.lr / noam_peak(d_model, t.warmup)
 
 
 def make_optimizer(
-    model: nn.Module, t: TrainConfig, device: torch.device | None = None
+    model: nn.Module, t: TrainConfig, d_model: int, device: torch.device | None = None
 ) -> torch.optim.Optimizer:
-    """Adam or AdamW over `model`'s parameters; on CUDA the fused kernel (one launch updates
-    every tensor, not several per tensor)."""
-    kw = {"lr": t.lr, "betas": (t.beta1, t.beta2), "eps": t.eps, "weight_decay": t.weight_decay}
+    """Adam or AdamW over `model` (of width `d_model`)'s parameters; on CUDA the fused kernel
+    (one launch updates every tensor, not several per tensor)."""
+    kw = {
+        "lr": base_rate(t, d_model),
+        "betas": (t.beta1, t.beta2),
+        "eps": t.eps,
+        "weight_decay": t.weight_decay,
+    }
     fused = device is not None and device.type == "cuda"
     return (torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam)(
         parameter_groups(model, t.decay), fused=fused or None, **kw
@@ -57,17 +73,20 @@ def make_schedule(
 
 
 def apply_hyperparameters(
-    opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LambdaLR, t: TrainConfig
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LambdaLR,
+    t: TrainConfig,
+    d_model: int,
 ) -> None:
     """The config's optimizer settings over those saved with the optimizer state: a resume
     with `--set train.lr=...` (betas, eps, weight decay) trains with what it says."""
-    groups = opt.param_groups
+    lr, groups = base_rate(t, d_model), opt.param_groups
     for group in groups:
         decay = t.weight_decay if group.get("decays", True) else 0.0
         group.update(betas=(t.beta1, t.beta2), eps=t.eps, weight_decay=decay)
-        group["initial_lr"] = t.lr
-    sched.base_lrs = [t.lr] * len(groups)
+        group["initial_lr"] = lr
+    sched.base_lrs = [lr] * len(groups)
     factor = sched.lr_lambdas[0](sched.last_epoch)
     for group in groups:
-        group["lr"] = t.lr * factor
+        group["lr"] = lr * factor
     sched._last_lr = [g["lr"] for g in groups]

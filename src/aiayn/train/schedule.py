@@ -16,6 +16,11 @@ def noam(d_model: int, warmup: int) -> Callable[[int], float]:
     return rate
 
 
+def noam_peak(d_model: int, warmup: int) -> float:
+    """The paper's rate at its peak, the end of warm-up: d_model^-0.5 * warmup^-0.5."""
+    return d_model**-0.5 * max(warmup, 1) ** -0.5
+
+
 class Horizon:
     """The step at which training will stop: `max_steps`, or sooner where a time budget of
     `max_minutes` will bind first, as the pace so far (validations included) predicts.

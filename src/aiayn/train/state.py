@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
+from aiayn.run.weights import WEIGHT_DTYPES
 from aiayn.safeio import finite_number
-from aiayn.train.checkpoint import WEIGHT_DTYPES
 from aiayn.train.runtime import check_scaler_state
 
 SNAPSHOT_NAME = re.compile(r"step_\d{8}\.safetensors")

@@ -5,52 +5,49 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
-from aiayn.config import RunConfig
 from aiayn.device import pick_device
 from aiayn.nn.attention import use_attention
-from aiayn.train import checkpoint as ckpt
+from aiayn.run.atomic import first_line
+from aiayn.run.config import save_config
+from aiayn.run.files import (
+    AVERAGE,
+    BEST,
+    CONFIG,
+    LOSS_PNG,
+    METRICS,
+    MODEL,
+    SNAPSHOTS,
+    STATE,
+    TENSORBOARD,
+)
+from aiayn.run.paths import inside
+from aiayn.run.weights import save_tensors
 from aiayn.train.allocator import CpuHeap
+from aiayn.train.checkpoint import average_weights, load_state, save_state
 from aiayn.train.distributed import Single, join
 from aiayn.train.feed import RankShare, feed, loader_workers
 from aiayn.train.interrupt import StopRequests
 from aiayn.train.metrics import TensorBoardLog, append_metric, forget_after, progress_line
 from aiayn.train.optim import apply_hyperparameters, make_optimizer, make_schedule
 from aiayn.train.recompute import recompute_layers
-from aiayn.train.rundir import inside
 from aiayn.train.runtime import Precision, allow_tf32, compiled
 from aiayn.train.schedule import Horizon
 from aiayn.train.state import check_state, check_tables, new_state
-
-SNAPSHOTS = "checkpoints"
-TENSORBOARD = "tensorboard"  # train.tensorboard's event files
+from aiayn.train.task import Task
 
 
-class Task(Protocol):
-    cfg: RunConfig
-    model: nn.Module
-    monitor: str
-
-    def epoch_batches(self, epoch: int) -> Sequence[Any]: ...
-    def collate(self, item: Any) -> Any: ...  # CPU tensors, drawing no random numbers
-    def train_loss(
-        self, batch: Any, device: torch.device, model: nn.Module
-    ) -> tuple[Tensor, Tensor, int]: ...
-    def validate(self, device: torch.device) -> dict[str, float]: ...
-    def save_assets(self, run_dir: Path) -> None: ...
-
-
-def better(monitor: str, new: float, best: float | None) -> bool:
+def better(higher_is_better: bool, new: float, best: float | None) -> bool:
     if best is None:
         return True
-    return new > best if monitor.endswith("bleu") or monitor.endswith("acc") else new < best
+    return new > best if higher_is_better else new < best
 
 
 class Trainer:
@@ -87,7 +84,7 @@ class Trainer:
         self.forward = compiled(self.group.wrap(self.model), self.t.compile)
         if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
             torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
-        self.opt = make_optimizer(self.model, self.t, self.device)
+        self.opt = make_optimizer(self.model, self.t, self.cfg.model.d_model, self.device)
         self.horizon = Horizon(self.t.max_steps, self.t.max_minutes)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, make_schedule(self.t, self.cfg.model.d_model, self.horizon)
@@ -118,12 +115,12 @@ class Trainer:
             else [],
         }
         if self.group.main:
-            ckpt.save_state(state, self.run_dir / ckpt.STATE)
-            ckpt.save_tensors(weights, self.run_dir / ckpt.MODEL)
+            save_state(state, self.run_dir / STATE)
+            save_tensors(weights, self.run_dir / MODEL)
 
     def resume(self) -> None:
-        path = inside(self.run_dir, ckpt.STATE)
-        state = check_state(ckpt.load_state(path), path)
+        path = inside(self.run_dir, STATE)
+        state = check_state(load_state(path), path)
         check_tables(state, self.model, self.opt, self.sched, path)
         self.group.load_model_state(self.model, state.pop("model"), path)
         try:
@@ -131,7 +128,7 @@ class Trainer:
             self.sched.load_state_dict(state.pop("scheduler"))
             self.precision.load_state_dict(state.pop("scaler", {}))
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-            message = ckpt.first_line(e)
+            message = first_line(e)
             raise ValueError(
                 f"{path}: the optimizer or schedule state does not fit ({message})"
             ) from e
@@ -142,8 +139,8 @@ class Trainer:
                 f"{self.run_dir} finished at step {self.state['step']}: {reason}. Nothing to "
                 f"resume; to train on, raise that limit with --set"
             )
-        apply_hyperparameters(self.opt, self.sched, self.t)
-        forget_after(inside(self.run_dir, ckpt.METRICS), self.state["step"], self.log)
+        apply_hyperparameters(self.opt, self.sched, self.t, self.cfg.model.d_model)
+        forget_after(inside(self.run_dir, METRICS), self.state["step"], self.log)
         self.log(f"resumed {self.run_dir} at step {self.state['step']}")
 
     def restore_rng(self, cpu_rng: Any, cuda_rng: list, path: Path) -> None:
@@ -191,14 +188,14 @@ class Trainer:
         weights = self.group.model_state(self.model)
         if self.group.main:
             path.parent.mkdir(exist_ok=True)
-            ckpt.save_tensors(weights, path)
+            save_tensors(weights, path)
 
     # -- the loop ----------------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
         if self.group.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            ckpt.save_config(self.cfg, self.run_dir / ckpt.CONFIG)
+            save_config(self.cfg, self.run_dir / CONFIG)
             self.task.save_assets(self.run_dir)
         start = time.monotonic() - self.state["elapsed"]
         bar = tqdm(
@@ -306,7 +303,7 @@ class Trainer:
         if n >= self.t.max_bad_steps:
             kept = (
                 f"the last good checkpoint in {self.run_dir} is kept"
-                if (self.run_dir / ckpt.STATE).exists()
+                if (self.run_dir / STATE).exists()
                 else "no checkpoint had been saved yet"
             )
             raise ValueError(
@@ -356,9 +353,9 @@ class Trainer:
                 f"step {self.state['step']}: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items())
             )
-            if better(self.task.monitor, metrics[self.task.monitor], self.state["best"]):
+            if better(self.task.higher_is_better, metrics[self.task.monitor], self.state["best"]):
                 self.state["best"], self.state["bad_evals"] = metrics[self.task.monitor], 0
-                self.write_weights(self.run_dir / ckpt.BEST)
+                self.write_weights(self.run_dir / BEST)
             else:
                 self.state["bad_evals"] += 1
         self.snapshot()
@@ -367,7 +364,7 @@ class Trainer:
 
     def write_metrics(self, record: dict[str, Any]) -> None:
         if self.group.main:
-            append_metric(self.run_dir / ckpt.METRICS, record)
+            append_metric(self.run_dir / METRICS, record)
             if self.board:
                 self.board.write(record)
 
@@ -382,13 +379,11 @@ class Trainer:
         folder = inside(self.run_dir, SNAPSHOTS)
         snapshots = [inside(folder, n) for n in self.state["snapshots"]]
         if len(snapshots) > 1:
-            averaged = ckpt.average_weights(snapshots)
-            ckpt.atomic_write(
-                self.run_dir / ckpt.AVERAGE, lambda tmp: ckpt.save_file(averaged, str(tmp))
-            )
+            averaged = average_weights(snapshots)
+            save_tensors(averaged, self.run_dir / AVERAGE)
         from aiayn.viz import plot_metrics  # matplotlib loads only when a run ends
 
-        plot_metrics(self.run_dir / ckpt.METRICS, self.run_dir / ckpt.LOSS_PNG)
+        plot_metrics(self.run_dir / METRICS, self.run_dir / LOSS_PNG)
         self.log(
             f"stopped ({reason}) at step {self.state['step']} after "
             f"{self.state['elapsed'] / 60:.1f} min; run directory {self.run_dir}"

@@ -4,10 +4,14 @@ disk, then renamed over it, so a crash or a full disk mid-write leaves the previ
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+# the temporary files of atomic_path, ".NAME.RANDOM.tmp": a killed write leaves one behind
+LEFTOVER = re.compile(r"\..+\.tmp")
 
 
 @contextmanager

@@ -6,7 +6,7 @@ export-hf, export-ct2, quantize) goes through `OutputFolder`, which:
 - refuses a folder that is a link, or that leads out of the folder it must stay in (`within`);
 - refuses a folder that another process holds (its lock), naming that process;
 - refuses a folder holding files that this command did not write, saying how to go on;
-- takes the folder's lock for the block (aiayn.train.rundir.RunLock) and leaves a note
+- takes the folder's lock for the block (aiayn.run.lock.RunLock) and leaves a note
   (`.aiayn-owner`) naming the command, the proof that aiayn made what is in it;
 - starts again in a folder the same command made and left unfinished (a killed export, a
   training that never reached a checkpoint, an ablation run cut short), emptying it first;
@@ -21,8 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
+from aiayn.run.lock import OWNER, RunLock, contents, in_use, lock_holder
+from aiayn.run.paths import refuse_link
 from aiayn.safeio import read_input_text
-from aiayn.train.rundir import OWNER, RunLock, contents, in_use, lock_holder, refuse_link
 
 # Whether a folder the same command made may be emptied and written again: None if so, else
 # why not (a training that reached a checkpoint is continued with --resume, not replaced).

@@ -1,4 +1,4 @@
-"""Every command that writes a folder goes through one mechanism (aiayn.outdir.OutputFolder):
+"""Every command that writes a folder goes through one mechanism (aiayn.run.folder.OutputFolder):
 each is walked here against a link to an outside folder, a folder of someone else's files, a
 folder another process holds, and a failure half-way, and must refuse the first three without
 touching anything and undo only what it made in the last."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aiayn.cli import main
-from aiayn.train.rundir import OWNER, RunLock, contents
+from aiayn.run.lock import OWNER, RunLock, contents
 from tests.cli_helpers import write_config
 from tests.test_ablate import write_study
 
@@ -161,7 +161,7 @@ def break_half_way(name: str, out: Path, monkeypatch) -> list[list[str]]:
             "prepare": "aiayn.prepare.build.write_split",
             "import-hf": "aiayn.interop.hf_run.save_config",
             "export-hf": "aiayn.interop.hf_export.tokenizer_config",
-            "quantize": "aiayn.decode.quantize.save_int8",
+            "quantize": "aiayn.decode.quantize_run.save_int8",
         }[name]
         monkeypatch.setattr(target, fail)
     return seen

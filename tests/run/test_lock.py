@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from aiayn.cli import main
+from aiayn.run.lock import RunLock
+from aiayn.run.paths import inside
 from aiayn.train.checkpoint import load_state, save_state
-from aiayn.train.rundir import RunLock, inside
 from tests.cli_helpers import write_config
 
 

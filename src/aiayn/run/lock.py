@@ -1,10 +1,7 @@
-"""A run directory as untrusted input and as the workplace of one process at a time.
+"""A run directory (or any output folder) as the workplace of one process at a time.
 
-Names read from its files (snapshots in the trainer state, say) become paths only when they
-are plain file names, and no path, followed through links, leads out of the directory: a
-crafted run can make aiayn neither read nor delete a file elsewhere. Training holds an
-exclusive lock on the directory (`flock`, so a killed process never leaves it held), and the
-holder clears the temporary files that killed writes left behind.
+Training holds an exclusive lock on the directory (`flock`, so a killed process never leaves
+it held), and the holder clears the temporary files that killed writes left behind.
 """
 
 from __future__ import annotations
@@ -12,30 +9,16 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import re
 import stat
 from pathlib import Path
 from types import TracebackType
 
+from aiayn.run.atomic import LEFTOVER
+from aiayn.run.files import SNAPSHOTS
+from aiayn.run.paths import refuse_link
+
 LOCK = ".lock"
-OWNER = ".aiayn-owner"  # names the aiayn command that made the folder (aiayn.outdir)
-PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-# atomic_write's temporary files: ".NAME.RANDOM.tmp"
-LEFTOVER = re.compile(r"\..+\.tmp")
-
-
-def inside(run_dir: str | Path, name: object) -> Path:
-    """`run_dir / name`, refused unless `name` is a plain file name and the path, links
-    followed, stays inside `run_dir`."""
-    run_dir = Path(run_dir)
-    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name):
-        raise ValueError(f"{run_dir}: refused the file name {name!r}; expected a plain name")
-    path = run_dir / name
-    if path.is_symlink() or path.exists():
-        target = path.resolve()
-        if not target.is_relative_to(run_dir.resolve()):
-            raise ValueError(f"{path}: a link out of its directory (to {target}); refused")
-    return path
+OWNER = ".aiayn-owner"  # names the aiayn command that made the folder (aiayn.run.folder)
 
 
 def contents(folder: Path) -> list[str]:
@@ -43,15 +26,6 @@ def contents(folder: Path) -> list[str]:
     if not folder.is_dir():
         return []
     return sorted(p.name for p in folder.iterdir() if p.name not in (LOCK, OWNER))
-
-
-def refuse_link(path: Path, option: str) -> None:
-    """A ValueError unless `path` is no link: aiayn writes nothing through one."""
-    if path.is_symlink():
-        raise ValueError(
-            f"{option} {path} is a link (to {os.readlink(path)}); aiayn writes no output "
-            f"through a link: name the folder itself"
-        )
 
 
 def lock_holder(folder: Path) -> str | None:
@@ -72,7 +46,7 @@ def lock_holder(folder: Path) -> str | None:
 def clear_leftovers(folder: Path) -> list[Path]:
     """Remove the temporary files of writes that were killed before their rename."""
     removed = []
-    for sub in (folder, folder / "checkpoints"):
+    for sub in (folder, folder / SNAPSHOTS):
         if sub.is_dir() and not sub.is_symlink():
             for p in sub.iterdir():
                 if LEFTOVER.fullmatch(p.name) and p.is_file() and not p.is_symlink():
@@ -98,7 +72,7 @@ class RunLock:
 
     The directories this lock created (the folder and any missing parents) are removed again
     if they are still empty at the end. New output folders are made through
-    aiayn.outdir.OutputFolder, which takes this lock.
+    aiayn.run.folder.OutputFolder, which takes this lock.
     """
 
     def __init__(self, run_dir: str | Path, option: str = "--out") -> None:

@@ -1,0 +1,63 @@
+"""`aiayn serve`: a run's model over HTTP, with the explorer page (aiayn.serve). The web stack
+is imported only when the command runs."""
+
+from __future__ import annotations
+
+import argparse
+
+from aiayn.commands.common import add_device, add_weights, cli_device, log
+from aiayn.serve import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_CONNECTIONS
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    cmd = sub.add_parser("serve", help="serve a run's model over HTTP, with the explorer page")
+    cmd.add_argument("--model", required=True, help="run directory")
+    cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    cmd.add_argument("--port", type=int, default=8000, help="0: any free port (%(default)s)")
+    add_weights(cmd)
+    cmd.add_argument("--max-queue", type=int, default=64, help="requests waiting, at most")
+    cmd.add_argument(
+        "--window-ms", type=float, default=5.0, help="how long a batch waits for more requests"
+    )
+    cmd.add_argument(
+        "--max-connections",
+        type=int,
+        default=MAX_CONNECTIONS,
+        help="connections open at once, at most (%(default)s)",
+    )
+    cmd.add_argument(
+        "--head-timeout",
+        type=float,
+        default=HEAD_TIMEOUT_S,
+        help="seconds to send a request's head (%(default)s)",
+    )
+    cmd.add_argument(
+        "--body-timeout",
+        type=float,
+        default=BODY_TIMEOUT_S,
+        help="seconds to send a request's body, else 408 (%(default)s)",
+    )
+    add_device(cmd)
+    cmd.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    from aiayn.serve.bounds import Bounds
+    from aiayn.serve.server import serve
+
+    if args.max_queue < 1:
+        raise ValueError(f"--max-queue {args.max_queue} must be >= 1")
+    if not 0 <= args.window_ms <= 1000:
+        raise ValueError(f"--window-ms {args.window_ms} must be in [0, 1000]")
+    bounds = Bounds(args.max_connections, args.head_timeout, args.body_timeout)
+    serve(
+        args.model,
+        args.host,
+        args.port,
+        cli_device(args),
+        args.weights,
+        log,
+        args.max_queue,
+        args.window_ms,
+        bounds,
+    )
