@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -68,8 +69,8 @@ class MultiHeadAttention(nn.Module):
     Each head has d_head dimensions (d_model / n_heads unless given, as in some Llama-family
     models); `qkv_bias` (default: `bias`) sets the biases of the query, key and value maps
     apart from the output's, as Qwen2 has them.
-    Set `record = True` (or use `record_attention`) to keep the last per-head weights.
-    `kernel` is how this machine computes the equation, not what the model is.
+    `kernel` is how this machine computes the equation, not what the model is
+    (`record_attention` lends one that keeps the per-head weights).
     """
 
     def __init__(
@@ -91,8 +92,6 @@ class MultiHeadAttention(nn.Module):
         self.dropout, self.kernel = dropout, kernel
         self.scale = None if scale_scores else 1.0  # None: 1 / sqrt(d_head), the paper's
         self.out = nn.Linear(n_heads * self.d_head, d_model, bias=bias)
-        self.record = False
-        self.last_weights: Tensor | None = None
 
     def split(self, x: Tensor, n: int) -> Tensor:
         """(B, T, n * d_head) -> (B, n, T, d_head)."""
@@ -104,11 +103,7 @@ class MultiHeadAttention(nn.Module):
             group = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         p = self.dropout if self.training else 0.0
-        if self.record:
-            out, weights = attention_math(q, k, v, mask, p, self.scale)
-            self.last_weights = weights.detach()
-        else:
-            out = self.kernel(q, k, v, mask, p, self.scale)
+        out = self.kernel(q, k, v, mask, p, self.scale)
         return self.out(out.transpose(1, 2).flatten(2))  # Concat(head_1, ..., head_h) W^O
 
 
@@ -174,23 +169,33 @@ class CrossAttention(MultiHeadAttention):
         return self.attend(self.queries(x), k, v, mask)
 
 
+def recording(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Mask,
+    dropout_p: float,
+    scale: float | None,
+    *,
+    into: dict[str, Tensor],
+    name: str,
+) -> Tensor:
+    """The written-out kernel, keeping its weights in `into[name]`."""
+    out, weights = attention_math(q, k, v, mask, dropout_p, scale)
+    into[name] = weights.detach()
+    return out
+
+
 @contextmanager
 def record_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
     """Within the block, each forward fills the dict: module name -> (B, H, T_q, T_k) weights."""
     weights: dict[str, Tensor] = {}
     modules = {n: m for n, m in model.named_modules() if isinstance(m, MultiHeadAttention)}
-    handles = []
+    kernels = {name: m.kernel for name, m in modules.items()}
     for name, m in modules.items():
-        m.record = True
-        handles.append(
-            m.register_forward_hook(
-                lambda mod, _args, _out, name=name: weights.__setitem__(name, mod.last_weights)
-            )
-        )
+        m.kernel = partial(recording, into=weights, name=name)
     try:
         yield weights
     finally:
-        for m in modules.values():
-            m.record, m.last_weights = False, None
-        for h in handles:
-            h.remove()
+        for name, m in modules.items():
+            m.kernel = kernels[name]
