@@ -1,5 +1,5 @@
 """Written-out attention against torch's fused SDPA, by sequence length: the measurement behind
-`attn_impl = "auto"` (aiayn.nn.attention.AUTO_MATH_UP_TO).
+`attn_impl = "auto"` (aiayn.runtime.attention.AUTO_MATH_UP_TO).
 
 For each key length T, one training call (forward and backward) of scaled dot-product attention
 in the demo's shape (4 heads of 64; a batch of about 4,096 tokens), in fp32 or under bf16
@@ -19,8 +19,8 @@ import argparse
 
 import torch
 
-from aiayn.nn.attention import attention
 from aiayn.nn.masks import CAUSAL, attention_mask
+from aiayn.runtime.attention import attention
 from benchmarks.common import interleaved, report
 
 LENGTHS = (16, 32, 64, 128, 256, 512)

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from aiayn.models import EncoderDecoder, ModelConfig
-from aiayn.nn.attention import use_attention
 from aiayn.nn.positional import sinusoid_table
+from aiayn.runtime.attention import use_attention
 from aiayn.train.loss import label_smoothed_loss
 from benchmarks.common import interleaved, matmul_peak, report
 

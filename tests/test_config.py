@@ -9,6 +9,7 @@ import tomli_w
 
 from aiayn.config import RunConfig, TrainConfig
 from aiayn.nn.attention import MultiHeadAttention
+from aiayn.runtime.attention import KERNELS
 from aiayn.tasks import load_run
 
 
@@ -28,7 +29,8 @@ def test_a_bad_attention_path_names_the_field_and_the_choices():
 
 
 def impls(model) -> set[str]:
-    return {m.impl for m in model.modules() if isinstance(m, MultiHeadAttention)}
+    names = {kernel: name for name, kernel in KERNELS.items()}
+    return {names[m.kernel] for m in model.modules() if isinstance(m, MultiHeadAttention)}
 
 
 def test_a_run_directory_written_before_the_move_keeps_its_attention_path(tiny_run, tmp_path):

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from aiayn.decode.weights import InputMajor, input_major_pays
-from aiayn.nn.attention import AUTO_MATH_UP_TO, auto_impl
 from aiayn.nn.dropout import dropout, written_out
+from aiayn.runtime.attention import AUTO_MATH_UP_TO, auto_impl
 from aiayn.train.allocator import CpuHeap
 from aiayn.train.feed import loader_workers
 

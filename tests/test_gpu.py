@@ -10,8 +10,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from aiayn.cli import main
-from aiayn.nn.attention import attention
 from aiayn.nn.masks import CAUSAL
+from aiayn.runtime.attention import attention
 from aiayn.tasks.translation import load_translator
 from tests.cli_helpers import write_config
 

@@ -15,7 +15,7 @@ from aiayn.configversion import VERSION, file_version, upgrade
 from aiayn.data.tokenizer import TOKENIZER_KINDS
 from aiayn.families import family
 from aiayn.models.config import ModelConfig
-from aiayn.nn.attention import ATTENTION_IMPLS
+from aiayn.runtime.attention import ATTENTION_IMPLS
 
 OPTIMIZERS = ("adam", "adamw")
 SCHEDULES = ("noam", "cosine")
@@ -121,7 +121,7 @@ class TrainConfig:
     # bf16: autocast matrix products to bfloat16; fp16: to float16, with a gradient scaler
     # (for GPUs without bf16)
     precision: str = "fp32"
-    # auto: per call, the path measured faster (aiayn.nn.attention.auto_impl); sdpa: torch's
+    # auto: per call, the path measured faster (aiayn.runtime.attention.auto_impl); sdpa: torch's
     # fused kernels; math: written out
     attn_impl: str = "auto"
     compile: bool = False  # torch.compile the model's forward for training

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from aiayn.decode.cache import KVCache, RowPositions
 from aiayn.decode.sample import filter_logits, generate, next_token
 from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.nn.positional import POSITIONAL
@@ -108,7 +109,7 @@ def test_a_prompt_alone_and_inside_a_left_padded_batch_give_the_same_tokens(posi
         alone = run(model, p[None], 12, temperature=0.0)
         assert together[row].tolist() == alone[0].tolist(), (positional, row)
     with torch.no_grad():  # and the logits of the real positions agree, not only their argmax
-        logits = model(batch, pad_mask=batch == 0)
+        logits = model(batch, RowPositions(), pad_mask=batch == 0)
         for row, p in enumerate(prompts):
             torch.testing.assert_close(logits[row, width - len(p) :], model(p[None])[0])
 
@@ -126,7 +127,7 @@ def test_a_sliding_window_hides_keys_beyond_it() -> None:
         a, b = model(x)[0], model(changed)[0]
     assert not torch.allclose(a[:3], b[:3])
     torch.testing.assert_close(a[7:], b[7:])  # 2 layers x 3 positions of reach
-    cached = model.new_cache()
+    cached = KVCache()
     steps = [model(x[:, :5], cached)[0]] + [model(x[:, t : t + 1], cached)[0] for t in range(5, 10)]
     torch.testing.assert_close(torch.cat(steps), a)  # the cache applies the same window
 

@@ -7,9 +7,10 @@ import torch
 from aiayn.configfile import from_dict
 from aiayn.models import ModelConfig, build_model
 from aiayn.models.decoder_only import DecoderOnlyLM
-from aiayn.nn.attention import SelfAttention, attention, use_attention
+from aiayn.nn.attention import SelfAttention
 from aiayn.nn.layers import EncoderLayer
 from aiayn.nn.norm import LayerNorm
+from aiayn.runtime.attention import attention, use_attention
 from tests.models.test_models import TINY, tiny, tokens
 
 ABLATIONS = {

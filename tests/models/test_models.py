@@ -5,7 +5,7 @@ from aiayn.models import ModelConfig, build_model, count_parameters, estimate_pa
 from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.models.encoder_only import EncoderClassifier
-from aiayn.nn.attention import use_attention
+from aiayn.runtime.attention import use_attention
 
 TINY = dict(vocab_size=50, d_model=32, n_heads=4, d_ff=64, n_layers=2, dropout=0.0, max_len=64)
 POSITIONALS = ["sinusoidal", "learned", "rope", "alibi"]

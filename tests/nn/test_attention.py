@@ -2,15 +2,10 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from aiayn.nn.attention import (
-    CrossAttention,
-    SelfAttention,
-    attention,
-    attention_math,
-    record_attention,
-)
+from aiayn.nn.attention import CrossAttention, SelfAttention, attention_math, record_attention
 from aiayn.nn.masks import attention_mask, causal_mask
 from aiayn.nn.positional import ALiBi
+from aiayn.runtime.attention import attention, fused, use_attention
 
 B, H, TQ, TK, D = 2, 4, 5, 7, 8
 
@@ -89,7 +84,7 @@ def test_self_attention_matches_the_per_head_equations():
     x = torch.randn(B, TQ, d)
     expected = reference_mha(x, x, wq, wk, wv, mha.out.weight, n, causal_mask(TQ))
     for impl in ("sdpa", "math"):  # given CAUSAL, each path applies the causal mask itself
-        mha.impl = impl
+        use_attention(mha, impl)
         out = mha(x, attention_mask(TQ, TQ, causal=True))
         torch.testing.assert_close(out, expected, atol=1e-6, rtol=1e-5)
 
@@ -101,28 +96,6 @@ def test_cross_attention_matches_the_per_head_equations():
     x, memory = torch.randn(B, TQ, d), torch.randn(B, TK, d)
     expected = reference_mha(x, memory, mha.q.weight, wk, wv, mha.out.weight, n)
     torch.testing.assert_close(mha(x, memory), expected, atol=1e-6, rtol=1e-5)
-
-
-@pytest.mark.parametrize("impl", ["math", "sdpa"])
-@pytest.mark.parametrize("n_kv", [4, 2])
-def test_query_rows_sharing_a_memory_row_equal_the_memory_repeated(impl, n_kv):
-    # beam search: a sentence's g beams attend to its one row of the memory
-    d, n, g, t = 16, 4, 3, 2
-    mha = CrossAttention(d, n, n_kv_heads=n_kv, impl=impl)
-    x, memory = torch.randn(B * g, t, d), torch.randn(B, TK, d)
-    pad = torch.zeros(B, TK, dtype=torch.bool)
-    pad[0, -2:] = True  # the first sentence's last two keys are padding
-    shared = mha(x, memory, attention_mask(t, TK, pad))
-    repeated = mha(
-        x, memory.repeat_interleave(g, 0), attention_mask(t, TK, pad.repeat_interleave(g, 0))
-    )
-    torch.testing.assert_close(shared, repeated, atol=1e-6, rtol=1e-5)
-
-
-def test_query_rows_that_cannot_share_the_memory_rows_are_refused():
-    mha = CrossAttention(16, 4)
-    with pytest.raises(ValueError, match="5 query rows cannot share 2 memory rows"):
-        mha(torch.randn(5, 1, 16), torch.randn(2, 3, 16))
 
 
 def test_grouped_query_attention_equals_mha_with_repeated_kv_heads():
@@ -160,6 +133,7 @@ def test_multi_head_attention_gradcheck_float64(cross):
 def test_record_attention_returns_per_head_weights_and_same_output():
     d, n = 16, 4
     mha = SelfAttention(d, n)
+    use_attention(mha, "sdpa")
     x = torch.randn(B, TQ, d)
     plain = mha(x)
     with record_attention(mha) as weights:
@@ -168,12 +142,13 @@ def test_record_attention_returns_per_head_weights_and_same_output():
     w = weights[""]
     assert w.shape == (B, n, TQ, TQ)
     torch.testing.assert_close(w.sum(-1), torch.ones(B, n, TQ))
-    assert mha.record is False and mha.last_weights is None
+    assert mha.kernel is fused  # the kernel it had before
 
 
 @pytest.mark.parametrize("impl", ["math", "sdpa"])
 def test_attention_dropout_only_in_training(impl):
-    mha = SelfAttention(16, 4, dropout=0.5, impl=impl)
+    mha = SelfAttention(16, 4, dropout=0.5)
+    use_attention(mha, impl)
     x = torch.randn(B, TQ, 16)
     mha.eval()
     torch.testing.assert_close(mha(x), mha(x))

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from aiayn.decode.cache import KVCache, RowPositions
 from aiayn.decode.weights import InputMajor
 from aiayn.models.decoder_only import DecoderOnlyLM
-from aiayn.nn.cache import KVCache
 
 
 def filter_logits(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
@@ -91,14 +91,15 @@ def generate(
     window = model.cfg.max_len
     tokens = prompt[:, -window:]
     pad = None if pad_mask is None else pad_mask[:, -window:]
-    cache = model.new_cache() if use_cache else None
+    # without a cache, each step recomputes all positions, counted per row past the padding
+    cache = KVCache() if use_cache else RowPositions()
     step_in, step_pad = tokens, pad
     banned_ids = torch.tensor(list(banned), dtype=torch.long, device=prompt.device)
     weights = InputMajor(model)  # lent around each step only: the caller runs between yields
     for _ in range(max_new_tokens):
         if use_cache and cache.length + step_in.size(1) > window:
             step_in, step_pad = refill(tokens, cache, window)
-            cache = model.new_cache()
+            cache = KVCache()
         elif not use_cache:
             step_in, step_pad = tokens, pad
         with weights.active():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from aiayn.decode.cache import KVCache
 from aiayn.models.encoder_decoder import EncoderDecoder
 
 NOT_FINITE = "the model gave NaN scores; its weights or inputs are broken"
@@ -58,7 +59,7 @@ def greedy(
     # src: (B, S) -> B token lists without <s> or </s>
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap)
-    cache = model.new_cache() if use_cache else None
+    cache = KVCache() if use_cache else None
     ys = torch.full((src.size(0), 1), special.bos, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     broken = torch.zeros((), dtype=torch.bool, device=src.device)
@@ -119,7 +120,7 @@ def n_best_search(
     b, k = src.size(0), beam
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap).tolist()
-    cache = model.new_cache()  # the K beams of a sentence share its row of the memory
+    cache = KVCache()  # the K beams of a sentence share its row of the memory
     tokens = torch.full((b * k, 1), special.bos, dtype=torch.long, device=src.device)
     scores = torch.full((b, k), float("-inf"), device=src.device)
     scores[:, 0] = 0.0  # at the start only one prefix exists per sentence

@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from aiayn.models.build import TokenEmbedding, build_encoder, init_weights
 from aiayn.models.config import ModelConfig
-from aiayn.nn.cache import KVCache
+from aiayn.nn.seams import StackState
 
 
 class DecoderOnlyLM(nn.Module):
@@ -22,17 +22,15 @@ class DecoderOnlyLM(nn.Module):
             self.lm_head.weight = self.embed.weight
         init_weights(self)
 
-    def new_cache(self) -> KVCache:
-        return KVCache(len(self.transformer.layers))
-
     def forward(
         self,
         tokens: Tensor,
-        cache: KVCache | None = None,
+        cache: StackState | None = None,
         pad_mask: Tensor | None = None,
         last_only: bool = False,
     ) -> Tensor:
-        # tokens: (B, T), pad_mask: (B, T) True at (left) padding -> (B, T, vocab_size) logits;
-        # with a cache, only the new positions; `last_only`: (B, 1, vocab_size), the last's
+        # tokens: (B, T), pad_mask: (B, T) True at padding -> (B, T, vocab_size) logits; with a
+        # decoding state (`aiayn.decode.cache`: a cache, or positions counted past left
+        # padding), only the new positions; `last_only`: (B, 1, vocab_size), the last's
         h = self.transformer(self.embed(tokens), pad_mask, cache)
         return self.lm_head(h[:, -1:] if last_only else h)

@@ -6,8 +6,8 @@ from torch import Tensor, nn
 
 from aiayn.models.build import TokenEmbedding, build_decoder, build_encoder, init_weights
 from aiayn.models.config import ModelConfig
-from aiayn.nn.cache import KVCache
 from aiayn.nn.masks import padding_mask
+from aiayn.nn.seams import StackState
 from aiayn.nn.stack import EncoderDecoderStack
 
 
@@ -35,7 +35,7 @@ class EncoderDecoder(nn.Module):
         return self.transformer.encoder(self.src_embed(src), src_pad), src_pad
 
     def decode(
-        self, tgt: Tensor, memory: Tensor, src_pad: Tensor, cache: KVCache | None = None
+        self, tgt: Tensor, memory: Tensor, src_pad: Tensor, cache: StackState | None = None
     ) -> Tensor:
         """Target ids (B, T) given the memory -> next-token logits (B, T, vocab_size).
 
@@ -45,9 +45,6 @@ class EncoderDecoder(nn.Module):
         # real position; a key-padding mask would add work and change nothing that is scored.
         h = self.transformer.decoder(self.tgt_embed(tgt), memory, src_pad, cache=cache)
         return self.generator(h)
-
-    def new_cache(self) -> KVCache:
-        return KVCache(len(self.transformer.decoder.layers))
 
     def forward(self, src: Tensor, tgt: Tensor) -> Tensor:
         # src: (B, S), tgt: (B, T) token ids -> (B, T, vocab_size) logits

@@ -1,41 +1,25 @@
 """Scaled dot-product attention (paper §3.2.1) and multi-head attention (§3.2.2).
 
-Attention has two interchangeable paths: `math`, written out, and `sdpa`, torch's fused
-`F.scaled_dot_product_attention`; tests prove them equal. `auto` picks one per call, by what
-was measured faster (`auto_impl`). Masks follow `aiayn.nn.masks`.
+Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, written out in `attention_math`. Each
+`MultiHeadAttention` computes it through its `kernel`, the equation written out unless the
+run hands it another (torch's fused kernel, proved equal by the tests: `aiayn.runtime.attention`).
+Masks follow `aiayn.nn.masks`; decoding's caches reach in through `aiayn.nn.seams`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aiayn.nn.cache import LayerCache
 from aiayn.nn.dropout import dropout
 from aiayn.nn.masks import CAUSAL, Mask, causal_mask
 from aiayn.nn.positional import Rotation, apply_rotary
-
-ATTENTION_IMPLS = ("auto", "sdpa", "math")
-# `python -m benchmarks.attention_impl [--precision bf16]` (2-core AMD EPYC, torch 2.13; 4 heads
-# of 64, batches of 4,096 tokens): on a CPU the written-out path took 0.17-0.62x the fused
-# kernel's time for a training call in bf16 at 16-256 keys and 0.86-0.89x at 512, and
-# 0.78-0.94x for a decoding step (one query, fp32) at 16-512 keys; in fp32 training the fused
-# kernel was faster at every length (math 1.3-2.3x). Beyond the lengths measured, the
-# (T_q, T_k) scores the written-out path keeps would cost memory for no known gain. On GPUs
-# SDPA runs flash kernels.
-AUTO_MATH_UP_TO = 512
-
-
-def auto_impl(q: Tensor, k: Tensor) -> str:
-    """The path that measured faster for these inputs (see AUTO_MATH_UP_TO)."""
-    short = k.size(-2) <= AUTO_MATH_UP_TO
-    cpu_wins = q.dtype == torch.bfloat16 or q.size(-2) == 1
-    return "math" if q.device.type == "cpu" and short and cpu_wins else "sdpa"
+from aiayn.nn.seams import LayerState
 
 
 def attention_math(
@@ -62,28 +46,20 @@ def attention_math(
     return out, weights  # (B, H, T_q, d_v), (B, H, T_q, T_k)
 
 
-def attention(
+# (q, k, v, mask, dropout_p, scale) -> output: what computes the equation above
+Kernel = Callable[[Tensor, Tensor, Tensor, Mask, float, "float | None"], Tensor]
+
+
+def written_out(
     q: Tensor,
     k: Tensor,
     v: Tensor,
     mask: Mask = None,
     dropout_p: float = 0.0,
-    impl: str = "auto",
     scale: float | None = None,
 ) -> Tensor:
-    """Scaled dot-product attention by the chosen path ("auto", "sdpa" or "math"); `scale`
-    replaces 1 / sqrt(d_k)."""
-    # q: (B, H, T_q, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v) -> (B, H, T_q, d_v)
-    if impl == "auto":
-        impl = auto_impl(q, k)
-    kw = {"dropout_p": dropout_p, "scale": scale}
-    if impl == "sdpa" and mask is CAUSAL:
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, **kw)
-    if impl == "sdpa":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
-    if impl == "math":
-        return attention_math(q, k, v, mask, dropout_p, scale)[0]
-    raise ValueError(f"attention impl={impl!r} is unknown; expected one of {ATTENTION_IMPLS}")
+    """The kernel that is `attention_math`, its output alone."""
+    return attention_math(q, k, v, mask, dropout_p, scale)[0]
 
 
 class MultiHeadAttention(nn.Module):
@@ -93,8 +69,8 @@ class MultiHeadAttention(nn.Module):
     Each head has d_head dimensions (d_model / n_heads unless given, as in some Llama-family
     models); `qkv_bias` (default: `bias`) sets the biases of the query, key and value maps
     apart from the output's, as Qwen2 has them.
-    Set `record = True` (or use `record_attention`) to keep the last per-head weights.
-    `impl` is how this machine runs it, not what the model is (`use_attention` sets it).
+    `kernel` is how this machine computes the equation, not what the model is
+    (`record_attention` lends one that keeps the per-head weights).
     """
 
     def __init__(
@@ -104,20 +80,18 @@ class MultiHeadAttention(nn.Module):
         n_kv_heads: int | None = None,
         bias: bool = True,
         dropout: float = 0.0,
-        impl: str = "auto",
         d_head: int | None = None,
         qkv_bias: bool | None = None,
         scale_scores: bool = True,
+        kernel: Kernel = written_out,
     ) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads = n_heads, n_kv_heads or n_heads
         self.d_model, self.d_head = d_model, d_head or d_model // n_heads
         self.qkv_bias = bias if qkv_bias is None else qkv_bias
-        self.dropout, self.impl = dropout, impl
+        self.dropout, self.kernel = dropout, kernel
         self.scale = None if scale_scores else 1.0  # None: 1 / sqrt(d_head), the paper's
         self.out = nn.Linear(n_heads * self.d_head, d_model, bias=bias)
-        self.record = False
-        self.last_weights: Tensor | None = None
 
     def split(self, x: Tensor, n: int) -> Tensor:
         """(B, T, n * d_head) -> (B, n, T, d_head)."""
@@ -129,12 +103,8 @@ class MultiHeadAttention(nn.Module):
             group = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         p = self.dropout if self.training else 0.0
-        if self.record:
-            out, weights = attention_math(q, k, v, mask, p, self.scale)
-            self.last_weights = weights.detach()
-        else:
-            out = attention(q, k, v, mask, p, self.impl, self.scale)
-        return self.out(out.transpose(1, 2).flatten(2))
+        out = self.kernel(q, k, v, mask, p, self.scale)
+        return self.out(out.transpose(1, 2).flatten(2))  # Concat(head_1, ..., head_h) W^O
 
 
 class SelfAttention(MultiHeadAttention):
@@ -150,9 +120,10 @@ class SelfAttention(MultiHeadAttention):
         x: Tensor,
         mask: Mask = None,
         rotation: Rotation | None = None,
-        cache: LayerCache | None = None,
+        cache: LayerState | None = None,
     ) -> Tensor:
-        # x: (B, T, d_model) -> (B, T, d_model); with a cache, T new positions after the cached
+        # x: (B, T, d_model) -> (B, T, d_model); Q = x W^Q, K = x W^K, V = x W^V for all heads
+        # at once; a decoding cache holds earlier positions' K and V and returns them all
         kv_dim = self.n_kv_heads * self.d_head
         q, k, v = self.qkv(x).split([self.n_heads * self.d_head, kv_dim, kv_dim], dim=-1)
         q, k, v = (
@@ -168,54 +139,51 @@ class SelfAttention(MultiHeadAttention):
 
 
 class CrossAttention(MultiHeadAttention):
-    """Queries from the decoder, keys and values from the encoder's output (the memory).
-
-    The memory may have fewer rows than the queries: each memory row then serves as many
-    consecutive query rows (a sentence's beams in beam search), whose queries attend to it
-    together, so its keys and values are computed, kept and read once, not once per beam.
-    """
+    """Queries from the decoder, keys and values from the encoder's output (the memory)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.q = nn.Linear(self.d_model, self.n_heads * self.d_head, bias=self.qkv_bias)
         self.kv = nn.Linear(self.d_model, 2 * self.n_kv_heads * self.d_head, bias=self.qkv_bias)
 
+    def keys_values(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """K = memory W^K, V = memory W^V: (B, S, d_model) -> (B, H_kv, S, d_head) each."""
+        return tuple(self.split(t, self.n_kv_heads) for t in self.kv(memory).chunk(2, dim=-1))
+
+    def queries(self, x: Tensor) -> Tensor:
+        """Q = x W^Q: (B, T, d_model) -> (B, H, T, d_head)."""
+        return self.split(self.q(x), self.n_heads)
+
     def forward(
         self,
         x: Tensor,
         memory: Tensor,
         mask: Mask = None,
-        cache: LayerCache | None = None,
+        cache: LayerState | None = None,
     ) -> Tensor:
-        # x: (B, T, d_model), memory: (B / g, S, d_model), mask (B / g, 1, 1 or T, S)
-        # -> (B, T, d_model), query rows i*g ... i*g + g-1 attending to memory row i
-        if cache is not None and cache.memory_kv is not None:
-            k, v = cache.memory_kv
-        else:
-            k, v = (self.split(t, self.n_kv_heads) for t in self.kv(memory).chunk(2, dim=-1))
-            if cache is not None:
-                cache.memory_kv = (k, v)
-        q = self.split(self.q(x), self.n_heads)  # (B, H, T, d_head)
-        b, h, t, d = q.shape
-        if b == k.size(0):
-            return self.attend(q, k, v, mask)
-        if b % k.size(0) or (mask is not None and mask.size(-2) != 1):
-            raise ValueError(
-                f"{b} query rows cannot share {k.size(0)} memory rows; expected a multiple "
-                "of them, each attending to the whole memory (a padding mask only)"
-            )
-        g = b // k.size(0)
-        q = q.view(-1, g, h, t, d).transpose(1, 2).reshape(-1, h, g * t, d)
-        return self.attend(q, k, v, mask).view(b, t, -1)  # from (B / g, g * T, d_model)
+        # x: (B, T, d_model), memory: (B, S, d_model), mask (B, 1, 1 or T, S) -> (B, T, d_model);
+        # a decoding cache computes the memory's K and V once and does the rest itself
+        if cache is not None:
+            return cache.cross_attention(self, x, memory, mask)
+        k, v = self.keys_values(memory)
+        return self.attend(self.queries(x), k, v, mask)
 
 
-def use_attention(model: nn.Module, impl: str) -> None:
-    """Run every attention of `model` by the path `impl` (one of ATTENTION_IMPLS)."""
-    if impl not in ATTENTION_IMPLS:
-        raise ValueError(f"attention impl={impl!r} is unknown; expected one of {ATTENTION_IMPLS}")
-    for m in model.modules():
-        if isinstance(m, MultiHeadAttention):
-            m.impl = impl
+def recording(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Mask,
+    dropout_p: float,
+    scale: float | None,
+    *,
+    into: dict[str, Tensor],
+    name: str,
+) -> Tensor:
+    """The written-out kernel, keeping its weights in `into[name]`."""
+    out, weights = attention_math(q, k, v, mask, dropout_p, scale)
+    into[name] = weights.detach()
+    return out
 
 
 @contextmanager
@@ -223,18 +191,11 @@ def record_attention(model: nn.Module) -> Iterator[dict[str, Tensor]]:
     """Within the block, each forward fills the dict: module name -> (B, H, T_q, T_k) weights."""
     weights: dict[str, Tensor] = {}
     modules = {n: m for n, m in model.named_modules() if isinstance(m, MultiHeadAttention)}
-    handles = []
+    kernels = {name: m.kernel for name, m in modules.items()}
     for name, m in modules.items():
-        m.record = True
-        handles.append(
-            m.register_forward_hook(
-                lambda mod, _args, _out, name=name: weights.__setitem__(name, mod.last_weights)
-            )
-        )
+        m.kernel = partial(recording, into=weights, name=name)
     try:
         yield weights
     finally:
-        for m in modules.values():
-            m.record, m.last_weights = False, None
-        for h in handles:
-            h.remove()
+        for name, m in modules.items():
+            m.kernel = kernels[name]

@@ -13,10 +13,10 @@ from functools import partial
 from torch import Tensor, nn
 
 from aiayn.nn.attention import CrossAttention, SelfAttention
-from aiayn.nn.cache import LayerCache
 from aiayn.nn.dropout import Dropout
 from aiayn.nn.masks import Mask
 from aiayn.nn.positional import Rotation
+from aiayn.nn.seams import LayerState
 
 Sublayer = Callable[[Tensor], Tensor]
 
@@ -71,7 +71,7 @@ class EncoderLayer(nn.Module):
         x: Tensor,
         mask: Mask = None,
         rotation: Rotation | None = None,
-        cache: LayerCache | None = None,
+        cache: LayerState | None = None,
     ) -> Tensor:
         # x: (B, T, d_model) -> (B, T, d_model)
         attn = partial(self.self_attn, mask=mask, rotation=rotation, cache=cache)
@@ -107,7 +107,7 @@ class DecoderLayer(nn.Module):
         self_mask: Mask = None,
         memory_mask: Tensor | None = None,
         rotation: Rotation | None = None,
-        cache: LayerCache | None = None,
+        cache: LayerState | None = None,
     ) -> Tensor:
         # x: (B, T, d_model), memory: (B, S, d_model) -> (B, T, d_model)
         attn = partial(self.self_attn, mask=self_mask, rotation=rotation, cache=cache)

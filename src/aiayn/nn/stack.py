@@ -11,11 +11,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from aiayn.nn.cache import KVCache
 from aiayn.nn.dropout import Dropout
 from aiayn.nn.layers import DecoderLayer, EncoderLayer
 from aiayn.nn.masks import Mask, attention_mask
 from aiayn.nn.positional import PositionalEncoding, Rotation
+from aiayn.nn.seams import StackState
 
 
 def add_positions(
@@ -38,36 +38,6 @@ def add_positions(
     queries = keys[start:]
     bias = pos.score_bias(queries, keys)
     mask = attention_mask(x.size(1), t_k, pad_mask, causal, bias, x.device, window)
-    return drop(pos.embed(x, queries)), mask, pos.rotation(queries)
-
-
-def add_row_positions(
-    pos: PositionalEncoding,
-    drop: Callable[[Tensor], Tensor],
-    x: Tensor,
-    pad_mask: Tensor | None,
-    cache: KVCache | None,
-    window: int | None = None,
-) -> tuple[Tensor, Mask, Rotation | None]:
-    """`add_positions` for a causal stack whose rows may begin with padding (a left-padded
-    batch of prompts): a token's position is the number of real tokens before it in its row,
-    and padding keys, cached ones included, are masked. The cache keeps both for later steps."""
-    # x: (B, T, d_model), pad_mask: (B, T) True at padding, or None: no padding among the new
-    b, t = x.shape[:2]
-    new_pad = x.new_zeros(b, t, dtype=torch.bool) if pad_mask is None else pad_mask
-    start = cache.length if cache is not None else 0
-    if cache is not None and cache.key_pad is not None:
-        old_pad, old_pos = cache.key_pad, cache.key_pos
-    else:  # what was cached before had no padding
-        old_pad = new_pad.new_zeros(b, start)
-        old_pos = torch.arange(start, device=x.device).expand(b, start)
-    seen = (~old_pad).sum(1, keepdim=True)
-    queries = (seen + (~new_pad).cumsum(1) - 1).clamp(min=0)  # (B, T)
-    key_pad, keys = torch.cat([old_pad, new_pad], 1), torch.cat([old_pos, queries], 1)
-    if cache is not None:
-        cache.key_pad, cache.key_pos = key_pad, keys
-    bias = pos.score_bias(queries, keys)
-    mask = attention_mask(t, start + t, key_pad, True, bias, x.device, window)
     return drop(pos.embed(x, queries)), mask, pos.rotation(queries)
 
 
@@ -95,21 +65,20 @@ class Encoder(nn.Module):
         return self.drop(self.embed_norm(x))
 
     def forward(
-        self, x: Tensor, pad_mask: Tensor | None = None, cache: KVCache | None = None
+        self, x: Tensor, pad_mask: Tensor | None = None, cache: StackState | None = None
     ) -> Tensor:
-        # x: (B, T, d_model) token embeddings, pad_mask: (B, T) True at padding -> (B, T, d_model)
-        padded_cache = cache is not None and cache.key_pad is not None
-        if self.causal and (pad_mask is not None or padded_cache):
-            x, mask, rotation = add_row_positions(
-                self.pos, self.embed_out, x, pad_mask, cache, self.window
+        # x: (B, T, d_model) token embeddings, pad_mask: (B, T) True at padding -> (B, T, d_model);
+        # a decoding state places x after the positions it holds (`aiayn.nn.seams`)
+        if cache is None:
+            x, mask, rotation = add_positions(
+                self.pos, self.embed_out, x, pad_mask, self.causal, 0, self.window
             )
         else:
-            start = cache.length if cache is not None else 0
-            x, mask, rotation = add_positions(
-                self.pos, self.embed_out, x, pad_mask, self.causal, start, self.window
+            x, mask, rotation = cache.positions(
+                self.pos, self.embed_out, x, pad_mask, self.causal, self.window
             )
         for i, layer in enumerate(self.layers):
-            x = layer(x, mask, rotation, cache.layers[i] if cache is not None else None)
+            x = layer(x, mask, rotation, None if cache is None else cache.layer(i))
         return self.norm(x)
 
 
@@ -140,14 +109,18 @@ class Decoder(nn.Module):
         memory: Tensor,
         memory_pad_mask: Tensor | None = None,
         pad_mask: Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: StackState | None = None,
     ) -> Tensor:
         # x: (B, T, d_model) target embeddings, memory: (B, S, d_model) -> (B, T, d_model)
-        start = cache.length if cache is not None else 0
-        x, self_mask, rotation = add_positions(self.pos, self.embed_out, x, pad_mask, True, start)
+        if cache is None:
+            x, self_mask, rotation = add_positions(self.pos, self.embed_out, x, pad_mask, True)
+        else:
+            x, self_mask, rotation = cache.positions(
+                self.pos, self.embed_out, x, pad_mask, True, None
+            )
         memory_mask = attention_mask(x.size(1), memory.size(1), memory_pad_mask)
         for i, layer in enumerate(self.layers):
-            layer_cache = cache.layers[i] if cache is not None else None
+            layer_cache = None if cache is None else cache.layer(i)
             x = layer(x, memory, self_mask, memory_mask, rotation, layer_cache)
         return self.norm(x)
 

@@ -14,7 +14,6 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.quantize import is_int8, load_int8
 from aiayn.families import family
 from aiayn.models import build_model
-from aiayn.nn.attention import use_attention
 from aiayn.prepare.dataset import fit_data_tokenizer
 from aiayn.run.config import read_run_config
 from aiayn.run.files import INT8, STATE, TOKENIZER, pick_weights
@@ -22,6 +21,7 @@ from aiayn.run.folder import OutputFolder
 from aiayn.run.lock import RunLock
 from aiayn.run.paths import inside
 from aiayn.run.weights import load_weights
+from aiayn.runtime.attention import use_attention
 
 
 def train(

@@ -14,7 +14,6 @@ from torch import nn
 from tqdm import tqdm
 
 from aiayn.device import pick_device
-from aiayn.nn.attention import use_attention
 from aiayn.run.atomic import first_line
 from aiayn.run.config import save_config
 from aiayn.run.files import (
@@ -30,6 +29,7 @@ from aiayn.run.files import (
 )
 from aiayn.run.paths import inside
 from aiayn.run.weights import save_tensors
+from aiayn.runtime.attention import use_attention
 from aiayn.train.allocator import CpuHeap
 from aiayn.train.checkpoint import average_weights, load_state, save_state
 from aiayn.train.distributed import Single, join
