@@ -238,7 +238,7 @@ def translation(work: Path, a: argparse.Namespace) -> dict:
 def language_model(work: Path, a: argparse.Namespace) -> dict:
     text = synthetic_text(work / f"text{a.text_gb:g}.txt", a.text_gb * 1e9, a.seed)
     config, prepared = "configs/shakespeare_char_cpu.toml", work / "prepared_text"
-    data = sets(data__train=text)
+    data = sets(data__train_text=text)
     out: dict = {"text_gb": round(text.stat().st_size / 1e9, 2)}
     if "prepare" not in a.skip:
         out["prepare"] = measure(aiayn("prepare", config, "--out", str(prepared), *data))

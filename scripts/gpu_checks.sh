@@ -61,7 +61,7 @@ step 120 $PY -m aiayn train configs/wmt14_en_de_base.toml --out /tmp/wmt14_gpu \
   --set train.log_every=20 --set train.average_last=1 --set train.bleu=false "${WMT[@]}"
 cp /tmp/wmt14_gpu/metrics.jsonl "$OUT/wmt14_metrics.jsonl" 2>/dev/null
 step 240 $PY -m aiayn train configs/shakespeare_char.toml --out /tmp/shakespeare_gpu \
-  --set data.train="$TEXT" --set train.compile=true "${LM[@]}"
+  --set data.train_text="$TEXT" --set train.compile=true "${LM[@]}"
 cp /tmp/shakespeare_gpu/metrics.jsonl "$OUT/shakespeare_metrics.jsonl" 2>/dev/null
 step 150 $PY -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
 step 45 $PY -m benchmarks.gpu_train --size $SIZE --batch $BATCH

@@ -85,6 +85,7 @@ def toy() -> Iterator[Family]:
         endpoint="toy",
         prepared_task="language_model",
         data_length="block_size",
+        data_files=("train_text", "valid_text"),
         model=ToyLM,
         task=ToyTask,
         loader=load_toy,

@@ -207,7 +207,7 @@ def test_a_language_model_trains_alike_from_its_prepared_token_stream(
     sets = ["--set", "data.vocab_size=60", "--set", "data.valid_fraction=0.17"]
     if valid:  # a text with \r and other line breaks str.splitlines would also cut at
         (tmp_path / "valid.txt").write_text("Hark,\r who goes\u2028there?\nNone.\n")
-        sets += ["--set", f"data.valid={tmp_path / 'valid.txt'}"]
+        sets += ["--set", f"data.valid_text={tmp_path / 'valid.txt'}"]
     assert main(["prepare", str(config), "--out", str(tmp_path / "data"), *sets]) == 0
     assert main(["train", str(config), "--out", str(tmp_path / "text"), *sets]) == 0
     data = ["--set", f"data.prepared={tmp_path / 'data'}"]
@@ -239,7 +239,7 @@ def test_a_classifier_trains_alike_from_its_prepared_texts(tmp_path):
     sets = ["--set", "train.max_steps=20", "--set", "train.eval_every=10"]
     assert main(["prepare", str(config), "--out", str(tmp_path / "data"), *sets]) == 0
     assert main(["train", str(config), "--out", str(tmp_path / "text"), *sets]) == 0
-    data = ["--set", f"data.prepared={tmp_path / 'data'}", "--set", "data.train="]
+    data = ["--set", f"data.prepared={tmp_path / 'data'}", "--set", "data.train_tsv="]
     assert main(["train", str(config), "--out", str(tmp_path / "mapped"), *sets, *data]) == 0
     assert losses(tmp_path / "text") == losses(tmp_path / "mapped")
     a, b = (load_file(str(tmp_path / r / "model.safetensors")) for r in ("text", "mapped"))

@@ -13,7 +13,7 @@ from typing import Any
 from aiayn.configfile import apply_overrides, from_dict, load_toml, require
 from aiayn.configversion import VERSION, file_version, upgrade
 from aiayn.data.tokenizer import TOKENIZER_KINDS
-from aiayn.families import family
+from aiayn.families import FAMILIES, family
 from aiayn.models.config import ModelConfig
 from aiayn.runtime.attention import ATTENTION_IMPLS
 
@@ -22,7 +22,6 @@ SCHEDULES = ("noam", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DECAYS = ("all", "matrices")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-# data's lengths, each read by one family (model.arch); a file sets only its own
 # the data lengths, one a family reads (its registry entry's data_length)
 LENGTHS = ("max_pair_len", "block_size", "truncate_len")
 DERIVED = ("vocab_size", "src_vocab_size", "pad_id", "n_classes")
@@ -45,10 +44,13 @@ class DataConfig:
     valid_tgt: str = ""
     test_src: str = ""
     test_tgt: str = ""
-    # language models: one text; classifiers: TSV files of text<TAB>label with a header
-    train: str = ""
-    valid: str = ""  # unset: a language model holds out the last valid_fraction of `train`
+    # language models: plain text
+    train_text: str = ""
+    valid_text: str = ""  # unset: the last valid_fraction of train_text is held out
     valid_fraction: float = 0.1
+    # classifiers: TSV files, a header line and then text<TAB>label rows
+    train_tsv: str = ""
+    valid_tsv: str = ""
     tokenizer: str = "bpe"  # or "word", "char"
     vocab_size: int = 8000  # BPE merges stop, or the word list ends, at this many tokens
     joint_vocab: bool = True  # one tokenizer for both languages (needed to share embeddings)
@@ -249,19 +251,33 @@ def stderr_line(text: str) -> None:
     print(text, file=sys.stderr)
 
 
-def _check_lengths(data: dict[str, Any]) -> None:
-    """Refuse a data length of another family than the model's: it would be read by none."""
+def family_fields(arch: str) -> tuple[str, ...]:
+    """The [data] fields that only some families read and model.arch = `arch` reads: its
+    length and the fields naming its files."""
+    kind = family(arch)
+    return (kind.data_length, *kind.data_files)
+
+
+def other_fields(arch: str) -> set[str]:
+    """The [data] fields of other families than `arch`, which `arch` does not read."""
+    every = {name for other in FAMILIES for name in family_fields(other)}
+    return every - set(family_fields(arch))
+
+
+def _check_family_fields(data: dict[str, Any]) -> None:
+    """Refuse a data length or file of another family than the model's: none would read it."""
     model, table = data.get("model", {}), data.get("data", {})
     if not (isinstance(model, dict) and isinstance(table, dict)):
         return  # malformed tables, which from_dict names
     arch = model.get("arch", ModelConfig.arch)
-    own = family(arch).data_length
-    for name in LENGTHS:
-        if name in table and name != own:
-            raise ValueError(
-                f"data.{name}={table[name]!r} is not read by model.arch = {arch!r}, "
-                f"whose length is data.{own}"
-            )
+    kind, other = family(arch), other_fields(arch)
+    for name in sorted(set(table) & other):
+        own = (
+            f"whose length is data.{kind.data_length}"
+            if name in LENGTHS
+            else "whose files are " + ", ".join(f"data.{f}" for f in kind.data_files)
+        )
+        raise ValueError(f"data.{name}={table[name]!r} is not read by model.arch = {arch!r}, {own}")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "decode": DecodeConfig}
@@ -295,7 +311,7 @@ class RunConfig:
             raise ValueError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(SECTIONS)}")
         if version == 1:
             data = upgrade(data, notice or (lambda line: None))
-        _check_lengths(data)
+        _check_family_fields(data)
         return cls(**{name: from_dict(c, data.get(name, {}), name) for name, c in SECTIONS.items()})
 
     @classmethod
@@ -311,8 +327,9 @@ class RunConfig:
         return cls.from_dict(apply_overrides(load_toml(path), list(overrides)), tell)
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as a version-2 TOML document; of the data lengths, the model's own."""
-        other = set(LENGTHS) - {family(self.model.arch).data_length}
+        """The config as a version-2 TOML document; of the data lengths and files, the
+        model's own."""
+        other = other_fields(self.model.arch)
         tables = {
             name: {
                 k: v

@@ -8,6 +8,10 @@ What version 1 wrote otherwise:
   the block length (language models), the truncation length (classifiers);
 - `train.lr` under the noam schedule, a multiplier of the paper's rate, not the peak rate;
   version 2 keeps that multiplier, exactly, as `train.noam_scale`;
+- `data.train` and `data.valid`, one name for two kinds of file: a language model's plain text,
+  a classifier's TSV (now `train_text`/`valid_text` and `train_tsv`/`valid_tsv`); a translation
+  read neither, nor did the other families read translation's file fields, which version 1
+  wrote into every run directory and version 2 drops;
 - `model.attn_impl`, which is how this machine runs attention, now `train.attn_impl`.
 """
 
@@ -25,6 +29,13 @@ MAX_LEN_OF = {
     "decoder_only": "block_size",
     "encoder_classifier": "truncate_len",
 }
+# what version 1's data.train and data.valid held, by model.arch
+FILES_OF = {
+    "decoder_only": {"train": "train_text", "valid": "valid_text"},
+    "encoder_classifier": {"train": "train_tsv", "valid": "valid_tsv"},
+}
+# version 1's file fields of translation, which only encoder_decoder read
+PAIR_FILES = ("train_src", "train_tgt", "valid_src", "valid_tgt", "test_src", "test_tgt")
 V1_LR = 1.0  # version 1's train.lr when unset: under cosine, the peak rate itself
 
 
@@ -59,6 +70,7 @@ def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, An
             f"version-1 config: data.max_len={value!r} read as data.{name}={value!r} "
             f"(model.arch={arch}); version 2 writes `version = 2` and data.{name}"
         )
+    _upgrade_files(data_t, arch, notice)
     schedule = train.get("schedule", "noam")
     if schedule == "noam" and "lr" in train:
         scale = train.pop("lr")
@@ -74,3 +86,24 @@ def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, An
         if table or name in tables:
             tables[name] = table
     return tables
+
+
+def _upgrade_files(data_t: dict[str, Any], arch: Any, notice: Callable[[str], None]) -> None:
+    """Version 1's data.train and data.valid under the name of what they hold for `arch`; the
+    file fields `arch` did not read are dropped (with a notice where they named a file)."""
+    if not isinstance(arch, str) or arch not in MAX_LEN_OF:
+        return  # not a family of version 1: ModelConfig names the arch
+    renames = FILES_OF.get(arch, {})
+    own = PAIR_FILES if arch == "encoder_decoder" else ()
+    for old in ("train", "valid", *PAIR_FILES):
+        if old not in data_t or old in own:
+            continue
+        value = data_t.pop(old)
+        if old in renames:
+            data_t[renames[old]] = value
+            notice(
+                f"version-1 config: data.{old}={value!r} read as data.{renames[old]}={value!r} "
+                f"(model.arch={arch}); version 2 writes `version = 2` and data.{renames[old]}"
+            )
+        elif value != "":
+            notice(f"version-1 config: data.{old}={value!r} is not read by {arch}: dropped")

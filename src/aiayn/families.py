@@ -27,6 +27,7 @@ class Family:
     endpoint: str  # the server's route for it: /v1/<endpoint>
     prepared_task: str  # the "task" of its prepared datasets' manifests
     data_length: str  # the [data] field its sequence length is read from
+    data_files: tuple[str, ...]  # the [data] fields naming the files it reads
     model: Part  # the nn.Module class, built from a ModelConfig
     task: Part  # the training task class: (cfg, run_dir, resume=, log=)
     loader: Part  # the run loader of translate/generate/classify: (run_dir, weights, log=)
@@ -85,6 +86,7 @@ register(
         endpoint="translate",
         prepared_task="translation",
         data_length="max_pair_len",
+        data_files=("train_src", "train_tgt", "valid_src", "valid_tgt", "test_src", "test_tgt"),
         model="aiayn.models.encoder_decoder:EncoderDecoder",
         task="aiayn.tasks.translation:TranslationTask",
         loader="aiayn.tasks.translation:load_translator",
@@ -104,6 +106,7 @@ register(
         endpoint="generate",
         prepared_task="language_model",
         data_length="block_size",
+        data_files=("train_text", "valid_text"),
         model="aiayn.models.decoder_only:DecoderOnlyLM",
         task="aiayn.tasks.language_model:LanguageModelTask",
         loader="aiayn.tasks.language_model:load_language_model",
@@ -122,6 +125,7 @@ register(
         endpoint="classify",
         prepared_task="classification",
         data_length="truncate_len",
+        data_files=("train_tsv", "valid_tsv"),
         model="aiayn.models.encoder_only:EncoderClassifier",
         task="aiayn.tasks.classification:ClassificationTask",
         loader="aiayn.tasks.classification:load_classifier",

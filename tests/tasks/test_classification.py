@@ -29,8 +29,8 @@ def classifier_config(folder: Path) -> Path:
     config = {
         "version": 2,
         "data": {
-            "train": str(folder / "train.tsv"),
-            "valid": str(folder / "dev.tsv"),
+            "train_tsv": str(folder / "train.tsv"),
+            "valid_tsv": str(folder / "dev.tsv"),
             "vocab_size": 60,
             "truncate_len": 16,
         },

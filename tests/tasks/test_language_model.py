@@ -17,7 +17,7 @@ def lm_config(folder: Path, tokenizer: str = "char", **train: object) -> Path:
     (folder / "text.txt").write_text(TEXT, encoding="utf-8")
     config = {
         "version": 2,
-        "data": {"train": str(folder / "text.txt"), "tokenizer": tokenizer, "block_size": 16},
+        "data": {"train_text": str(folder / "text.txt"), "tokenizer": tokenizer, "block_size": 16},
         "model": {
             "arch": "decoder_only",
             "d_model": 32,

@@ -170,7 +170,7 @@ def write_language_model(out: Path, cfg: RunConfig, fit: Fit) -> Written:
     d = cfg.data
     tok, splits = write_streams(out, d, fit)
     tok.save(out / TOKENIZER)
-    fields = (*TOKEN_FIELDS, *(() if d.valid else ("valid_fraction",)))
+    fields = (*TOKEN_FIELDS, *(() if d.valid_text else ("valid_fraction",)))
     return Written(splits, tok.vocab_size, fields, {})
 
 
@@ -186,11 +186,15 @@ def pairs_needed(d: DataConfig) -> tuple[str, ...]:
 
 
 def text_needed(_d: DataConfig) -> tuple[str, ...]:
-    return ("train",)
+    return ("train_text",)
+
+
+def tsv_needed(_d: DataConfig) -> tuple[str, ...]:
+    return ("train_tsv",)
 
 
 TRANSLATION = Writer(
     pairs_needed, tuple(n for pair in SOURCES.values() for n in pair), write_translation
 )
-LANGUAGE_MODEL = Writer(text_needed, ("train", "valid"), write_language_model)
-CLASSIFICATION = Writer(text_needed, ("train", "valid"), write_classification)
+LANGUAGE_MODEL = Writer(text_needed, ("train_text", "valid_text"), write_language_model)
+CLASSIFICATION = Writer(tsv_needed, ("train_tsv", "valid_tsv"), write_classification)

@@ -37,6 +37,12 @@ SIDES = ("src", "tgt")
 # what the tokenizer and its ids depend on: a config must agree with the dataset on each
 TOKEN_FIELDS = ("tokenizer", "vocab_size", "joint_vocab", "lowercase")
 SOURCES = {"train": ("train_src", "train_tgt"), "valid": ("valid_src", "valid_tgt")}
+# Manifests written while data.train and data.valid named a language model's text and a
+# classifier's TSV alike keyed those sources "train" and "valid": by task, their names now
+OLD_SOURCES = {
+    "language_model": {"train": "train_text", "valid": "valid_text"},
+    "classification": {"train": "train_tsv", "valid": "valid_tsv"},
+}
 
 
 def fit_data_tokenizer(d: DataConfig, texts: Iterable[str]) -> TextTokenizer:
@@ -85,6 +91,8 @@ def read_manifest(folder: Path, task: str = "translation") -> dict[str, Any]:
             raise ValueError(f"{path}: field {key!r} is missing or not {kind.__name__}")
     if manifest["task"] != task:
         raise ValueError(f"{path}: a {manifest['task']} dataset; this run needs {task}")
+    renames = OLD_SOURCES.get(task, {})
+    manifest["sources"] = {renames.get(k, k): v for k, v in manifest["sources"].items()}
     return manifest
 
 

@@ -29,14 +29,14 @@ def write_labelled(
 ) -> tuple[TextTokenizer, list[str], dict[str, Any]]:
     """Learn the tokenizer from the training texts, then write their ids and class indices
     with `save(path, array)`; the tokenizer, the class names and the counts."""
-    names = sorted({label for _, label in labelled(d.train)})
+    names = sorted({label for _, label in labelled(d.train_tsv)})
     index = {name: i for i, name in enumerate(names)}
-    tok = fit(text for text, _ in labelled(d.train))
+    tok = fit(text for text, _ in labelled(d.train_tsv))
     dtype = id_dtype(tok.vocab_size)
     ids, lengths, classes = [], [], []
     bar = tqdm(desc="tokenizing train", unit=" texts", unit_scale=True, dynamic_ncols=True)
     with bar:
-        for batch in chunked(labelled(d.train), LINES_PER_BATCH):
+        for batch in chunked(labelled(d.train_tsv), LINES_PER_BATCH):
             rows = tok.encode([text for text, _ in batch])
             ids.append(np.fromiter(itertools.chain.from_iterable(rows), dtype=dtype))
             lengths.append(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)))

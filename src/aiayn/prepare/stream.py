@@ -41,17 +41,18 @@ def _part(path: str, cut: int, head: bool) -> Iterator[str]:
 
 
 def text_splits(d: DataConfig) -> dict[str, Callable[[], Iterator[str]]]:
-    """A fresh stream of lines for each split: `data.valid`, or the tail of `data.train`."""
-    if d.valid:
+    """A fresh stream of lines for each split: `data.valid_text`, or the tail of
+    `data.train_text`."""
+    if d.valid_text:
         return {
-            "train": partial(stream_lines, d.train, True),
-            "valid": partial(stream_lines, d.valid, True),
+            "train": partial(stream_lines, d.train_text, True),
+            "valid": partial(stream_lines, d.valid_text, True),
         }
-    total = sum(len(line) for line in stream_lines(d.train, keep_ends=True))
+    total = sum(len(line) for line in stream_lines(d.train_text, keep_ends=True))
     cut = int(total * (1 - d.valid_fraction))
     return {
-        "train": partial(_part, d.train, cut, True),
-        "valid": partial(_part, d.train, cut, False),
+        "train": partial(_part, d.train_text, cut, True),
+        "valid": partial(_part, d.train_text, cut, False),
     }
 
 
@@ -81,7 +82,7 @@ def write_streams(
     tok = fit(splits["train"]())
     counts = {}
     for split, lines in splits.items():
-        source = d.valid if split == "valid" and d.valid else d.train
+        source = d.valid_text if split == "valid" and d.valid_text else d.train_text
         counts[split] = {
             "tokens": token_stream(lines(), tok, split, out / f"{split}.ids.npy", source)
         }

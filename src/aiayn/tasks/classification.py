@@ -145,18 +145,18 @@ class ClassificationTask:
         self, cfg: RunConfig, run_dir: Path, resume: bool, log: Callable[[str], None] = print
     ) -> None:
         d = cfg.data
-        if not d.valid or not (d.train or d.prepared):
-            raise ValueError("a classifier needs data.train and data.valid (TSV files)")
-        self.valid_texts, valid_labels = read_labelled(d.valid)
+        if not d.valid_tsv or not (d.train_tsv or d.prepared):
+            raise ValueError("a classifier needs data.train_tsv and data.valid_tsv")
+        self.valid_texts, valid_labels = read_labelled(d.valid_tsv)
         if d.prepared:
             tok, names, side, labels = open_labelled(Path(d.prepared), cfg, run_dir, resume)
         else:
-            texts, labels = read_labelled(d.train)
+            texts, labels = read_labelled(d.train_tsv)
             tok = run_tokenizer(cfg, run_dir, resume, texts)
             names = load_labels(run_dir, cfg.model.n_classes) if resume else sorted(set(labels))
         unknown = sorted(set(valid_labels) - set(names))
         if unknown:
-            raise ValueError(f"{d.valid}: label {unknown[0]!r} is not among {names}")
+            raise ValueError(f"{d.valid_tsv}: label {unknown[0]!r} is not among {names}")
         self.cfg = cfg.replace(
             "model", vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=len(names)
         )

@@ -83,13 +83,13 @@ class RandomBlocks(Sequence[Tensor]):
 
 
 def split_text(cfg: RunConfig) -> tuple[str, str]:
-    """(training text, validation text): `data.valid`, or the tail of `data.train`."""
+    """(training text, validation text): `data.valid_text`, or the tail of `data.train_text`."""
     d = cfg.data
-    if not d.train:
-        raise ValueError("data.train is unset; a language model needs a text file")
-    text = read_text(d.train)
-    if d.valid:
-        return text, read_text(d.valid)
+    if not d.train_text:
+        raise ValueError("data.train_text is unset; a language model needs a text file")
+    text = read_text(d.train_text)
+    if d.valid_text:
+        return text, read_text(d.valid_text)
     cut = int(len(text) * (1 - d.valid_fraction))
     return text[:cut], text[cut:]
 
