@@ -31,15 +31,26 @@ def wait_for_metrics(out: Path, proc: subprocess.Popen, timeout: float = 60) -> 
     raise AssertionError("training did not start logging")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_checkpoints_exits_0_and_resume_ends_as_if_never_stopped(tmp_path, sig):
-    config = write_config(tmp_path, max_steps=STEPS, eval_every=100)
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """(config, run directory) of the run the interrupted ones must end equal to: trained once
+    for both signals."""
+    folder = tmp_path_factory.mktemp("whole")
+    config = write_config(folder, max_steps=STEPS, eval_every=100)
     whole = subprocess.run(
-        [sys.executable, "-m", "aiayn", "train", str(config), "--out", str(tmp_path / "whole")],
+        [sys.executable, "-m", "aiayn", "train", str(config), "--out", str(folder / "whole")],
         capture_output=True,
         text=True,
     )
     assert whole.returncode == 0, whole.stderr[-500:]
+    return config, folder / "whole"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_checkpoints_exits_0_and_resume_ends_as_if_never_stopped(
+    tmp_path, sig, uninterrupted
+):
+    config, whole = uninterrupted
     out = tmp_path / "cut"
     proc = start(config, out)
     wait_for_metrics(out, proc)
@@ -54,7 +65,7 @@ def test_a_signal_checkpoints_exits_0_and_resume_ends_as_if_never_stopped(tmp_pa
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr[-500:]
-    a = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    a = load_file(str(whole / "model.safetensors"))
     b = load_file(str(out / "model.safetensors"))
     assert all((a[k] == b[k]).all() for k in a)
 
