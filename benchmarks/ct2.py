@@ -29,6 +29,7 @@ from aiayn.decode.search import Special, beam_search
 from aiayn.decode.translate import Translator
 from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine
 from aiayn.models import ModelConfig, build_model
+from aiayn.runtime.attention import use_attention
 from aiayn.tasks.translation import load_translator
 from benchmarks.common import interleaved, report
 
@@ -84,6 +85,7 @@ def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> No
     )  # fmt: skip
     torch.manual_seed(0)
     model = build_model(cfg).eval()
+    use_attention(model, "auto")  # as a run's model decodes by default
     with torch.no_grad():
         model.generator.bias[tok.eos_id] = -1e4
     translator = Translator(model, tok, tok, RunConfig().decode, cfg.max_len)

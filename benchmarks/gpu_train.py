@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from aiayn.models import ModelConfig, build_model
+from aiayn.runtime.attention import use_attention
 from aiayn.train.loss import label_smoothed_loss
 from benchmarks.common import interleaved, matmul_peak, report
 
@@ -64,6 +65,7 @@ def main() -> None:
         cfg = ModelConfig(arch="decoder_only", vocab_size=VOCAB, dropout=0.0, activation="gelu",
                           positional="learned", norm_first=True, **SIZES[args.size])  # fmt: skip
     model = build_model(cfg).to(device).train()
+    use_attention(model, "auto")  # as the trainer runs it by default
     forward = torch.compile(model) if args.compile else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     block = PAIR_LEN if paper else cfg.max_len

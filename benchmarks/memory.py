@@ -23,6 +23,7 @@ import time
 import torch
 
 from aiayn.models import EncoderDecoder, ModelConfig
+from aiayn.runtime.attention import use_attention
 from aiayn.train.recompute import recompute_layers
 from benchmarks.common import report
 from benchmarks.train_step import SIZES, VOCAB, step_fn
@@ -35,6 +36,7 @@ def peak_mb() -> float:
 def child(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = EncoderDecoder(ModelConfig(**SIZES["base"], vocab_size=VOCAB, dropout=0.1)).train()
+    use_attention(model, "auto")  # as the trainer runs it by default
     if args.checkpointing:
         recompute_layers(model)
     batch = (

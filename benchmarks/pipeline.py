@@ -22,6 +22,7 @@ from aiayn.data.parallel import ParallelData
 from aiayn.data.text import read_parallel
 from aiayn.data.tokenizer import fit_tokenizer
 from aiayn.models import EncoderDecoder
+from aiayn.runtime.attention import use_attention
 from aiayn.train.loss import label_smoothed_loss
 from benchmarks.common import report
 
@@ -50,6 +51,7 @@ def main() -> None:
     )
     torch.manual_seed(0)
     model = EncoderDecoder(replace(cfg.model, vocab_size=tok.vocab_size, pad_id=tok.pad_id))
+    use_attention(model, cfg.train.attn_impl)  # as the trainer runs it
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     bf16 = cfg.train.precision == "bf16"
     pipelines = epoch_batches(data, cfg.train.batch_tokens)

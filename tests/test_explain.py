@@ -64,3 +64,16 @@ def test_explain_refuses_a_config_of_another_family(tmp_path, capsys) -> None:
 
     assert main(["explain", "--config", str(lm_config(tmp_path)), "--src", "x"]) == 2
     assert "explain follows a translation; this is decoder_only" in capsys.readouterr().err
+
+
+def test_a_configs_random_model_runs_attention_by_the_configs_path(tmp_path) -> None:
+    from aiayn.explain import random_translator
+    from aiayn.nn.attention import MultiHeadAttention
+    from aiayn.runtime.attention import KERNELS
+    from tests.cli_helpers import write_config
+
+    for impl in ("auto", "sdpa"):
+        config = write_config(tmp_path, attn_impl=impl)
+        model = random_translator(str(config), log=lambda _: None).model
+        kernels = {m.kernel for m in model.modules() if isinstance(m, MultiHeadAttention)}
+        assert kernels == {KERNELS[impl]}

@@ -188,6 +188,7 @@ def random_translator(config: str, log: Callable[[str], None]) -> Translator:
     from aiayn.config import RunConfig
     from aiayn.data.text import read_lines
     from aiayn.decode.translate import Translator
+    from aiayn.runtime.attention import use_attention
     from aiayn.tasks.translation import fit_tokenizers
 
     cfg = RunConfig.load(config)
@@ -202,4 +203,6 @@ def random_translator(config: str, log: Callable[[str], None]) -> Translator:
     changes = {"vocab_size": tgt_tok.vocab_size, "pad_id": tgt_tok.pad_id}
     cfg = cfg.replace("model", src_vocab_size=None if joint else src_tok.vocab_size, **changes)
     model = EncoderDecoder(cfg.model)
+    # the config's attention path, as a run of it would decode (`aiayn.tasks.load_run`)
+    use_attention(model, cfg.train.attn_impl)
     return Translator(model, src_tok, tgt_tok, cfg.decode, cfg.model.max_len)

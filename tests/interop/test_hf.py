@@ -188,3 +188,15 @@ def test_a_transposed_matrix_of_the_right_size_is_still_refused(gpt2, tmp_path) 
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=r"transformer.h.0.mlp.c_fc.weight has shape \(48, 192\)"):
         from_pretrained(tmp_path)
+
+
+def test_from_pretrained_runs_attention_by_a_runs_default_path(bert) -> None:
+    from aiayn.config import TrainConfig
+    from aiayn.nn.attention import MultiHeadAttention
+    from aiayn.runtime.attention import KERNELS
+
+    hf, folder = bert
+    save(hf, folder)
+    ours = from_pretrained(folder)
+    kernels = {m.kernel for m in ours.modules() if isinstance(m, MultiHeadAttention)}
+    assert kernels == {KERNELS[TrainConfig().attn_impl]}

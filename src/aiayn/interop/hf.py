@@ -20,11 +20,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from aiayn.config import TrainConfig
 from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
 from aiayn.models.build import init_weights
 from aiayn.run.paths import inside
 from aiayn.run.weights import WEIGHT_DTYPES, WEIGHT_NAMES, SafetensorsFile, finite, load_plain
+from aiayn.runtime.attention import use_attention
 
 
 @dataclass(frozen=True)
@@ -302,7 +304,10 @@ def materialise(model: nn.Module, state: dict[str, Tensor]) -> None:
 def from_pretrained(path: str | Path) -> nn.Module:
     """The aiayn model of a Hugging Face directory (config.json and weights), in eval mode."""
     folder = Path(path)
-    return load_pretrained(folder, read_config(folder))
+    model = load_pretrained(folder, read_config(folder))
+    # no run config to name the attention path: a run's default (train.attn_impl)
+    use_attention(model, TrainConfig.attn_impl)
+    return model
 
 
 def load_pretrained(folder: Path, hf: HFConfig) -> nn.Module:
