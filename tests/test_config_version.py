@@ -181,3 +181,24 @@ def test_a_version_1_study_tells_its_notices_once_and_its_variants_set_version_1
     assert loaded.variants[0].cfg.train.noam_scale == 0.5  # its --set read as version 1's lr
     assert all(v.cfg.data.max_pair_len == 30 for v in [*loaded.base, *loaded.variants])
     assert len(capsys.readouterr().err.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("arch", "old", "override", "field"),
+    [
+        ("encoder_decoder", {"data": {"max_len": 20}}, "data.max_pair_len=30", "max_pair_len"),
+        ("decoder_only", {"data": {"max_len": 20}}, "data.block_size=30", "block_size"),
+        ("decoder_only", {"data": {"train": "a.txt"}}, "data.train_text=b.txt", "train_text"),
+        ("encoder_decoder", {"train": {"lr": 2}}, "train.noam_scale=0.5", "noam_scale"),
+    ],
+)
+def test_a_version_2_name_set_on_a_version_1_file_wins_over_the_old_one(
+    tmp_path, capsys, arch, old, override, field
+):
+    tables = {**old, "model": {"arch": arch, "d_model": 64, "n_heads": 1}}
+    cfg = RunConfig.load(write(tmp_path / "old.toml", tables), [override])
+    section, value = override.split("=")
+    table = getattr(cfg, section.split(".")[0])
+    assert str(getattr(table, field)) == str(type(getattr(table, field))(value))
+    err = capsys.readouterr().err
+    assert f"dropped: {section}={getattr(table, field)!r}, its version-2 name, is set" in err

@@ -65,14 +65,19 @@ def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, An
     arch = model.get("arch", ModelConfig.arch)
     if "max_len" in data_t and arch in MAX_LEN_OF:
         name, value = MAX_LEN_OF[arch], data_t.pop("max_len")
-        data_t[name] = value
-        notice(
-            f"version-1 config: data.max_len={value!r} read as data.{name}={value!r} "
-            f"(model.arch={arch}); version 2 writes `version = 2` and data.{name}"
-        )
+        if name in data_t:
+            notice(superseded("data", "max_len", value, name, data_t[name]))
+        else:
+            data_t[name] = value
+            notice(
+                f"version-1 config: data.max_len={value!r} read as data.{name}={value!r} "
+                f"(model.arch={arch}); version 2 writes `version = 2` and data.{name}"
+            )
     _upgrade_files(data_t, arch, notice)
     schedule = train.get("schedule", "noam")
-    if schedule == "noam" and "lr" in train:
+    if schedule == "noam" and "lr" in train and "noam_scale" in train:
+        notice(superseded("train", "lr", train.pop("lr"), "noam_scale", train["noam_scale"]))
+    elif schedule == "noam" and "lr" in train:
         scale = train.pop("lr")
         train["noam_scale"] = scale
         notice(
@@ -88,6 +93,15 @@ def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, An
     return tables
 
 
+def superseded(table: str, old: str, value: Any, new: str, kept: Any) -> str:
+    """The notice for a version-1 field dropped because its version-2 name is set too (by
+    `--set` on a version-1 file, or written beside it): the name the user chose wins."""
+    return (
+        f"version-1 config: {table}.{old}={value!r} dropped: {table}.{new}={kept!r}, "
+        "its version-2 name, is set too"
+    )
+
+
 def _upgrade_files(data_t: dict[str, Any], arch: Any, notice: Callable[[str], None]) -> None:
     """Version 1's data.train and data.valid under the name of what they hold for `arch`; the
     file fields `arch` did not read are dropped (with a notice where they named a file)."""
@@ -99,7 +113,9 @@ def _upgrade_files(data_t: dict[str, Any], arch: Any, notice: Callable[[str], No
         if old not in data_t or old in own:
             continue
         value = data_t.pop(old)
-        if old in renames:
+        if old in renames and renames[old] in data_t:
+            notice(superseded("data", old, value, renames[old], data_t[renames[old]]))
+        elif old in renames:
             data_t[renames[old]] = value
             notice(
                 f"version-1 config: data.{old}={value!r} read as data.{renames[old]}={value!r} "
