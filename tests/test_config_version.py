@@ -202,3 +202,22 @@ def test_a_version_2_name_set_on_a_version_1_file_wins_over_the_old_one(
     assert str(getattr(table, field)) == str(type(getattr(table, field))(value))
     err = capsys.readouterr().err
     assert f"dropped: {section}={getattr(table, field)!r}, its version-2 name, is set" in err
+
+
+@pytest.mark.parametrize(
+    ("arch", "table", "key", "new"),
+    [
+        ("encoder_decoder", "data", "max_len", "data.max_pair_len"),
+        ("decoder_only", "data", "max_len", "data.block_size"),
+        ("encoder_classifier", "data", "train", "data.train_tsv"),
+        ("decoder_only", "data", "valid", "data.valid_text"),
+        ("encoder_decoder", "model", "attn_impl", "train.attn_impl"),
+    ],
+)
+def test_a_version_1_name_set_on_a_version_2_file_is_refused_naming_the_new_one(
+    tmp_path, arch, table, key, new
+):
+    path = write(tmp_path / "new.toml", {"version": 2, "model": {"arch": arch}})
+    refused = rf"unknown key {table}.{key} in a version-2 config: version 1's name; version 2 "
+    with pytest.raises(ValueError, match=refused + f"reads {new} "):
+        RunConfig.load(path, [f"{table}.{key}=sdpa"])

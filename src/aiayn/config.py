@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.configfile import apply_overrides, from_dict, load_toml, require
-from aiayn.configversion import VERSION, file_version, upgrade
+from aiayn.configversion import VERSION, file_version, refuse_version_1_names, upgrade
 from aiayn.data.tokenizer import TOKENIZER_KINDS
 from aiayn.families import FAMILIES, family
 from aiayn.models.config import ModelConfig
@@ -311,6 +311,8 @@ class RunConfig:
             raise ValueError(f"unknown table [{unknown[0]}]; valid tables: {', '.join(SECTIONS)}")
         if version == 1:
             data = upgrade(data, notice or (lambda line: None))
+        else:
+            refuse_version_1_names(data)
         _check_family_fields(data)
         return cls(**{name: from_dict(c, data.get(name, {}), name) for name, c in SECTIONS.items()})
 

@@ -53,6 +53,26 @@ def file_version(data: dict[str, Any]) -> int:
     return version
 
 
+def refuse_version_1_names(data: dict[str, Any]) -> None:
+    """Refuse a version-1 field name in version-2 tables (a `--set data.max_len=...` on a file
+    that says `version = 2`, say), naming what version 2 calls it."""
+    model, data_t = data.get("model"), data.get("data")
+    arch = model.get("arch", ModelConfig.arch) if isinstance(model, dict) else ModelConfig.arch
+    renamed = {
+        ("model", "attn_impl"): "train.attn_impl",
+        ("data", "max_len"): f"data.{MAX_LEN_OF.get(arch, 'max_pair_len')}",
+        ("data", "train"): f"data.{FILES_OF.get(arch, {}).get('train', 'train_src')}",
+        ("data", "valid"): f"data.{FILES_OF.get(arch, {}).get('valid', 'valid_src')}",
+    }
+    for (name, key), new in renamed.items():
+        table = model if name == "model" else data_t
+        if isinstance(table, dict) and key in table:
+            raise ValueError(
+                f"unknown key {name}.{key} in a version-2 config: version 1's name; "
+                f"version 2 reads {new} (model.arch={arch})"
+            )
+
+
 def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, Any]:
     """Version-1 tables (no `version` key) as version 2 reads them with the same meaning;
     malformed tables are passed on for the dataclasses to name."""
