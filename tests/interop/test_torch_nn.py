@@ -99,3 +99,13 @@ def test_batch_first_false_is_refused():
     )
     with pytest.raises(ValueError, match="batch_first"):
         from_nn_transformer(m)
+
+
+def test_imported_stack_runs_attention_by_a_runs_default_path():
+    from aiayn.config import TrainConfig
+    from aiayn.nn.attention import MultiHeadAttention
+    from aiayn.runtime.attention import KERNELS
+
+    ours = from_nn_transformer(make_reference())
+    kernels = {m.kernel for m in ours.modules() if isinstance(m, MultiHeadAttention)}
+    assert kernels == {KERNELS[TrainConfig().attn_impl]}

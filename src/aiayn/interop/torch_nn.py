@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aiayn.config import TrainConfig
 from aiayn.models.build import build_decoder, build_encoder
 from aiayn.models.config import ModelConfig
 from aiayn.nn.attention import CrossAttention, SelfAttention
 from aiayn.nn.stack import EncoderDecoderStack
+from aiayn.runtime.attention import use_attention
 
 _ACTIVATIONS = {"relu": "relu", "gelu": "gelu", F.relu: "relu", F.gelu: "gelu"}
 
@@ -97,4 +99,6 @@ def from_nn_transformer(m: nn.Transformer) -> EncoderDecoderStack:
     if cfg.has_final_norm:
         _copy(stack.encoder.norm, m.encoder.norm)
         _copy(stack.decoder.norm, m.decoder.norm)
+    # no run config to name the attention path: a run's default (train.attn_impl)
+    use_attention(stack, TrainConfig.attn_impl)
     return stack
