@@ -212,6 +212,7 @@ def test_a_version_2_name_set_on_a_version_1_file_wins_over_the_old_one(
         ("encoder_classifier", "data", "train", "data.train_tsv"),
         ("decoder_only", "data", "valid", "data.valid_text"),
         ("encoder_decoder", "model", "attn_impl", "train.attn_impl"),
+        ("encoder_decoder", "data", "train", "data.train_src and data.train_tgt"),
     ],
 )
 def test_a_version_1_name_set_on_a_version_2_file_is_refused_naming_the_new_one(

@@ -58,11 +58,13 @@ def refuse_version_1_names(data: dict[str, Any]) -> None:
     that says `version = 2`, say), naming what version 2 calls it."""
     model, data_t = data.get("model"), data.get("data")
     arch = model.get("arch", ModelConfig.arch) if isinstance(model, dict) else ModelConfig.arch
+    if not isinstance(arch, str) or arch not in MAX_LEN_OF:
+        return  # a family version 1 did not know: ModelConfig names a bad one
     renamed = {
         ("model", "attn_impl"): "train.attn_impl",
-        ("data", "max_len"): f"data.{MAX_LEN_OF.get(arch, 'max_pair_len')}",
-        ("data", "train"): f"data.{FILES_OF.get(arch, {}).get('train', 'train_src')}",
-        ("data", "valid"): f"data.{FILES_OF.get(arch, {}).get('valid', 'valid_src')}",
+        ("data", "max_len"): f"data.{MAX_LEN_OF[arch]}",
+        ("data", "train"): _files_for(arch, "train"),
+        ("data", "valid"): _files_for(arch, "valid"),
     }
     for (name, key), new in renamed.items():
         table = model if name == "model" else data_t
@@ -71,6 +73,14 @@ def refuse_version_1_names(data: dict[str, Any]) -> None:
                 f"unknown key {name}.{key} in a version-2 config: version 1's name; "
                 f"version 2 reads {new} (model.arch={arch})"
             )
+
+
+def _files_for(arch: str, old: str) -> str:
+    """The version-2 fields of version 1's data.train or data.valid (`old`) for `arch`."""
+    if arch in FILES_OF:
+        return f"data.{FILES_OF[arch][old]}"
+    # a translation reads a pair of files, never version 1's data.train or data.valid
+    return " and ".join(f"data.{name}" for name in PAIR_FILES if name.startswith(old))
 
 
 def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, Any]:
