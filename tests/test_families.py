@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import re
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -183,3 +184,11 @@ def test_the_registry_imports_no_part_of_aiayn() -> None:
     imported = [a.name for node in nodes if isinstance(node, ast.Import) for a in node.names]
     imported += [node.module for node in nodes if isinstance(node, ast.ImportFrom)]
     assert imported and not [name for name in imported if name.startswith("aiayn")]
+
+
+@pytest.mark.parametrize("arch", [[1], {"a": 1}, "tagger"])
+def test_a_model_arch_of_no_family_is_refused_naming_it(arch):
+    from aiayn.config import RunConfig
+
+    with pytest.raises(ValueError, match=rf"model.arch={re.escape(repr(arch))} is not a model"):
+        RunConfig.from_dict({"version": 2, "model": {"arch": arch}})

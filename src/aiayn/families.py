@@ -72,7 +72,7 @@ def names() -> tuple[str, ...]:
 
 def family(arch: str) -> Family:
     """The family named `arch`; a ValueError naming it and the known ones if there is none."""
-    if arch not in FAMILIES:
+    if not isinstance(arch, str) or arch not in FAMILIES:  # a TOML list or table too
         known = ", ".join(sorted(FAMILIES))
         raise ValueError(f"model.arch={arch!r} is not a model family; expected one of {known}")
     return FAMILIES[arch]
