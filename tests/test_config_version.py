@@ -222,3 +222,8 @@ def test_a_version_1_name_set_on_a_version_2_file_is_refused_naming_the_new_one(
     refused = rf"unknown key {table}.{key} in a version-2 config: version 1's name; version 2 "
     with pytest.raises(ValueError, match=refused + f"reads {new} "):
         RunConfig.load(path, [f"{table}.{key}=sdpa"])
+
+
+def test_a_version_1_file_whose_arch_is_no_name_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"model.arch=\[1\] is not a model family"):
+        RunConfig.from_dict({"model": {"arch": [1]}, "data": {"max_len": 3, "train": "x"}})

@@ -93,7 +93,7 @@ def upgrade(data: dict[str, Any], notice: Callable[[str], None]) -> dict[str, An
     if "attn_impl" in model:  # a value of train's own wins
         train = {"attn_impl": model.pop("attn_impl"), **train}
     arch = model.get("arch", ModelConfig.arch)
-    if "max_len" in data_t and arch in MAX_LEN_OF:
+    if "max_len" in data_t and isinstance(arch, str) and arch in MAX_LEN_OF:
         name, value = MAX_LEN_OF[arch], data_t.pop("max_len")
         if name in data_t:
             notice(superseded("data", "max_len", value, name, data_t[name]))
