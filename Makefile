@@ -41,8 +41,10 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# One pytest-xdist worker a core (each with one torch thread, see tests/conftest.py).
+TEST_WORKERS ?= auto
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Multi30k En->De: train (about an hour on a 2-core CPU), then score test_2016_flickr with
 # beam search, cased and lowercased. The README's translation figures come from this target.
