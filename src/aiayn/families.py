@@ -136,3 +136,22 @@ register(
         hf_format="bert",
     )
 )
+register(
+    Family(
+        name="encoder_tagger",
+        description="a word tagger: the encoder and a linear layer over tags at every word",
+        use="tagging",
+        endpoint="tag",
+        prepared_task="tagging",
+        data_length="tag_len",
+        data_files=("train_tagged", "valid_tagged"),
+        model="aiayn.models.encoder_only:EncoderTagger",
+        task="aiayn.tasks.tagging:TaggingTask",
+        loader="aiayn.tasks.tagging:load_tagger",
+        engine="aiayn.serve.tagging:TaggerEngine",
+        evaluate="aiayn.commands.tag:evaluate_tagger",
+        prepare=None,
+        export_hf=HF_EXPORT,
+        hf_format="bert_tagger",
+    )
+)
