@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--model", required=True, action="append", help=ENSEMBLE_HELP)
     add_decoding(cmd)
     cmd.add_argument(
-        "--src", required=True, help="source sentences, or a classifier's labelled TSV"
+        "--src",
+        required=True,
+        help="source sentences, a classifier's labelled TSV, or a tagger's tagged file",
     )
     cmd.add_argument("--ref", help="reference translations, line-aligned")
     cmd.add_argument("--lowercase", action="store_true", help="case-insensitive scores")
