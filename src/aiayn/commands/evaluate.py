@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> None:
 
     arch = read_run_config(args.model[0]).model.arch
     if family(arch).evaluate is None:
-        scored = " and ".join(sorted(f.name for f in FAMILIES.values() if f.evaluate))
+        *others, last = sorted(f.name for f in FAMILIES.values() if f.evaluate)
+        scored = f"{', '.join(others)} and {last}" if others else last
         raise ValueError(f"{args.model[0]} holds a {arch} model; evaluate scores {scored} models")
     family(arch).part("evaluate")(args)
 
