@@ -281,3 +281,16 @@ def test_evaluate_refuses_a_tag_unseen_in_training(tagger_run: Path, tmp_path: P
     assert err.splitlines()[-1].startswith(
         f"aiayn evaluate: error: {bad}: sentence at line 3: tag 'ADJ' was not seen in training"
     )
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"tagged_format": "iob"}, "data.tagged_format='iob' is invalid; expected one of conllu"),
+        ({"tag_column": 11}, "data.tag_column=11 is invalid; expected a CoNLL-U column"),
+        ({"train_tsv": "a.tsv"}, "data.train_tsv='a.tsv' is not read by model.arch = "),
+    ],
+)
+def test_a_taggers_bad_data_fields_are_refused_by_name(data: dict, error: str) -> None:
+    with pytest.raises(ValueError, match=f"^{error}"):
+        RunConfig.from_dict({"version": 2, "model": {"arch": "encoder_tagger"}, "data": data})
