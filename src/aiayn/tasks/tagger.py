@@ -24,6 +24,9 @@ from aiayn.data.tokenizer import TextTokenizer
 IGNORE = -100  # F.cross_entropy's ignore_index: continuation pieces, <s>, </s>, padding
 
 
+MAX_CACHED = 1 << 20  # words; a server tagging anything it is sent starts afresh past this
+
+
 class WordPieces:
     """The pieces of each word, with a cache: a corpus repeats its words."""
 
@@ -31,6 +34,8 @@ class WordPieces:
         self.tok, self.cache = tok, {}
 
     def __call__(self, words: Sequence[str]) -> list[list[int]]:
+        if len(self.cache) > MAX_CACHED:
+            self.cache.clear()
         new = sorted({w for w in words if w not in self.cache})
         for word, ids in zip(new, self.tok.encode(new) if new else [], strict=True):
             self.cache[word] = ids or [self.tok.unk_id]
