@@ -76,6 +76,19 @@ sst2:
 	done
 	$(BIN)/aiayn evaluate $(foreach s,$(SST2_SEEDS),--model runs/sst2/seed$(s)) $(SST2_DEV)
 
+# Universal part-of-speech tagging of UD English EWT (docs/guide.md, "Tag words"): a tagger
+# from scratch, then its dev UPOS accuracy.
+UD := ../shared/data/ud_english_ewt
+.PHONY: ud-upos
+ud-upos:
+	$(BIN)/aiayn train configs/ud_upos.toml --out runs/ud_upos
+	$(BIN)/aiayn evaluate --model runs/ud_upos --src $(UD)/dev.conllu.gz
+	# --- the fine-tuned tagger (issue 41's train.init / --init), filled in after it merges:
+	# import all-MiniLM-L6-v2 (import-hf), train configs/ud_upos_minilm.toml with
+	# train.init = that run (a new token-classification head on its BERT body), then
+	# $(BIN)/aiayn evaluate --model runs/ud_upos_minilm --src $(UD)/dev.conllu.gz
+	# --- end of the fine-tuned tagger's place
+
 # The ablation study: the base with three seeds and 25 variants on one step budget (32 min on
 # a 2-core Intel Xeon; an interrupted study goes on where it stopped), written to
 # results/ablations.md and .png. Its models are small, so oneDNN may keep its kernels between

@@ -131,7 +131,7 @@ def test_evaluate_refuses_a_family_without_a_scorer(toy, toy_run: Path, capsys) 
     assert main(["evaluate", "--model", str(toy_run), "--src", str(toy_run)]) == 2
     assert capsys.readouterr().err == (
         f"aiayn evaluate: error: {toy_run} holds a toy model; evaluate scores "
-        "encoder_classifier and encoder_decoder models\n"
+        "encoder_classifier, encoder_decoder and encoder_tagger models\n"
     )
 
 

@@ -25,6 +25,7 @@ from aiayn.commands import (
     prepare,
     quantize,
     serve,
+    tag,
     train,
     translate,
 )
@@ -40,6 +41,7 @@ COMMANDS = (
     evaluate,
     generate,
     classify,
+    tag,
     import_hf,
     plot_metrics,
     plot_attention,

@@ -23,7 +23,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DECAYS = ("all", "matrices")
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 # the data lengths, one a family reads (its registry entry's data_length)
-LENGTHS = ("max_pair_len", "block_size", "truncate_len")
+LENGTHS = ("max_pair_len", "block_size", "truncate_len", "tag_len")
 DERIVED = ("vocab_size", "src_vocab_size", "pad_id", "n_classes")
 # What a resumed run cannot change: what its weights and tokenizer are. The rest (how it
 # trains, decodes, where its data lies) may change with --set, and config.toml says so.
@@ -65,8 +65,24 @@ class DataConfig:
     prepared: str = ""
     # classifiers: </s> closes each text, as BERT's [SEP] (imported BERT runs set it)
     end_token: bool = False
+    # taggers: words and their tags (aiayn.data.tagged), plain or gzipped, in tagged_format:
+    # "conllu" (the tag in column tag_column: 4 UPOS, 5 XPOS) or "columns" (word<TAB>tag
+    # lines, a blank line between sentences: CoNLL-2003 style)
+    train_tagged: str = ""
+    valid_tagged: str = ""
+    tagged_format: str = "conllu"
+    tag_column: int = 4  # 1-based, as the CoNLL-U documentation counts; conllu only
+    tag_len: int = 128  # taggers: a sentence's subword tokens, <s> and </s> counted
 
     def __post_init__(self) -> None:
+        self._check()
+        formats = ("conllu", "columns")
+        f = self.tagged_format
+        require("data", "tagged_format", f, f in formats, f"one of {', '.join(formats)}")
+        c = self.tag_column
+        require("data", "tag_column", c, 2 <= c <= 10, "a CoNLL-U column in [2, 10]")
+
+    def _check(self) -> None:
         for name in ("vocab_size", *LENGTHS):
             require(
                 "data", name, getattr(self, name), getattr(self, name) > 0, "a positive integer"

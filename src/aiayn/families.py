@@ -36,6 +36,9 @@ class Family:
     prepare: Part | None  # `aiayn prepare`'s writer (aiayn.prepare.build.Writer)
     export_hf: Part | None  # (run_dir, out, log) -> class name written; None: not exported
     hf_format: str | None = None  # the Hugging Face model_type export_hf writes
+    # the transformers class export_hf writes and import-hf reads as this family (None: the
+    # format's usual one); its tokenizer frames each text as the model reads it (<s> ... </s>)
+    hf_class: str | None = None
     ct2: bool = False  # CTranslate2's Transformer can hold it (aiayn export-ct2)
 
     def part(self, name: str) -> Any:
@@ -134,5 +137,25 @@ register(
         prepare="aiayn.prepare.build:CLASSIFICATION",
         export_hf=HF_EXPORT,
         hf_format="bert",
+    )
+)
+register(
+    Family(
+        name="encoder_tagger",
+        description="a word tagger: the encoder and a linear layer over tags at every word",
+        use="tagging",
+        endpoint="tag",
+        prepared_task="tagging",
+        data_length="tag_len",
+        data_files=("train_tagged", "valid_tagged"),
+        model="aiayn.models.encoder_only:EncoderTagger",
+        task="aiayn.tasks.tagging:TaggingTask",
+        loader="aiayn.tasks.tagging:load_tagger",
+        engine="aiayn.serve.tagging:TaggerEngine",
+        evaluate="aiayn.commands.tag:evaluate_tagger",
+        prepare=None,
+        export_hf=HF_EXPORT,
+        hf_format="bert",
+        hf_class="BertForTokenClassification",
     )
 )

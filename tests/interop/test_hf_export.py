@@ -17,9 +17,11 @@ from aiayn.decode.search import Special, greedy
 from aiayn.interop.hf_export import check_exportable
 from aiayn.models import ModelConfig
 from aiayn.tasks import load_run
+from aiayn.tasks.tagging import load_tagger
 from tests.cli_helpers import write_config
 from tests.tasks.test_classification import classifier_config
 from tests.tasks.test_language_model import lm_config
+from tests.tasks.test_tagging import tagger_config
 
 # what each family's transformers class computes, set on the tests' tiny configs
 FAMILIES = {
@@ -45,6 +47,17 @@ FAMILIES = {
             "n_segments": 2,
         },
         transformers.BertForSequenceClassification,
+    ),
+    "encoder_tagger": (
+        tagger_config,
+        {
+            "positional": "learned",
+            "norm_first": False,
+            "embed_norm": True,
+            "scale_embeddings": False,
+            "activation": "gelu",
+        },
+        transformers.BertForTokenClassification,
     ),
 }
 
@@ -113,6 +126,28 @@ def test_exported_logits_match_transformers_on_a_padded_batch(exported):
             hf = theirs(input_ids=src, attention_mask=src_mask).logits
     assert mine[real].abs().max() > 0.1  # a trained model's logits, not all zeros
     torch.testing.assert_close(mine[real], hf[real], atol=1e-4, rtol=0)
+
+
+def test_the_exported_taggers_pipeline_gives_aiayns_tags(tmp_path_factory) -> None:
+    _, _, _, run, hf_dir = export("encoder_tagger", tmp_path_factory)
+    tagger = load_tagger(run, log=lambda _: None)
+    sentences = [["the", "cat", "sat", "on", "a", "mat", "."], ["a", "dog", "saw", "the", "cat"]]
+    words = transformers.pipeline(
+        "token-classification", model=str(hf_dir), aggregation_strategy="first", ignore_labels=[]
+    )
+    pieces = transformers.pipeline("token-classification", model=str(hf_dir), ignore_labels=[])
+    for sentence, tags in zip(sentences, tagger.tag(sentences), strict=True):
+        text = " ".join(sentence)
+        starts = [len(" ".join(sentence[:i])) + (i > 0) for i in range(len(sentence))]
+        # words: neighbours with the same tag come as one group (BIO-less tags read as I-)
+        groups = words(text)
+        assert [
+            g["entity_group"] for g in groups for s in starts if g["start"] <= s < g["end"]
+        ] == (tags)
+        # the default: one answer a piece (its offsets take in the space before it); each
+        # word's first piece carries the word's tag
+        first = [e["entity"] for e in pieces(text) if e["start"] in {0, *(s - 1 for s in starts)}]
+        assert first == tags
 
 
 def until_eos(tokens: list[int], eos: int, pad: int) -> list[int]:

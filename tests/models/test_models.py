@@ -19,7 +19,9 @@ def tokens(b: int, t: int) -> torch.Tensor:
     return torch.randint(1, TINY["vocab_size"], (b, t))
 
 
-@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "encoder_classifier"])
+@pytest.mark.parametrize(
+    "arch", ["encoder_decoder", "decoder_only", "encoder_classifier", "encoder_tagger"]
+)
 @pytest.mark.parametrize(
     "variant",
     [
@@ -40,6 +42,7 @@ def test_each_family_runs_forward_and_backward(arch, variant):
         "encoder_decoder": (3, 5, 50),
         "decoder_only": (3, 9, 50),
         "encoder_classifier": (3, 2),
+        "encoder_tagger": (3, 9, 2),
     }[arch]
     assert out.shape == expected
     assert torch.isfinite(out).all()
@@ -136,7 +139,9 @@ def test_pre_norm_has_final_norms_and_post_norm_none():
     assert not isinstance(pre.transformer.decoder.norm, torch.nn.Identity)
 
 
-@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder_only", "encoder_classifier"])
+@pytest.mark.parametrize(
+    "arch", ["encoder_decoder", "decoder_only", "encoder_classifier", "encoder_tagger"]
+)
 @pytest.mark.parametrize(
     "heads", [{}, {"head_dim": 64}, {"n_kv_heads": 1}, {"head_dim": 4, "n_kv_heads": 2}]
 )

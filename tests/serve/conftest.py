@@ -7,6 +7,7 @@ from aiayn.serve.client import Server
 from tests.cli_helpers import write_config
 from tests.tasks.test_classification import classifier_config
 from tests.tasks.test_language_model import lm_config
+from tests.tasks.test_tagging import tagger_config
 
 
 @pytest.fixture(scope="session")
@@ -47,4 +48,12 @@ def lm_server(lm_run):
 @pytest.fixture(scope="session")
 def classifier_server(classifier_run):
     with Server(classifier_run) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tagger_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tagger_served")
+    assert main(["train", str(tagger_config(folder)), "--out", str(folder / "out")]) == 0
+    with Server(folder / "out") as server:
         yield server

@@ -118,3 +118,17 @@ def test_the_explorer_classifies_with_attention(browser, classifier_server) -> N
     assert len(rows) == len(answer["probabilities"])
     assert any(r.startswith(answer["label"]) and "\u2190" in r for r in rows)
     page.close()
+
+
+def test_the_explorer_shows_tags_over_the_words(browser, tagger_server) -> None:
+    page = browser.new_page()
+    page.goto(tagger_server.url + "/")
+    page.wait_for_selector("body[data-ready=encoder_tagger]")
+    page.fill("#sentence", "the cat sat on a mat")
+    page.click("#tag")
+    page.wait_for_selector("#heatmap .cell")
+    [answer] = tagger_server.call("/v1/tag", {"text": ["the cat sat on a mat"]})[1]["sentences"]
+    tags = page.eval_on_selector_all("#tagged b", "els => els.map(e => e.textContent)")
+    words = page.eval_on_selector_all("#tagged span", "els => els.map(e => e.lastChild.data)")
+    assert (words, tags) == (answer["words"], answer["tags"])
+    page.close()

@@ -16,7 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     cmd.add_argument("--model", required=True, action="append", help=ENSEMBLE_HELP)
     add_decoding(cmd)
     cmd.add_argument(
-        "--src", required=True, help="source sentences, or a classifier's labelled TSV"
+        "--src",
+        required=True,
+        help="source sentences, a classifier's labelled TSV, or a tagger's tagged file",
     )
     cmd.add_argument("--ref", help="reference translations, line-aligned")
     cmd.add_argument("--lowercase", action="store_true", help="case-insensitive scores")
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> None:
 
     arch = read_run_config(args.model[0]).model.arch
     if family(arch).evaluate is None:
-        scored = " and ".join(sorted(f.name for f in FAMILIES.values() if f.evaluate))
+        *others, last = sorted(f.name for f in FAMILIES.values() if f.evaluate)
+        scored = f"{', '.join(others)} and {last}" if others else last
         raise ValueError(f"{args.model[0]} holds a {arch} model; evaluate scores {scored} models")
     family(arch).part("evaluate")(args)
 

@@ -124,29 +124,35 @@ def _special_id(tokenizer: Tokenizer, name: str) -> int | None:
     return None
 
 
-def _split_words(tok: Tokenizer, lowercase: bool) -> Tokenizer:
-    """Normalise, split on whitespace (kept as "▁") and punctuation, and undo that on decoding."""
+def _split_words(tok: Tokenizer, lowercase: bool, punctuation: bool = True) -> Tokenizer:
+    """Normalise, split on whitespace (kept as "▁") and, with `punctuation`, at punctuation;
+    undo that on decoding."""
     _literal_specials(tok)  # learnt from the data's "<pad>" as from any text
     steps = [normalizers.NFKC(), *([normalizers.Lowercase()] if lowercase else [])]
     tok.normalizer = normalizers.Sequence(steps)
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()]
-    )
+    split = [pre_tokenizers.Punctuation()] if punctuation else []
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), *split])
     tok.decoder = decoders.Metaspace()
     return tok
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> TextTokenizer:
-    """Learn BPE merges from `texts` until the vocabulary has `vocab_size` tokens."""
-    tok = _split_words(Tokenizer(models.BPE(unk_token=UNK)), lowercase)
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, lowercase: bool = False, punctuation: bool = True
+) -> TextTokenizer:
+    """Learn BPE merges from `texts` until the vocabulary has `vocab_size` tokens; without
+    `punctuation`, words are split at whitespace only (words a tagger's data split already:
+    a piece never starts inside a word at a punctuation mark, and "▁(" is one piece)."""
+    tok = _split_words(Tokenizer(models.BPE(unk_token=UNK)), lowercase, punctuation)
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2)
     tok.train_from_iterator(texts, trainer)
     return TextTokenizer(tok)
 
 
-def train_words(texts: Iterable[str], vocab_size: int, lowercase: bool = False) -> TextTokenizer:
+def train_words(
+    texts: Iterable[str], vocab_size: int, lowercase: bool = False, punctuation: bool = True
+) -> TextTokenizer:
     """The `vocab_size` most frequent words (seen twice or more) of `texts`; others are <unk>."""
-    tok = _split_words(Tokenizer(models.WordLevel(unk_token=UNK)), lowercase)
+    tok = _split_words(Tokenizer(models.WordLevel(unk_token=UNK)), lowercase, punctuation)
     trainer = trainers.WordLevelTrainer(
         vocab_size=vocab_size, special_tokens=SPECIALS, min_frequency=2
     )
@@ -171,13 +177,14 @@ def train_chars(texts: Iterable[str], lowercase: bool = False) -> TextTokenizer:
 
 
 def fit_tokenizer(
-    kind: str, texts: list[str], vocab_size: int, lowercase: bool = False
+    kind: str, texts: list[str], vocab_size: int, lowercase: bool = False, punctuation: bool = True
 ) -> TextTokenizer:
-    """A new tokenizer of `kind` ("bpe", "word" or "char") learnt from `texts`."""
+    """A new tokenizer of `kind` ("bpe", "word" or "char") learnt from `texts`; `punctuation`:
+    words are split at punctuation too (bpe and word)."""
     if kind == "bpe":
-        return train_bpe(texts, vocab_size, lowercase)
+        return train_bpe(texts, vocab_size, lowercase, punctuation)
     if kind == "word":
-        return train_words(texts, vocab_size, lowercase)
+        return train_words(texts, vocab_size, lowercase, punctuation)
     if kind == "char":
         return train_chars(texts, lowercase)
     raise ValueError(f"data.tokenizer={kind!r} is unknown; expected one of {TOKENIZER_KINDS}")

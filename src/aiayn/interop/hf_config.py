@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from aiayn.families import FAMILIES
 from aiayn.interop.hf_llama import LLAMA_FAMILY
 from aiayn.interop.hf_rules import MAX_CONFIG_BYTES, HFConfig, Rules, short, words
 from aiayn.models import ModelConfig
@@ -38,7 +39,7 @@ BERT = Rules(
 def bert_config(hf: HFConfig) -> ModelConfig:
     labels = hf.labels()
     return ModelConfig(
-        arch="encoder_classifier",
+        arch=bert_family(hf),
         vocab_size=hf.need("vocab_size", int, 1),
         d_model=hf.need("hidden_size", int, 1),
         n_heads=hf.need("num_attention_heads", int, 1),
@@ -160,6 +161,14 @@ def marian_config(hf: HFConfig) -> ModelConfig:
         pad_id=pad,
         output_bias=True,
     )
+
+
+def bert_family(hf: HFConfig) -> str:
+    """The family whose export class (aiayn.families) the config names as its architecture;
+    else a classifier (a BertModel, a BertForSequenceClassification)."""
+    classes = hf.get("architectures", list, [])
+    found = [f.name for f in FAMILIES.values() if f.hf_format == "bert" and f.hf_class in classes]
+    return found[0] if found else "encoder_classifier"
 
 
 TRANSLATIONS: dict[str, tuple[Rules, Callable[[HFConfig], ModelConfig]]] = {

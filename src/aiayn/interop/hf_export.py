@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tokenizers import Tokenizer, processors
 from torch import Tensor, nn
 
+from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.quantize import refuse_int8
 from aiayn.families import family
 from aiayn.interop.hf import FORMATS, Plan
@@ -89,6 +91,23 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
     )
 
 
+def hf_class(m: ModelConfig) -> str:
+    """The transformers class that computes `m`: its family's, else its format's."""
+    kind = family(m.arch)
+    return kind.hf_class or CLASS[kind.hf_format]
+
+
+def framed(tok: TextTokenizer) -> TextTokenizer:
+    """A copy of `tok` whose encodings put <s> before and </s> after each text, as a tagger
+    reads it, so that Hugging Face's pipelines give the model what aiayn gives it."""
+    bos, eos = tok.tok.id_to_token(tok.bos_id), tok.tok.id_to_token(tok.eos_id)
+    copy = Tokenizer.from_str(tok.tok.to_str())
+    copy.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", special_tokens=[(bos, tok.bos_id), (eos, tok.eos_id)]
+    )
+    return TextTokenizer(copy)
+
+
 def check_exportable(m: ModelConfig) -> str:
     """The Hugging Face format of `m`, or a ValueError naming the first field it cannot hold."""
     kind = family(m.arch).hf_format
@@ -114,7 +133,7 @@ def hf_config(
 ) -> dict[str, Any]:
     """config.json of the class that computes `m`: the import's translation inverted."""
     act = HF_ACTIVATION[m.activation]
-    base = {"architectures": [CLASS[kind]], "model_type": kind, "dtype": "float32"}
+    base = {"architectures": [hf_class(m)], "model_type": kind, "dtype": "float32"}
     if kind == "gpt2":
         return base | {
             "vocab_size": m.vocab_size, "n_embd": m.d_model, "n_head": m.n_heads,
@@ -212,6 +231,8 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     tok = load_tokenizer(run_dir, TOKENIZER, cfg.model.vocab_size)
     ids = {"pad": tok.pad_id, "bos": tok.bos_id, "eos": tok.eos_id, "unk": tok.unk_id}
     names = {k: tok.tok.id_to_token(i) for k, i in ids.items()}
+    if family(cfg.model.arch).hf_class:
+        tok = framed(tok)
     labels = None
     if kind == "bert":
         from aiayn.tasks.classification import load_labels
@@ -229,5 +250,5 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
         ):
             text = json.dumps(data, indent=2) + "\n"
             atomic_write(out / name, lambda t, text=text: t.write_text(text, encoding="utf-8"))
-    log(f"exported {run_dir} ({cfg.model.arch}) as {CLASS[kind]} into {out}")
-    return CLASS[kind]
+    log(f"exported {run_dir} ({cfg.model.arch}) as {hf_class(cfg.model)} into {out}")
+    return hf_class(cfg.model)

@@ -8,10 +8,12 @@ read through a link that leads out of the source directory.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from aiayn.config import DataConfig, RunConfig
 from aiayn.data.tokenizer import TextTokenizer
+from aiayn.families import family
 from aiayn.interop.hf import load_pretrained
 from aiayn.interop.hf_config import read_config
 from aiayn.run.config import save_config
@@ -52,9 +54,12 @@ def import_run(
         m = model.cfg
         tok = source_tokenizer(src, Path(tokenizer) if tokenizer else None)
         check_vocabulary(tok, m.vocab_size, Path(tokenizer or src / TOKENIZER))
-        # BERT reads [CLS] text [SEP], up to its position table's length
-        is_bert = m.arch == "encoder_classifier"
-        data = DataConfig(truncate_len=m.max_len, end_token=True) if is_bert else DataConfig()
+        # BERT reads [CLS] text [SEP] (a tagger frames every sentence so), up to its position
+        # table's length
+        is_bert = hf.data["model_type"] == "bert"
+        data = DataConfig(**{family(m.arch).data_length: m.max_len}) if is_bert else DataConfig()
+        if m.arch == "encoder_classifier":
+            data = replace(data, end_token=True)
         # Hugging Face's own names for classes that a config leaves unnamed
         labels = (hf.labels() or [f"LABEL_{i}" for i in range(m.n_classes)]) if is_bert else None
         save_weights(model, out / MODEL)

@@ -1,4 +1,5 @@
-"""The encoder-only classifier (BERT-style): an encoder, a pooled summary, a linear head."""
+"""Encoder-only models (BERT-style): the encoder body, and a head over it: a classifier of the
+pooled text (EncoderClassifier) or of every token (EncoderTagger)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ def pool_mean(h: Tensor, pad: Tensor) -> Tensor:
 POOLING = {"cls": pool_cls, "mean": pool_mean}
 
 
-class EncoderClassifier(nn.Module):
-    """Token ids -> class logits through the encoder, pooling, tanh pooler and dropout."""
+class EncoderBody(nn.Module):
+    """Token embeddings (and segment embeddings), then the encoder stack: what every
+    encoder-only model shares, under the same tensor names, so that one's body loads into
+    another's (a tagger fine-tuned from a classifier's or an imported BERT's weights)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -34,10 +37,8 @@ class EncoderClassifier(nn.Module):
         self.embed = TokenEmbedding(cfg.vocab_size, cfg.d_model, cfg.scale_embeddings)
         self.segment_embed = nn.Embedding(cfg.n_segments, cfg.d_model) if cfg.n_segments else None
         self.transformer = build_encoder(cfg)
-        self.pool = POOLING[cfg.pooling]
-        self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
-        self.drop = Dropout(cfg.dropout)
-        self.classifier = nn.Linear(cfg.d_model, cfg.n_classes)
+
+    def init_body(self) -> None:
         init_weights(self)
         if self.segment_embed is not None:
             nn.init.normal_(self.segment_embed.weight, std=0.02)
@@ -57,6 +58,18 @@ class EncoderClassifier(nn.Module):
             x = x + self.segment_embed(seg)
         return self.transformer(x, pad), pad
 
+
+class EncoderClassifier(EncoderBody):
+    """Token ids -> class logits through the encoder, pooling, tanh pooler and dropout."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.pool = POOLING[cfg.pooling]
+        self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
+        self.drop = Dropout(cfg.dropout)
+        self.classifier = nn.Linear(cfg.d_model, cfg.n_classes)
+        self.init_body()
+
     def forward(
         self, tokens: Tensor, pad: Tensor | None = None, segments: Tensor | None = None
     ) -> Tensor:
@@ -64,3 +77,22 @@ class EncoderClassifier(nn.Module):
         h, pad = self.hidden_states(tokens, pad, segments)
         pooled = torch.tanh(self.pooler(self.pool(h, pad)))
         return self.classifier(self.drop(pooled))
+
+
+class EncoderTagger(EncoderBody):
+    """Token ids -> logits over the tags at every position: the encoder body, dropout and one
+    linear map, the token-classification head (`classifier`, as BERT's token classifier names
+    it). n_classes is the number of tags."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__(cfg)
+        self.drop = Dropout(cfg.dropout)
+        self.classifier = nn.Linear(cfg.d_model, cfg.n_classes)
+        self.init_body()
+
+    def forward(
+        self, tokens: Tensor, pad: Tensor | None = None, segments: Tensor | None = None
+    ) -> Tensor:
+        # tokens: (B, T) -> (B, T, n_classes) logits
+        h, _ = self.hidden_states(tokens, pad, segments)
+        return self.classifier(self.drop(h))

@@ -32,9 +32,11 @@ from aiayn.serve.schema import (
     ClassifyRequest,
     GenerateRequest,
     InputError,
+    TagRequest,
     TooLarge,
     TranslateRequest,
 )
+from aiayn.serve.tagging import TaggerEngine
 
 STATIC = files("aiayn.serve") / "static"
 
@@ -105,6 +107,12 @@ def create_app(engine: Engine, batcher: Batcher, bounds: Bounds | None = None) -
         e: ClassifierEngine = need(ClassifierEngine, "classify")
         req.check()
         return {"labels": await run(e.classify_job(req.text))}
+
+    @app.post("/v1/tag")
+    async def tag(req: TagRequest) -> dict[str, Any]:
+        e: TaggerEngine = need(TaggerEngine, "tag")
+        req.check()
+        return {"sentences": await run(e.tag_job(req.text))}
 
     @app.post("/v1/generate", response_model=None)
     async def generate(req: GenerateRequest) -> dict[str, Any] | StreamingResponse:

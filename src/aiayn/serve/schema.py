@@ -115,6 +115,12 @@ class ClassifyRequest(Request):
     text: list[str] = Field(fail_fast=True, description=f"texts to label, at most {MAX_TEXTS}")
 
 
+class TagRequest(Request):
+    text: list[str] = Field(
+        fail_fast=True, description=f"sentences to tag, words split at spaces, at most {MAX_TEXTS}"
+    )
+
+
 class AttentionRequest(Request):
     text: str = Field(description="the source sentence (a prompt, a text to classify)")
     target: str | None = Field(None, description="a translation to read instead of the model's")

@@ -200,10 +200,30 @@ async function classify(event) {
   } catch (error) { showError(error); }
 }
 
+async function tag(event) {
+  event.preventDefault();
+  showError(null);
+  const text = $("sentence").value.trim();
+  if (!text) return;
+  try {
+    const answer = await post("/v1/attention", { text });
+    $("tagged").replaceChildren(...answer.words.map((word, i) => {
+      const span = document.createElement("span"), tag = document.createElement("b");
+      tag.textContent = answer.tags[i];
+      span.append(tag, word);
+      return span;
+    }));
+    chips($("source-tokens"), answer.maps[0].cols);
+    $("output-tokens").replaceChildren();
+    showAttention(answer);
+  } catch (error) { showError(error); }
+}
+
 const PANELS = {
   encoder_decoder: ["translate-panel", "translate-form", translate],
   decoder_only: ["generate-panel", "generate-form", generate],
   encoder_classifier: ["classify-panel", "classify-form", classify],
+  encoder_tagger: ["tag-panel", "tag-form", tag],
 };
 
 async function start() {
