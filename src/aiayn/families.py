@@ -37,6 +37,9 @@ class Family:
     export_hf: Part | None  # (run_dir, out, log) -> class name written; None: not exported
     hf_format: str | None = None  # the Hugging Face model_type export_hf writes
     ct2: bool = False  # CTranslate2's Transformer can hold it (aiayn export-ct2)
+    # the names' prefixes of the task's own tensors, which a fine-tuning from another task's
+    # run initialises anew (train.init); the rest is the body, taken from that run
+    head: tuple[str, ...] = ()
 
     def part(self, name: str) -> Any:
         """The part `name` of this family, imported now."""
@@ -134,5 +137,6 @@ register(
         prepare="aiayn.prepare.build:CLASSIFICATION",
         export_hf=HF_EXPORT,
         hf_format="bert",
+        head=("classifier.",),
     )
 )
