@@ -15,6 +15,7 @@ from aiayn.tasks import load_run
 from aiayn.tasks.classification import ClassificationTask
 from aiayn.train.checkpoint import load_state
 from aiayn.train.finetune import base_weights, init_from, rate_scales, start_from
+from tests.cli_helpers import write_config, write_corpus
 from tests.tasks.test_classification import classifier_config, write_tsv
 
 QUICK = ["--set", "train.max_steps=2", "--set", "train.eval_every=2", "--set", "train.warmup=1"]
@@ -89,9 +90,7 @@ def test_a_fine_tuning_resumes_exactly(base, tmp_path, options) -> None:
 def test_an_adapter_run_saves_its_adapters_merges_and_refuses_a_changed_base(
     base, tmp_path, capsys
 ) -> None:
-    config, run = base
-    copy = tmp_path / "base"
-    assert main(["merge", str(run), "--out", str(tmp_path / "m")]) == 2  # not an adapter run
+    assert main(["merge", str(base[1]), "--out", str(tmp_path / "m")]) == 2  # not an adapter run
     assert "not an adapter run" in capsys.readouterr().err
     out = tmp_path / "lora"
     assert finetune(base, out, *LORA) == 0
@@ -111,7 +110,6 @@ def test_an_adapter_run_saves_its_adapters_merges_and_refuses_a_changed_base(
     capsys.readouterr()
     assert main(["classify", "--model", str(out), "--input", str(tmp_path / "in.txt")]) == 2
     assert f"its base {weights} has changed" in capsys.readouterr().err
-    del copy
 
 
 def test_what_does_not_fit_is_refused_by_name(base, tmp_path, capsys) -> None:
@@ -150,3 +148,20 @@ def test_head_and_layer_rates(base) -> None:
     assert scales["transformer.layers.0.ffn.w_in.weight"] == 0.5  # the top layer of one
     assert scales["embed.weight"] == 0.25
     assert scales["pooler.weight"] is None  # above the layers: train.lr
+
+
+def test_a_translator_fine_tunes_from_another_run_on_new_pairs(tmp_path) -> None:
+    base = tmp_path / "base"
+    config = write_config(tmp_path, max_steps=2, eval_every=2, average_last=1, bleu=False)
+    assert main(["train", str(config), "--out", str(base)]) == 0
+    (tmp_path / "new").mkdir()
+    new = write_corpus(tmp_path / "new", n=60, seed=9)  # other sentences, the same words
+    data = [f"--set=data.{k}='{v}'" for k, v in new.items()]
+    args = ["train", str(config), "--init", str(base), "--out", str(tmp_path / "ft"), *data]
+    assert main(args) == 0
+    before = read_tensors(base / "model.safetensors")
+    after = read_tensors(tmp_path / "ft" / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    saved = RunConfig.load(tmp_path / "ft" / "config.toml")
+    assert saved.train.init == str(base.resolve()) and saved.data.train_src == str(new["train_src"])
