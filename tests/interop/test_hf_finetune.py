@@ -1,6 +1,6 @@
 """Imported decoder-only checkpoints, a random GPT-2 and a random Llama with grouped-query
 attention (built with `transformers`), fine-tuned with LoRA on tiny-shakespeare: the loss
-falls; the merged run gives the adapter run's logits, and GPT-2's export loads in
+falls; the merged run gives the adapter run's logits, and GPT-2's adapter run exports to
 `transformers` with them."""
 
 import json
@@ -76,8 +76,8 @@ def test_lora_on_an_imported_decoder_learns_and_merges(kind, tmp_path) -> None:
     with torch.no_grad():
         ours = adapted(tokens)
         torch.testing.assert_close(merged(tokens), ours, rtol=0, atol=1e-5)
-    if kind == "gpt2":  # export-hf writes GPT-2's layout (not Llama's)
-        assert main(["export-hf", str(tmp_path / "merged"), "--out", str(tmp_path / "hf")]) == 0
+    if kind == "gpt2":  # export-hf writes GPT-2's layout (not Llama's); of the adapter run
+        assert main(["export-hf", str(run), "--out", str(tmp_path / "hf")]) == 0
         theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
         with torch.no_grad():
             torch.testing.assert_close(theirs(tokens).logits, ours, rtol=0, atol=1e-4)

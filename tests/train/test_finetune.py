@@ -102,6 +102,7 @@ def test_an_adapter_run_saves_its_adapters_merges_and_refuses_a_changed_base(
     tokens = torch.randint(4, 40, (3, 9))
     with torch.no_grad():
         torch.testing.assert_close(merged(tokens), adapted(tokens), rtol=0, atol=1e-5)
+    assert main(["quantize", str(out), "--out", str(tmp_path / "int8")]) == 0  # as any run
     weights = base_weights(RunConfig.load(out / "config.toml"))
     tensors = read_tensors(weights)
     tensors["embed.weight"][0, 0] += 1.0
