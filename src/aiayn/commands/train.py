@@ -32,13 +32,14 @@ def run(args: argparse.Namespace) -> None:
 def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
     """The config of a new run (CONFIG plus --set), or of the run being resumed (its own
     config.toml plus --set, which may change how it trains but not what its model is)."""
-    if args.init is not None:
+    init = getattr(args, "init", None)  # a Namespace made by code may lack it
+    if init is not None:
         if args.resume:
             raise ValueError(
-                f"--init {args.init} starts a new run from another's weights; --resume "
+                f"--init {init} starts a new run from another's weights; --resume "
                 "continues a run from its own: pass one of them"
             )
-        args.set = [*args.set, f"train.init={json.dumps(args.init)}"]  # a TOML string
+        args.set = [*args.set, f"train.init={json.dumps(init)}"]  # a TOML string
     if not args.resume:
         if args.config is None:
             raise ValueError("a CONFIG file is needed unless --resume continues a run")
