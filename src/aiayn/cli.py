@@ -19,6 +19,7 @@ from aiayn.commands import (
     export_hf,
     generate,
     import_hf,
+    merge,
     params,
     plot_attention,
     plot_metrics,
@@ -50,6 +51,7 @@ COMMANDS = (
     export_hf,
     export_ct2,
     quantize,
+    merge,
     serve,
 )
 

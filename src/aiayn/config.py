@@ -161,6 +161,17 @@ class TrainConfig:
     # processes that read and collate the next batches while this one trains (a DataLoader);
     # -1: 2 on CUDA (into pinned memory), none elsewhere
     loader_workers: int = -1
+    # Fine-tuning (docs/guide.md): start from the weights of the run directory `init`; with
+    # new_head, the family's head starts afresh even where the run has one of the same shape
+    init: str = ""
+    new_head: bool = False
+    freeze: str = ""  # comma-separated: embeddings, layers:N (each stack's lowest N), modules
+    lora_rank: int = 0  # LoRA adapters of this rank on lora_targets, the rest frozen; 0: none
+    lora_alpha: float = 16.0  # the adapters' output is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.0
+    lora_targets: str = "q,k,v,o"  # comma-separated among q, k, v, o (attention) and ff
+    head_lr: float | None = None  # the peak rate of the head's tensors; None: train.lr
+    layer_decay: float = 1.0  # layer l of a stack of L learns at lr * layer_decay ** (L + 1 - l)
 
     def __post_init__(self) -> None:
         for name in (
@@ -173,6 +184,12 @@ class TrainConfig:
             "max_bad_steps",
         ):
             require("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
+        require("train", "lora_rank", self.lora_rank, self.lora_rank >= 0, ">= 0")
+        for name in ("lora_alpha", "head_lr"):
+            value = getattr(self, name)
+            require("train", name, value, value is None or value > 0, "positive")
+        require("train", "lora_dropout", self.lora_dropout, 0 <= self.lora_dropout < 1, "in [0, 1)")
+        require("train", "layer_decay", self.layer_decay, 0 < self.layer_decay <= 1, "in (0, 1]")
         require("train", "loader_workers", self.loader_workers, self.loader_workers >= -1, ">= -1")
         for name in ("warmup", "patience"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")

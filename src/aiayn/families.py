@@ -40,6 +40,9 @@ class Family:
     # format's usual one); its tokenizer frames each text as the model reads it (<s> ... </s>)
     hf_class: str | None = None
     ct2: bool = False  # CTranslate2's Transformer can hold it (aiayn export-ct2)
+    # the names' prefixes of the task's own tensors, which a fine-tuning from another task's
+    # run initialises anew (train.init); the rest is the body, taken from that run
+    head: tuple[str, ...] = ()
 
     def part(self, name: str) -> Any:
         """The part `name` of this family, imported now."""
@@ -137,6 +140,7 @@ register(
         prepare="aiayn.prepare.build:CLASSIFICATION",
         export_hf=HF_EXPORT,
         hf_format="bert",
+        head=("classifier.",),
     )
 )
 register(

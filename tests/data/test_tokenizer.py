@@ -121,3 +121,15 @@ def test_special_token_names_in_text_are_ordinary_text(kind, tmp_path) -> None:
         assert t.decode([ids]) == [text]
         [prompt] = t.encode_prompts([text])
         assert not specials & set(prompt)
+
+
+def test_a_tokenizer_file_that_pads_and_truncates_encodes_each_text_whole(tmp_path):
+    """sentence-transformers' tokenizer.json pads every text to 128 and cuts it there; aiayn
+    pads its batches and cuts texts itself."""
+    tok = train_bpe(CORPUS, vocab_size=200)
+    plain = tok.encode(CORPUS[:2])
+    tok.tok.enable_padding(length=64, pad_id=tok.pad_id)
+    tok.tok.enable_truncation(max_length=3)
+    tok.tok.save(str(tmp_path / "tokenizer.json"))
+    assert TextTokenizer.load(tmp_path / "tokenizer.json").encode(CORPUS[:2]) == plain
+    assert all(3 < len(row) < 64 for row in plain)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from aiayn.commands.common import add_set, log
@@ -15,6 +16,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_set(train, help="override a config value; repeatable")
     train.add_argument("--out", help="run directory (default: runs/CONFIG_NAME)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out")
+    train.add_argument(
+        "--init", metavar="RUN", help="fine-tune: start from the weights of run directory RUN"
+    )
     train.set_defaults(run=run)
 
 
@@ -28,6 +32,14 @@ def run(args: argparse.Namespace) -> None:
 def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
     """The config of a new run (CONFIG plus --set), or of the run being resumed (its own
     config.toml plus --set, which may change how it trains but not what its model is)."""
+    init = getattr(args, "init", None)  # a Namespace made by code may lack it
+    if init is not None:
+        if args.resume:
+            raise ValueError(
+                f"--init {init} starts a new run from another's weights; --resume "
+                "continues a run from its own: pass one of them"
+            )
+        args.set = [*args.set, f"train.init={json.dumps(init)}"]  # a TOML string
     if not args.resume:
         if args.config is None:
             raise ValueError("a CONFIG file is needed unless --resume continues a run")

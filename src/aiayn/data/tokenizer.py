@@ -43,6 +43,10 @@ class TextTokenizer:
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         self.tok = _literal_specials(tokenizer)
+        # aiayn pads batches and cuts texts itself; an imported tokenizer.json may pad every
+        # text to a fixed length (sentence-transformers' MiniLM: 128), a model's work 5x over
+        self.tok.no_padding()
+        self.tok.no_truncation()
         ids = [_special_id(tokenizer, t) for t in SPECIALS]
         if None in ids:
             missing = [t for t, i in zip(SPECIALS, ids, strict=True) if i is None]

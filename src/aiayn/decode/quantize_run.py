@@ -20,6 +20,18 @@ from aiayn.tasks.classification import LABELS
 MAX_COPY_BYTES = 256 << 20  # the loaders' own cap on a tokenizer or recaser file
 
 
+# what a run's loaders read beside its config and weights
+ASSETS = (TOKENIZER, SRC_TOKENIZER, RECASER, LABELS)
+
+
+def copy_assets(run_dir: Path, out: Path, names: tuple[str, ...]) -> None:
+    """Copy the files `names` that `run_dir` has into `out`."""
+    for name in names:
+        if (path := inside(run_dir, name)).exists():
+            data = read_input(path, MAX_COPY_BYTES, within=run_dir)
+            atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
+
+
 def quantize_run(
     run_dir: str | Path,
     out: str | Path,
@@ -35,12 +47,8 @@ def quantize_run(
         raise ValueError(f"{run_dir}: its weights are int8 already; quantize the float run")
     source = pick_weights(run_dir, weights)
     load = family(arch).part("loader")
-    copied = (CONFIG, TOKENIZER, SRC_TOKENIZER, RECASER, LABELS)
     with OutputFolder(out, "quantize"):
-        for name in copied:
-            if (path := inside(run_dir, name)).exists():
-                data = read_input(path, MAX_COPY_BYTES, within=run_dir)
-                atomic_write(out / name, lambda tmp, data=data: tmp.write_bytes(data))
+        copy_assets(run_dir, out, (CONFIG, *ASSETS))
         save_int8(quantize_int8(model), out / INT8, source.name)
         load(out, log=lambda _: None)  # the folder as translate etc. will read it
     size, was = (out / INT8).stat().st_size, source.stat().st_size

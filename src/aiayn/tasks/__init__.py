@@ -22,6 +22,14 @@ from aiayn.run.lock import RunLock
 from aiayn.run.paths import inside
 from aiayn.run.weights import load_weights
 from aiayn.runtime.attention import use_attention
+from aiayn.train.finetune import (
+    adapt,
+    base_weights,
+    check_options,
+    init_from,
+    load_adapter_run,
+    start_from,
+)
 
 
 def train(
@@ -48,7 +56,13 @@ def train(
     with claim if group.main else nullcontext():
         torch.manual_seed(cfg.train.seed)  # the initial weights and dropout follow from the seed
         log = log if group.main else quiet
+        if cfg.train.init and not resume:
+            cfg = start_from(cfg)
+        check_options(cfg)
         task = family(cfg.model.arch).part("task")(cfg, run_dir, resume=resume, log=log)
+        if cfg.train.init and not resume:
+            init_from(task.model, task.cfg, base_weights(cfg), log)
+        adapt(task.model, task.cfg, log)
         # after the data is read: its temporaries go back to the system, not into the heap
         trainer = Trainer(task, run_dir, log, group, CpuHeap.for_device(group.device))
         if resume:
@@ -91,7 +105,15 @@ def run_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, texts: list[str])
     """The run's saved tokenizer when resuming, else a new one learnt from `texts`."""
     if resume:
         return TextTokenizer.load(inside(run_dir, TOKENIZER))
+    if cfg.train.init:  # a fine-tuning: its base's tokenizer
+        return load_tokenizer(Path(cfg.train.init), TOKENIZER, cfg.model.vocab_size)
     return fit_data_tokenizer(cfg.data, texts)
+
+
+def vocabulary(cfg: RunConfig, tok: TextTokenizer) -> int:
+    """The model's vocabulary: its tokenizer's, or a fine-tuning's base's (an imported
+    checkpoint may hold more embeddings than its tokenizer uses)."""
+    return cfg.model.vocab_size if cfg.train.init else tok.vocab_size
 
 
 def check_vocabulary(tok: TextTokenizer, vocab_size: int, path: Path) -> TextTokenizer:
@@ -128,6 +150,8 @@ def load_run(
     path = pick_weights(run_dir, weights)
     if path.name == INT8:
         model = load_int8(model, path)
+    elif cfg.train.lora_rank:
+        load_adapter_run(model, cfg, path, log)
     else:
         load_weights(model, path)
     log(f"loaded {path}")

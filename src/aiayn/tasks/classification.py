@@ -28,7 +28,7 @@ from aiayn.prepare.dataset import (
 from aiayn.run.atomic import atomic_write_text
 from aiayn.run.files import TOKENIZER
 from aiayn.run.paths import inside
-from aiayn.tasks import load_run, load_tokenizer, place, run_tokenizer
+from aiayn.tasks import load_run, load_tokenizer, place, run_tokenizer, vocabulary
 from aiayn.train.loss import rdrop_kl
 
 LABELS = "labels.txt"
@@ -158,7 +158,7 @@ class ClassificationTask:
         if unknown:
             raise ValueError(f"{d.valid_tsv}: label {unknown[0]!r} is not among {names}")
         self.cfg = cfg.replace(
-            "model", vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=len(names)
+            "model", vocab_size=vocabulary(cfg, tok), pad_id=tok.pad_id, n_classes=len(names)
         )
         self.model = EncoderClassifier(self.cfg.model)
         self.classifier = Classifier(self.model, tok, names, d.truncate_len, d.end_token)
@@ -222,7 +222,9 @@ def open_labelled(
     names = manifest.get("labels")
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise ValueError(f"{folder / MANIFEST}: field 'labels' is not a list of class names")
-    tok = prepared_tokenizer(folder, run_dir, resume)
+    # a fine-tuning's tokenizer is its base's
+    base = Path(cfg.train.init) if cfg.train.init and not resume else run_dir
+    tok = prepared_tokenizer(folder, base, resume or bool(cfg.train.init))
     if resume and load_labels(run_dir, cfg.model.n_classes) != names:
         raise ValueError(f"{folder}: its labels differ from those {run_dir} was trained with")
     side = Side(folder, "train", "text", tok.vocab_size)

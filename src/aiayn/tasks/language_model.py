@@ -15,7 +15,7 @@ from aiayn.data.tokenizer import TextTokenizer
 from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.prepare.dataset import IdArray, check_dataset, prepared_tokenizer, read_manifest
 from aiayn.run.files import TOKENIZER
-from aiayn.tasks import load_run, load_tokenizer, run_tokenizer
+from aiayn.tasks import load_run, load_tokenizer, run_tokenizer, vocabulary
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 
 
@@ -40,7 +40,9 @@ def open_stream(
 ) -> tuple[TextTokenizer, IdArray, IdArray]:
     """The tokenizer and the training and validation ids of a prepared text."""
     check_dataset(folder, read_manifest(folder, "language_model"), cfg.data)
-    tok = prepared_tokenizer(folder, run_dir, resume)
+    # a fine-tuning's tokenizer is its base's
+    base = Path(cfg.train.init) if cfg.train.init and not resume else run_dir
+    tok = prepared_tokenizer(folder, base, resume or bool(cfg.train.init))
     arrays = [IdArray(folder, f"{split}.ids.npy", tok.vocab_size) for split in ("train", "valid")]
     return tok, arrays[0], arrays[1]
 
@@ -123,7 +125,9 @@ class LanguageModelTask:
             f"{len(self.train):,} training and {len(self.valid):,} validation tokens, "
             f"vocabulary {self.tok.vocab_size:,} ({d.tokenizer})"
         )
-        self.cfg = cfg.replace("model", vocab_size=self.tok.vocab_size, pad_id=self.tok.pad_id)
+        self.cfg = cfg.replace(
+            "model", vocab_size=vocabulary(cfg, self.tok), pad_id=self.tok.pad_id
+        )
         if self.cfg.model.max_len < self.block:
             raise ValueError(
                 f"model.max_len={self.cfg.model.max_len} is shorter than the training blocks "

@@ -29,7 +29,7 @@ from aiayn.prepare.dataset import (
 from aiayn.run.atomic import atomic_write_text
 from aiayn.run.files import RECASER, SRC_TOKENIZER, TOKENIZER
 from aiayn.run.paths import inside
-from aiayn.tasks import check_vocabulary, load_run, load_tokenizer, place
+from aiayn.tasks import check_vocabulary, load_run, load_tokenizer, place, vocabulary
 from aiayn.train.loss import label_smoothed_loss, rdrop_kl
 
 
@@ -83,21 +83,26 @@ class TranslationTask:
             check_dataset(prepared, read_manifest(prepared), d)
             self.src_tok, self.tgt_tok = dataset_tokenizers(prepared)
             self.recaser = load_recaser(prepared)
-        if resume:
-            run_toks = load_tokenizers(run_dir, cfg)
+        if resume or cfg.train.init:  # the run's tokenizers, or a fine-tuning's base's
+            source = run_dir if resume else Path(cfg.train.init)
+            run_toks = load_tokenizers(source, cfg)
             if prepared:
-                refuse_other_tokenizers((self.src_tok, self.tgt_tok), run_toks, prepared, run_dir)
+                refuse_other_tokenizers((self.src_tok, self.tgt_tok), run_toks, prepared, source)
             self.src_tok, self.tgt_tok = run_toks
-            self.recaser = load_recaser(run_dir)
+            self.recaser = load_recaser(source)
         elif not prepared:
             self.src_tok, self.tgt_tok = fit_tokenizers(cfg, *text)
             self.recaser = Recaser.fit(text[1]) if d.lowercase else None
         joint = self.src_tok is self.tgt_tok
         self.cfg = cfg.replace(
             "model",
-            vocab_size=self.tgt_tok.vocab_size,
+            vocab_size=vocabulary(cfg, self.tgt_tok),
             pad_id=self.tgt_tok.pad_id,
-            src_vocab_size=None if joint else self.src_tok.vocab_size,
+            src_vocab_size=cfg.model.src_vocab_size
+            if cfg.train.init
+            else None
+            if joint
+            else self.src_tok.vocab_size,
         )
         full = self._encode(*text) if text else self._open(prepared)
         self.train, dropped = full.without_long(d.max_pair_len)

@@ -25,10 +25,15 @@ def base_rate(t: TrainConfig, d_model: int) -> float:
 
 
 def make_optimizer(
-    model: nn.Module, t: TrainConfig, d_model: int, device: torch.device | None = None
+    model: nn.Module,
+    t: TrainConfig,
+    d_model: int,
+    device: torch.device | None = None,
+    scales: dict[int, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """Adam or AdamW over `model` (of width `d_model`)'s parameters; on CUDA the fused kernel
-    (one launch updates every tensor, not several per tensor)."""
+    """Adam or AdamW over `model` (of width `d_model`)'s trainable parameters (a frozen one
+    gets no state); on CUDA the fused kernel (one launch updates every tensor, not several per
+    tensor). `scales`: a parameter's rate as a multiple of the others' (by id), where it differs."""
     kw = {
         "lr": base_rate(t, d_model),
         "betas": (t.beta1, t.beta2),
@@ -37,23 +42,38 @@ def make_optimizer(
     }
     fused = device is not None and device.type == "cuda"
     return (torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam)(
-        parameter_groups(model, t.decay), fused=fused or None, **kw
+        scaled(parameter_groups(model, t.decay), scales or {}, kw["lr"]),
+        fused=fused or None,
+        **kw,
     )
+
+
+def scaled(groups: list[dict], scales: dict[int, float], lr: float) -> list[dict]:
+    """`groups` split by each parameter's rate scale (`lr_scale`, kept for a resume)."""
+    if not scales:
+        return groups
+    out = []
+    for group in groups:
+        for scale in sorted({scales.get(id(p), 1.0) for p in group["params"]}):
+            params = [p for p in group["params"] if scales.get(id(p), 1.0) == scale]
+            out.append({**group, "params": params, "lr": lr * scale, "lr_scale": scale})
+    return out
 
 
 def parameter_groups(model: nn.Module, decay: str) -> list[dict]:
     """One group decayed by train.weight_decay, and with decay = "matrices" a second one that
     is not: biases, norm gains and embeddings, whose size is no sign of overfitting (nanoGPT
     decays tensors of 2 or more dimensions; this also spares its 2-D embeddings)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
     if decay == "all":
-        return [{"params": list(model.parameters()), "decays": True}]
+        return [{"params": trainable, "decays": True}]
     embeddings = {
         id(p)
         for m in model.modules()
         if isinstance(m, nn.Embedding | TokenEmbedding)
         for p in m.parameters(recurse=False)
     }
-    params = list(model.parameters())  # each tied tensor once
+    params = trainable  # each tied tensor once
     matrices = [p for p in params if p.dim() >= 2 and id(p) not in embeddings]
     chosen = {id(p) for p in matrices}
     rest = [p for p in params if id(p) not in chosen]
@@ -84,9 +104,9 @@ def apply_hyperparameters(
     for group in groups:
         decay = t.weight_decay if group.get("decays", True) else 0.0
         group.update(betas=(t.beta1, t.beta2), eps=t.eps, weight_decay=decay)
-        group["initial_lr"] = lr
-    sched.base_lrs = [lr] * len(groups)
+        group["initial_lr"] = lr * group.get("lr_scale", 1.0)
+    sched.base_lrs = [g["initial_lr"] for g in groups]
     factor = sched.lr_lambdas[0](sched.last_epoch)
     for group in groups:
-        group["lr"] = lr * factor
+        group["lr"] = group["initial_lr"] * factor
     sched._last_lr = [g["lr"] for g in groups]

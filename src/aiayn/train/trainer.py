@@ -34,6 +34,7 @@ from aiayn.train.allocator import CpuHeap
 from aiayn.train.checkpoint import average_weights, load_state, save_state
 from aiayn.train.distributed import Single, join
 from aiayn.train.feed import RankShare, feed, loader_workers
+from aiayn.train.finetune import AdapterWeights, rate_scales
 from aiayn.train.interrupt import StopRequests
 from aiayn.train.metrics import TensorBoardLog, append_metric, forget_after, progress_line
 from aiayn.train.optim import apply_hyperparameters, make_optimizer, make_schedule
@@ -84,7 +85,9 @@ class Trainer:
         self.forward = compiled(self.group.wrap(self.model), self.t.compile)
         if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
             torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
-        self.opt = make_optimizer(self.model, self.t, self.cfg.model.d_model, self.device)
+        scales = rate_scales(self.model, self.cfg)
+        self.opt = make_optimizer(self.model, self.t, self.cfg.model.d_model, self.device, scales)
+        self.kept = AdapterWeights(self.model, self.cfg)  # what the weights files hold
         self.horizon = Horizon(self.t.max_steps, self.t.max_minutes)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, make_schedule(self.t, self.cfg.model.d_model, self.horizon)
@@ -116,7 +119,7 @@ class Trainer:
         }
         if self.group.main:
             save_state(state, self.run_dir / STATE)
-            save_tensors(weights, self.run_dir / MODEL)
+            save_tensors(*self.kept(weights, self.run_dir / MODEL))
 
     def resume(self) -> None:
         path = inside(self.run_dir, STATE)
@@ -188,7 +191,7 @@ class Trainer:
         weights = self.group.model_state(self.model)
         if self.group.main:
             path.parent.mkdir(exist_ok=True)
-            save_tensors(weights, path)
+            save_tensors(*self.kept(weights, path))
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -380,7 +383,7 @@ class Trainer:
         snapshots = [inside(folder, n) for n in self.state["snapshots"]]
         if len(snapshots) > 1:
             averaged = average_weights(snapshots)
-            save_tensors(averaged, self.run_dir / AVERAGE)
+            save_tensors(*self.kept(averaged, self.run_dir / AVERAGE))
         from aiayn.viz import plot_metrics  # matplotlib loads only when a run ends
 
         plot_metrics(self.run_dir / METRICS, self.run_dir / LOSS_PNG)

@@ -1,0 +1,168 @@
+"""Fine-tuning from a run (train.init): the body starts from the run's exact weights, frozen
+tensors stay bit-identical without optimizer state, adapter and frozen runs resume exactly,
+adapter runs merge, and what cannot fit is refused by name."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from aiayn.cli import main
+from aiayn.config import RunConfig
+from aiayn.run.weights import read_tensors, save_tensors
+from aiayn.runtime.attention import use_attention
+from aiayn.tasks import load_run
+from aiayn.tasks.classification import ClassificationTask
+from aiayn.train.checkpoint import load_state
+from aiayn.train.finetune import base_weights, init_from, rate_scales, start_from
+from tests.cli_helpers import write_config, write_corpus
+from tests.tasks.test_classification import classifier_config, write_tsv
+
+QUICK = ["--set", "train.max_steps=2", "--set", "train.eval_every=2", "--set", "train.warmup=1"]
+LORA = ["--set", "train.lora_rank=2", "--set", "train.new_head=true"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> tuple[Path, Path]:
+    """(the classifier config, a run of it trained for 4 steps)."""
+    folder = tmp_path_factory.mktemp("finetune")
+    config = classifier_config(folder)
+    out = folder / "base"
+    args = ["train", str(config), "--out", str(out), "--set", "train.max_steps=4"]
+    assert main([*args, "--set", "train.eval_every=4"]) == 0
+    return config, out
+
+
+def finetune(base, out: Path, *options: str) -> int:
+    config, run = base
+    return main(["train", str(config), "--out", str(out), "--init", str(run), *QUICK, *options])
+
+
+def test_the_body_starts_from_the_runs_exact_weights(base, tmp_path) -> None:
+    config, run = base
+    cfg = start_from(RunConfig.load(config, [f"train.init='{run}'", "train.new_head=true"]))
+    task = ClassificationTask(cfg, tmp_path / "ft", resume=False, log=lambda _: None)
+    lines = []
+    assert init_from(task.model, task.cfg, base_weights(cfg), lines.append) == [
+        "classifier.weight",
+        "classifier.bias",
+    ]
+    assert "new (initialised here): classifier.weight, classifier.bias" in lines[0]
+    _, trained = load_run(run, "encoder_classifier", log=lambda _: None)
+    use_attention(trained, "math")  # the kernel a new model has
+    tokens = torch.randint(4, 40, (3, 9))
+    with torch.no_grad():
+        ours, theirs = task.model.eval().hidden_states(tokens), trained.hidden_states(tokens)
+    assert torch.equal(ours[0], theirs[0])
+    assert not torch.equal(task.model.classifier.weight, trained.classifier.weight)
+
+
+def test_frozen_tensors_stay_bit_identical_without_optimizer_state(base, tmp_path) -> None:
+    out = tmp_path / "ft"
+    assert finetune(base, out, "--set", "train.freeze='embeddings,layers:1'") == 0
+    before, after = (
+        read_tensors(base[1] / "best.safetensors"),
+        read_tensors(out / "model.safetensors"),
+    )
+    frozen = [n for n in before if n.startswith(("embed.", "transformer.layers.0."))]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    state = load_state(out / "trainer_state.pt")["optimizer"]
+    trainable = len(before) - len(frozen)
+    assert len(state["state"]) == trainable  # one Adam entry per trainable tensor only
+    assert sum(len(g["params"]) for g in state["param_groups"]) == trainable
+
+
+@pytest.mark.parametrize(
+    "options", [LORA, ["--set", "train.freeze=embeddings"]], ids=["lora", "frozen"]
+)
+def test_a_fine_tuning_resumes_exactly(base, tmp_path, options) -> None:
+    four = ["--set", "train.max_steps=4"]
+    assert finetune(base, tmp_path / "straight", *options, *four) == 0
+    assert finetune(base, tmp_path / "halves", *options) == 0
+    resume = ["train", "--out", str(tmp_path / "halves"), "--resume", *four]
+    assert main(resume) == 0
+    ours = load_state(tmp_path / "halves" / "trainer_state.pt")["model"]
+    theirs = load_state(tmp_path / "straight" / "trainer_state.pt")["model"]
+    assert all(torch.equal(ours[n], theirs[n]) for n in theirs)
+
+
+def test_an_adapter_run_saves_its_adapters_merges_and_refuses_a_changed_base(
+    base, tmp_path, capsys
+) -> None:
+    assert main(["merge", str(base[1]), "--out", str(tmp_path / "m")]) == 2  # not an adapter run
+    assert "not an adapter run" in capsys.readouterr().err
+    out = tmp_path / "lora"
+    assert finetune(base, out, *LORA) == 0
+    saved = read_tensors(out / "model.safetensors")
+    assert all(".lora." in n or n.startswith("classifier.") for n in saved)
+    assert main(["merge", str(out), "--out", str(tmp_path / "merged")]) == 0
+    _, adapted = load_run(out, "encoder_classifier", log=lambda _: None)
+    _, merged = load_run(tmp_path / "merged", "encoder_classifier", log=lambda _: None)
+    tokens = torch.randint(4, 40, (3, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(tokens), adapted(tokens), rtol=0, atol=1e-5)
+    assert main(["quantize", str(out), "--out", str(tmp_path / "int8")]) == 0  # as any run
+    weights = base_weights(RunConfig.load(out / "config.toml"))
+    tensors = read_tensors(weights)
+    tensors["embed.weight"][0, 0] += 1.0
+    save_tensors(tensors, weights)
+    (tmp_path / "in.txt").write_text("a great film\n")
+    capsys.readouterr()
+    assert main(["classify", "--model", str(out), "--input", str(tmp_path / "in.txt")]) == 2
+    assert f"its base {weights} has changed" in capsys.readouterr().err
+
+
+def test_what_does_not_fit_is_refused_by_name(base, tmp_path, capsys) -> None:
+    config, run = base
+    three = tmp_path / "three.tsv"
+    write_tsv(three, 30, 5)
+    three.write_text(three.read_text() + "a plot\t2\n")
+    data = ["--set", f"data.train_tsv='{three}'"]
+    assert finetune(base, tmp_path / "a", *data) == 2
+    err = capsys.readouterr().err
+    assert "tensor 'classifier.weight' has shape (2, 32); this model's is (3, 32)" in err
+    assert finetune(base, tmp_path / "b", "--set", "data.tokenizer='word'") == 2
+    assert "data.tokenizer='word': train.init=" in capsys.readouterr().err
+    assert finetune(base, tmp_path / "c", "--set", "model.d_model=64") == 2
+    assert "model.d_model=64" in capsys.readouterr().err
+    assert finetune(base, tmp_path / "d", *LORA, "--set", "train.lora_targets='q,x'") == 2
+    assert "'x' is no projection" in capsys.readouterr().err
+    assert finetune(base, tmp_path / "e", "--set", "train.freeze=decoder") == 2
+    assert "no module 'decoder'" in capsys.readouterr().err
+    assert (
+        main(["train", str(config), "--out", str(tmp_path / "f"), "--init", str(run), "--resume"])
+        == 2
+    )
+    assert "--init" in capsys.readouterr().err
+
+
+def test_head_and_layer_rates(base) -> None:
+    config, run = base
+    overrides = [f"train.init='{run}'", "train.head_lr=0.03", "train.layer_decay=0.5"]
+    cfg = start_from(RunConfig.load(config, overrides))
+    task = ClassificationTask(cfg, run, resume=False, log=lambda _: None)
+    scales = {
+        n: rate_scales(task.model, task.cfg).get(id(p)) for n, p in task.model.named_parameters()
+    }
+    assert scales["classifier.weight"] == pytest.approx(0.03 / 3e-3)
+    assert scales["transformer.layers.0.ffn.w_in.weight"] == 0.5  # the top layer of one
+    assert scales["embed.weight"] == 0.25
+    assert scales["pooler.weight"] is None  # above the layers: train.lr
+
+
+def test_a_translator_fine_tunes_from_another_run_on_new_pairs(tmp_path) -> None:
+    base = tmp_path / "base"
+    config = write_config(tmp_path, max_steps=2, eval_every=2, average_last=1, bleu=False)
+    assert main(["train", str(config), "--out", str(base)]) == 0
+    (tmp_path / "new").mkdir()
+    new = write_corpus(tmp_path / "new", n=60, seed=9)  # other sentences, the same words
+    data = [f"--set=data.{k}='{v}'" for k, v in new.items()]
+    args = ["train", str(config), "--init", str(base), "--out", str(tmp_path / "ft"), *data]
+    assert main(args) == 0
+    before = read_tensors(base / "model.safetensors")
+    after = read_tensors(tmp_path / "ft" / "model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+    saved = RunConfig.load(tmp_path / "ft" / "config.toml")
+    assert saved.train.init == str(base.resolve()) and saved.data.train_src == str(new["train_src"])
