@@ -220,28 +220,10 @@ class TrainConfig:
         require("train", "lr_floor", self.lr_floor, 0 <= self.lr_floor <= 1, "in [0, 1]")
         wd = self.word_dropout
         require("train", "word_dropout", wd, 0 <= wd < 1, "in [0, 1)")
-        require(
-            "train",
-            "optimizer",
-            self.optimizer,
-            self.optimizer in OPTIMIZERS,
-            f"one of {', '.join(OPTIMIZERS)}",
-        )
-        require(
-            "train",
-            "schedule",
-            self.schedule,
-            self.schedule in SCHEDULES,
-            f"one of {', '.join(SCHEDULES)}",
-        )
-        require(
-            "train",
-            "precision",
-            self.precision,
-            self.precision in PRECISIONS,
-            f"one of {', '.join(PRECISIONS)}",
-        )
-        require("train", "decay", self.decay, self.decay in DECAYS, f"one of {', '.join(DECAYS)}")
+        choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
+        for name, allowed in {**choices, "decay": DECAYS}.items():
+            value = getattr(self, name)
+            require("train", name, value, value in allowed, f"one of {', '.join(allowed)}")
         impls = ATTENTION_IMPLS
         require("train", "attn_impl", self.attn_impl, self.attn_impl in impls, ", ".join(impls))
 
