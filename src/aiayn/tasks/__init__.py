@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from aiayn.config import RunConfig
-from aiayn.data.tokenizer import TextTokenizer
+from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.decode.quantize import is_int8, load_int8
 from aiayn.families import family
 from aiayn.models import build_model
-from aiayn.prepare.dataset import fit_data_tokenizer
 from aiayn.run.config import read_run_config
 from aiayn.run.files import INT8, STATE, TOKENIZER, pick_weights
 from aiayn.run.folder import OutputFolder
@@ -101,13 +100,17 @@ def quiet(message: str) -> None:
     """The log of the processes other than the main one when training on several."""
 
 
-def run_tokenizer(cfg: RunConfig, run_dir: Path, resume: bool, texts: list[str]) -> TextTokenizer:
-    """The run's saved tokenizer when resuming, else a new one learnt from `texts`."""
+def run_tokenizer(
+    cfg: RunConfig, run_dir: Path, resume: bool, texts: list[str], punctuation: bool = True
+) -> TextTokenizer:
+    """The run's saved tokenizer when resuming, a fine-tuning's base's, else a new one learnt
+    from `texts` (`punctuation`: split words at punctuation too)."""
     if resume:
         return TextTokenizer.load(inside(run_dir, TOKENIZER))
-    if cfg.train.init:  # a fine-tuning: its base's tokenizer
+    if cfg.train.init:
         return load_tokenizer(Path(cfg.train.init), TOKENIZER, cfg.model.vocab_size)
-    return fit_data_tokenizer(cfg.data, texts)
+    d = cfg.data
+    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase, punctuation)
 
 
 def vocabulary(cfg: RunConfig, tok: TextTokenizer) -> int:

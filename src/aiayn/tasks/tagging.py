@@ -16,11 +16,9 @@ from aiayn.data.batching import token_budget_batches
 from aiayn.data.noise import word_dropout
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.tagged import Sentence, read_tagged
-from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.models.encoder_only import EncoderTagger
 from aiayn.run.files import TOKENIZER
-from aiayn.run.paths import inside
-from aiayn.tasks import load_run, load_tokenizer, place
+from aiayn.tasks import load_run, load_tokenizer, place, run_tokenizer, vocabulary
 from aiayn.tasks.classification import load_labels, save_labels
 from aiayn.tasks.tagger import IGNORE, Tagger, labelled_row
 
@@ -46,19 +44,6 @@ def tag_indices(sentences: list[Sentence], names: list[str], path: str | Path) -
     return out
 
 
-def tagger_tokenizer(
-    cfg: RunConfig, run_dir: Path, resume: bool, sentences: list[list[str]]
-) -> TextTokenizer:
-    """The run's saved tokenizer when resuming, else one learnt from the training words,
-    split at whitespace alone: the data has split the words already, and a piece that starts
-    a word must start it where an exported tokenizer's users see it start (after a space)."""
-    if resume:
-        return TextTokenizer.load(inside(run_dir, TOKENIZER))
-    d = cfg.data
-    texts = [" ".join(words) for words in sentences]
-    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase, punctuation=False)
-
-
 class TaggingTask:
     """Everything the trainer needs to know about tagging."""
 
@@ -74,7 +59,10 @@ class TaggingTask:
             raise ValueError(f"train.rdrop={cfg.train.rdrop!r}: R-Drop is for classifiers")
         train = read_sentences(cfg, d.train_tagged)
         self.valid_sentences = read_sentences(cfg, d.valid_tagged)
-        tok = tagger_tokenizer(cfg, run_dir, resume, [s.words for s in train])
+        # split at whitespace alone: the data has split the words already, and a piece that
+        # starts a word must start it where an exported tokenizer's users see it start
+        texts = [" ".join(s.words) for s in train]
+        tok = run_tokenizer(cfg, run_dir, resume, texts, punctuation=False)
         names = (
             load_labels(run_dir, cfg.model.n_classes)
             if resume
@@ -82,7 +70,7 @@ class TaggingTask:
         )
         self.valid_tags = tag_indices(self.valid_sentences, names, d.valid_tagged)
         self.cfg = cfg.replace(
-            "model", vocab_size=tok.vocab_size, pad_id=tok.pad_id, n_classes=len(names)
+            "model", vocab_size=vocabulary(cfg, tok), pad_id=tok.pad_id, n_classes=len(names)
         )
         self.model = EncoderTagger(self.cfg.model)
         self.tagger = Tagger(self.model, tok, names, d.tag_len)

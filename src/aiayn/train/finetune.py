@@ -120,9 +120,11 @@ def init_from(
 
 def fresh(own: dict[str, torch.Tensor], cfg: RunConfig, base: SafetensorsFile) -> list[str]:
     """The names of the head tensors a fine-tuning starts afresh: all of them with
-    train.new_head, else those the base does not have."""
+    train.new_head or when the base is of another family (a classifier's head is no tagger's,
+    whatever its shape), else those the base does not have."""
     heads = [name for name in own if is_head(name, cfg.model.arch)]
-    return [name for name in heads if cfg.train.new_head or name not in base]
+    other = read_run_config(Path(cfg.train.init)).model.arch != cfg.model.arch
+    return [name for name in heads if cfg.train.new_head or other or name not in base]
 
 
 def base_weights(cfg: RunConfig) -> Path:

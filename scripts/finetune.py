@@ -1,7 +1,7 @@
-"""Fine-tune a run on SST-2 (`make finetune-sst2`) and print a JSON summary: the best dev
+"""Fine-tune a run (`make finetune-sst2`, `make ud-upos`) and print a JSON summary: the best dev
 accuracy, steps and minutes, trainable parameters, optimizer state and peak RSS.
 
-usage: python scripts/finetune_sst2.py CONFIG INIT_RUN OUT [--set section.key=value ...]
+usage: python scripts/finetune.py CONFIG INIT_RUN OUT [--set section.key=value ...]
 """
 
 import json
