@@ -40,7 +40,7 @@ class Row:
         """Take the next token; return the text that is now certain."""
         if self.done:
             return ""
-        if token == tok.eos_id:
+        if token in tok.end_ids:
             return self.end(tok, stop)
         self.ids.append(token)
         # the whole text decoded again, so that word pieces join as they will at the end,
@@ -147,8 +147,6 @@ def stream(
     ids = torch.tensor([[tokenizer.pad_id] * (width - len(r)) + r for r in encoded])
     pad = torch.tensor([[j < width - len(r) for j in range(width)] for r in encoded])
     generator = None if seed is None else torch.Generator(device).manual_seed(seed)
-    # specials a model never learnt to produce; the end of sequence ends a row instead
-    specials = {tokenizer.pad_id, tokenizer.bos_id, tokenizer.unk_id} - {tokenizer.eos_id}
     rows = [Row(r, tokenizer) for r in encoded]
     steps = generate_tokens(
         model,
@@ -158,7 +156,7 @@ def stream(
         top_k,
         top_p,
         generator,
-        banned=sorted(specials),
+        banned=tokenizer.never_chosen,
         pad_mask=pad.to(device) if bool(pad.any()) else None,
         on_probs=on_probs,
     )
