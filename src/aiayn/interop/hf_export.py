@@ -25,6 +25,12 @@ from torch import Tensor, nn
 from aiayn.decode.quantize import refuse_int8
 from aiayn.families import family
 from aiayn.interop.hf import FORMATS, Plan
+from aiayn.interop.hf_framing import (
+    framed_tokenizer,
+    generation_config,
+    input_names,
+    model_max_length,
+)
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
 from aiayn.run.atomic import atomic_write
@@ -134,7 +140,7 @@ def hf_config(
             "num_hidden_layers": m.n_layers, "hidden_act": act,
             "hidden_dropout_prob": m.dropout, "attention_probs_dropout_prob": m.attn_dropout,
             "max_position_embeddings": m.max_len, "layer_norm_eps": m.norm_eps,
-            "type_vocab_size": max(m.n_segments, 1), "pad_token_id": m.pad_id,
+            "type_vocab_size": max(m.n_segments, 2), "pad_token_id": m.pad_id,
             "position_embedding_type": "absolute",
             "id2label": {str(i): n for i, n in enumerate(names)},
             "label2id": {n: i for i, n in enumerate(names)},
@@ -169,8 +175,11 @@ def hf_tensors(model: nn.Module, plan: Plan, kind: str) -> dict[str, Tensor]:
     m: ModelConfig = model.cfg
     if kind == "marian" and "generator.bias" not in state:  # output_bias = false
         state["generator.bias"] = torch.zeros(m.vocab_size)
-    if kind == "bert" and "segment_embed.weight" not in state:  # n_segments = 0
-        state["segment_embed.weight"] = torch.zeros(1, m.d_model)
+    if kind == "bert":  # tools expect segments 0 and 1 (optimum's ONNX export); zeros add nothing
+        segments = state.get("segment_embed.weight", torch.zeros(0, m.d_model))
+        state["segment_embed.weight"] = torch.cat(
+            [segments, torch.zeros(max(0, 2 - len(segments)), m.d_model)]
+        )
     tensors: dict[str, Tensor] = {}
     for name, value in state.items():
         if name not in plan:
@@ -211,7 +220,7 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     _, model = load_run(run_dir, cfg.model.arch, log=log)
     tok = load_tokenizer(run_dir, TOKENIZER, cfg.model.vocab_size)
     ids = {"pad": tok.pad_id, "bos": tok.bos_id, "eos": tok.eos_id, "unk": tok.unk_id}
-    names = {k: tok.tok.id_to_token(i) for k, i in ids.items()}
+    names = {k: None if i is None else tok.tok.id_to_token(i) for k, i in ids.items()}
     labels = None
     if kind == "bert":
         from aiayn.tasks.classification import load_labels
@@ -220,12 +229,18 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
     fmt = FORMATS[kind]
     tensors = hf_tensors(model, fmt.plan(cfg.model, fmt.prefix), kind)
     config = hf_config(cfg.model, kind, ids, labels)
+    tok_config = tokenizer_config(names, kind) | {
+        "model_max_length": model_max_length(cfg, kind),
+        "model_input_names": input_names(kind),
+    }
+    generation = generation_config(cfg, tok, kind)
     with OutputFolder(out, "export-hf"):
         save_tensors(tensors, out / "model.safetensors")
-        tok.save(out / "tokenizer.json")
+        framed_tokenizer(tok, cfg, kind).save(str(out / "tokenizer.json"))
         for name, data in (
             ("config.json", config),
-            ("tokenizer_config.json", tokenizer_config(names, kind)),
+            ("tokenizer_config.json", tok_config),
+            *((("generation_config.json", generation),) if generation else ()),
         ):
             text = json.dumps(data, indent=2) + "\n"
             atomic_write(out / name, lambda t, text=text: t.write_text(text, encoding="utf-8"))
