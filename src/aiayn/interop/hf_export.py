@@ -24,7 +24,8 @@ from torch import Tensor, nn
 
 from aiayn.decode.quantize import refuse_int8
 from aiayn.families import family
-from aiayn.interop.hf import FORMATS, Plan
+from aiayn.interop import hf_targets
+from aiayn.interop.hf import FORMATS, Plan, take
 from aiayn.interop.hf_framing import (
     framed_tokenizer,
     generation_config,
@@ -44,6 +45,7 @@ CLASS = {
     "marian": "MarianMTModel",
     "gpt2": "GPT2LMHeadModel",
     "bert": "BertForSequenceClassification",
+    **hf_targets.CLASSES,
 }
 # aiayn's activation -> the name transformers gives it (the first of the import's names)
 HF_ACTIVATION = {ours: theirs for theirs, ours in reversed(ACTIVATIONS.items())}
@@ -67,12 +69,18 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
         "norm_first": (lambda m: m.norm_first, (False,)),
         "final_norm": (lambda m: m.final_norm, (None, False)),
     }
+    if kind in hf_targets.NEEDS:
+        return common | {
+            field: (lambda m, field=field: getattr(m, field), allowed)
+            for field, allowed in hf_targets.NEEDS[kind].items()
+        }
     return (
         common
         | {
             "marian": {
                 **post_norm,
-                "positional": (lambda m: m.positional, ("sinusoidal_halves",)),
+                # the interleaved layout is written reordered (hf_targets.reorder_stream)
+                "positional": (lambda m: m.positional, ("sinusoidal_halves", "sinusoidal")),
                 "embed_norm": (lambda m: m.embed_norm, (False,)),
                 "share_embeddings": (lambda m: m.share_embeddings, (True,)),
                 "tie_output": (lambda m: m.tie_output, (True,)),
@@ -95,31 +103,42 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
     )
 
 
-def check_exportable(m: ModelConfig) -> str:
-    """The Hugging Face format of `m`, or a ValueError naming the first field it cannot hold."""
-    kind = family(m.arch).hf_format
-    if kind is None:
-        raise ValueError(f"model.arch={m.arch!r}: no Hugging Face class computes it")
+def unmet(m: ModelConfig, kind: str) -> str | None:
+    """The first field of `m` that the class of `kind` cannot compute, said as a refusal."""
+    fields = needs(kind)
     symbolic = {"n_heads": m.n_heads, "d_model / n_heads": m.d_model // m.n_heads}
-    for field, (read, allowed) in needs(kind).items():
+    for field, (read, allowed) in fields.items():
         values = [symbolic.get(a, a) if isinstance(a, str) else a for a in allowed]
         if (value := read(m)) not in values:
             shown = [
                 f"{v!r} ({a})" if a in symbolic else repr(v)
                 for a, v in zip(allowed, values, strict=True)
             ]
-            raise ValueError(
-                f"model.{field}={value!r} cannot be exported: {CLASS[kind]} needs "
-                f"{' or '.join(shown)} (arch {m.arch})"
-            )
-    return kind
+            return f"model.{field}={value!r}: {CLASS[kind]} needs {' or '.join(shown)}"
+    return None
+
+
+def check_exportable(m: ModelConfig) -> str:
+    """The Hugging Face format of `m`: the family's own, else the first alternative that
+    computes it; or a ValueError naming, for each, the first field it cannot hold."""
+    kind = family(m.arch).hf_format
+    if kind is None:
+        raise ValueError(f"model.arch={m.arch!r}: no Hugging Face class computes it")
+    refusals = []
+    for candidate in (kind, *hf_targets.ALTERNATIVES.get(kind, ())):
+        if (why := unmet(m, candidate)) is None:
+            return candidate
+        refusals.append(why)
+    raise ValueError(f"cannot be exported (arch {m.arch}): {'; '.join(refusals)}")
 
 
 def hf_config(
     m: ModelConfig, kind: str, special: dict[str, int], labels: list[str] | None
 ) -> dict[str, Any]:
     """config.json of the class that computes `m`: the import's translation inverted."""
-    act = HF_ACTIVATION[m.activation]
+    act = HF_ACTIVATION.get(m.activation, m.activation)
+    if kind in hf_targets.CLASSES:
+        return hf_targets.hf_config(m, kind, special, act)
     base = {"architectures": [CLASS[kind]], "model_type": kind, "dtype": "float32"}
     if kind == "gpt2":
         return base | {
@@ -173,8 +192,12 @@ def hf_tensors(model: nn.Module, plan: Plan, kind: str) -> dict[str, Tensor]:
     """The checkpoint of `model` under `plan`; a tensor tied in aiayn is stored once."""
     state = model.state_dict()
     m: ModelConfig = model.cfg
-    if kind == "marian" and "generator.bias" not in state:  # output_bias = false
+    if kind in ("marian", "pegasus") and "generator.bias" not in state:  # output_bias = false
         state["generator.bias"] = torch.zeros(m.vocab_size)
+    if kind in ("marian", "pegasus") and m.positional == "sinusoidal":
+        state = hf_targets.reorder_stream(state, m.d_model)
+    if kind == "llama":
+        state = hf_targets.scale_embedding(state, m)
     if kind == "bert":  # tools expect segments 0 and 1 (optimum's ONNX export); zeros add nothing
         segments = state.get("segment_embed.weight", torch.zeros(0, m.d_model))
         state["segment_embed.weight"] = torch.cat(
@@ -198,26 +221,49 @@ def tokenizer_config(special: dict[str, str], kind: str) -> dict[str, Any]:
         "tokenizer_class": "PreTrainedTokenizerFast",
         "pad_token": special["pad"], "bos_token": special["bos"],
         "eos_token": special["eos"], "unk_token": special["unk"],
-        "model_max_length": None, "padding_side": "left" if kind == "gpt2" else "right",
+        "model_max_length": None,
+        "padding_side": "left" if kind in ("gpt2", "llama") else "right",
         # "<pad>" written in a text is text to aiayn (aiayn.data.tokenizer): the same there
         "split_special_tokens": True,
     }  # fmt: skip
 
 
-def export(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
+def export_plan(m: ModelConfig, kind: str) -> Plan:
+    """Where each aiayn tensor goes in the checkpoint of `kind`: the import's plan, Marian's
+    with Pegasus' final norms for Pegasus."""
+    if kind == "pegasus":
+        fmt = FORMATS["marian"]
+        extra = hf_targets.pegasus_extra(m, fmt.prefix)
+        return fmt.plan(m, fmt.prefix) | {ours: take(theirs) for ours, theirs in extra.items()}
+    fmt = FORMATS[kind]
+    return fmt.plan(hf_targets.unscaled(m) if kind == "llama" else m, fmt.prefix)
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    weights: str | None = None,
+    log: Callable[[str], None] = print,
+) -> str:
     """`aiayn export-hf`: the run written by its family's exporter; the class it loads with."""
     arch = read_run_config(run_dir).model.arch
-    return family(arch).part("export_hf")(run_dir, out, log=log)
+    chosen = {"weights": weights} if weights is not None else {}  # as other commands choose
+    return family(arch).part("export_hf")(run_dir, out, log=log, **chosen)
 
 
-def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
-    """Write the Hugging Face directory `out` (new or empty) of the run `run_dir`; returns the
-    class it loads with."""
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    log: Callable[[str], None] = print,
+    weights: str | None = None,
+) -> str:
+    """Write the Hugging Face directory `out` (new or empty) of the run `run_dir` with its
+    `weights` (pick_weights' choice by default); returns the class it loads with."""
     run_dir, out = Path(run_dir), Path(out)
     cfg = read_run_config(run_dir)
     refuse_int8(run_dir)
     kind = check_exportable(cfg.model)
-    _, model = load_run(run_dir, cfg.model.arch, log=log)
+    _, model = load_run(run_dir, cfg.model.arch, weights, log=log)
     tok = load_tokenizer(run_dir, TOKENIZER, cfg.model.vocab_size)
     ids = {"pad": tok.pad_id, "bos": tok.bos_id, "eos": tok.eos_id, "unk": tok.unk_id}
     names = {k: None if i is None else tok.tok.id_to_token(i) for k, i in ids.items()}
@@ -226,8 +272,7 @@ def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] 
         from aiayn.tasks.classification import load_labels
 
         labels = load_labels(run_dir, cfg.model.n_classes)
-    fmt = FORMATS[kind]
-    tensors = hf_tensors(model, fmt.plan(cfg.model, fmt.prefix), kind)
+    tensors = hf_tensors(model, export_plan(cfg.model, kind), kind)
     config = hf_config(cfg.model, kind, ids, labels)
     tok_config = tokenizer_config(names, kind) | {
         "model_max_length": model_max_length(cfg, kind),

@@ -29,13 +29,15 @@ from tokenizers import Tokenizer, processors
 from aiayn.config import RunConfig
 from aiayn.data.tokenizer import TextTokenizer
 
+SEQ2SEQ, LMS = ("marian", "pegasus"), ("gpt2", "llama")
+
 
 def framed_tokenizer(tok: TextTokenizer, cfg: RunConfig, kind: str) -> Tokenizer:
     """A copy of the run's tokenizer whose post-processor adds what aiayn adds to a text."""
     out = Tokenizer.from_str(tok.tok.to_str())
     name = out.id_to_token
     bos, eos = (name(tok.bos_id), tok.bos_id), (name(tok.eos_id), tok.eos_id)
-    if kind == "marian":
+    if kind in SEQ2SEQ:
         out.post_processor = processors.TemplateProcessing(
             single=f"$A {eos[0]}", pair=f"$A $B {eos[0]}", special_tokens=[eos]
         )
@@ -72,14 +74,14 @@ def generation_config(cfg: RunConfig, tok: TextTokenizer, kind: str) -> dict[str
     """generation_config.json of the run's decoding (None for a classifier)."""
     if kind == "bert":
         return None
-    never = tok.never_chosen if kind == "gpt2" else sorted({tok.bos_id, tok.pad_id})
+    never = tok.never_chosen if kind in LMS else sorted({tok.bos_id, tok.pad_id})
     ends = list(tok.end_ids)
     common = {
         "eos_token_id": ends[0] if len(ends) == 1 else ends,
         "pad_token_id": tok.pad_id,
         "bad_words_ids": [[i] for i in never if i not in ends] or None,
     }
-    if kind == "gpt2":  # greedy (aiayn generate --temperature 0) up to the context
+    if kind in LMS:  # greedy (aiayn generate --temperature 0) up to the context
         return common | {
             "bos_token_id": tok.bos_id,
             "max_length": cfg.model.max_len,
