@@ -1,12 +1,12 @@
 """Text generation for Python users: prompts in, continuations out (`aiayn.generate`).
 
 A batch of prompts is left-padded and decoded together over the KV cache (aiayn.decode.sample).
-A row ends at the tokenizer's end-of-sequence token or at the first stop string, which is not
-part of the text. Its text is always the decoding of all its ids at once, never a join of
-each token's own. Streaming yields each row's new text after every step; text that might be
-the start of a stop string, or of a character whose bytes are split across tokens, is held
-back until it is known, so that the streamed pieces always join to exactly what `generate`
-returns.
+A row ends at any of the tokenizer's end ids (a checkpoint may have several) or at the first
+stop string, which is not part of the text. Its text is always the decoding of all its ids
+at once, never a join of each token's own. Streaming yields each row's new text after every
+step; text that might be the start of a stop string, or of a character whose bytes are split
+across tokens, is held back until it is known, so that the streamed pieces always join to
+exactly what `generate` returns.
 """
 
 from __future__ import annotations

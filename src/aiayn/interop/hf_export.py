@@ -34,7 +34,7 @@ from aiayn.interop.hf_framing import (
 )
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
-from aiayn.run.atomic import atomic_write
+from aiayn.run.atomic import atomic_write, atomic_write_text
 from aiayn.run.config import read_run_config
 from aiayn.run.files import TOKENIZER
 from aiayn.run.folder import OutputFolder
@@ -274,17 +274,17 @@ def export_run(
         labels = load_labels(run_dir, cfg.model.n_classes)
     tensors = hf_tensors(model, export_plan(cfg.model, kind), kind)
     config = hf_config(cfg.model, kind, ids, labels)
-    tok_config = tokenizer_config(names, kind) | {
-        "model_max_length": model_max_length(cfg, kind),
-        "model_input_names": input_names(kind),
-    }
     generation = generation_config(cfg, tok, kind)
     with OutputFolder(out, "export-hf"):
         save_tensors(tensors, out / "model.safetensors")
-        framed_tokenizer(tok, cfg, kind).save(str(out / "tokenizer.json"))
+        atomic_write_text(out / "tokenizer.json", framed_tokenizer(tok, cfg, kind).to_str())
+        lengths = {"model_max_length": model_max_length(cfg, kind)}
         for name, data in (
             ("config.json", config),
-            ("tokenizer_config.json", tok_config),
+            (
+                "tokenizer_config.json",
+                tokenizer_config(names, kind) | lengths | {"model_input_names": input_names(kind)},
+            ),
             *((("generation_config.json", generation),) if generation else ()),
         ):
             text = json.dumps(data, indent=2) + "\n"
