@@ -2,14 +2,18 @@
 
 The export is the import read backwards: the same naming plans (`aiayn.interop.hf`), each
 aiayn tensor split into the checkpoint tensors it is joined from, transposed back where the
-format stores (in, out). Each family goes to the one `transformers` class that computes what
-it computes: an encoder-decoder to `MarianMTModel` (post-norm, sines-then-cosines positions),
-a decoder-only model to `GPT2LMHeadModel` (pre-norm, learned positions), a classifier to
+format stores (in, out). Each family goes to the first `transformers` class that computes what
+it computes: an encoder-decoder to `MarianMTModel` (post-norm) or `PegasusForConditionalGeneration`
+(pre-norm), either with sines-then-cosines positions (the paper's interleaved ones reordered,
+aiayn.interop.hf_targets); a decoder-only model to `GPT2LMHeadModel` (pre-norm, learned
+positions) or `LlamaForCausalLM` (RMSNorm, RoPE, gated feed-forward); a classifier to
 `BertForSequenceClassification` (post-norm, learned positions, an embedding norm). A run
-whose model the class cannot compute exactly is refused, naming the field, its value and what
-the class needs: never a silent approximation. Two parts the class always has and a run may
-lack are written as zeros, which compute what the run computes: Marian's output bias and
-BERT's segment (token type) embedding. Only aiayn's own code writes the files.
+whose model no class can compute exactly is refused, naming for each class the field, its
+value and what the class needs: never a silent approximation. Two parts the class always has
+and a run may lack are written as zeros, which compute what the run computes: Marian's output
+bias and BERT's segment (token type) embedding. The tokenizer, its config and the generation
+config carry aiayn's framing and decoding (aiayn.interop.hf_framing). Only aiayn's own code
+writes the files.
 """
 
 from __future__ import annotations
