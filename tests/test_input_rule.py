@@ -109,7 +109,16 @@ def hf_folder(folder: Path) -> Path:
 
     from tests.interop.conftest import VOCAB, char_tokenizer_json, save
 
-    cfg = transformers.GPT2Config(vocab_size=VOCAB, n_embd=16, n_layer=1, n_head=2, n_positions=16)
+    # GPT-2's special ids are its <|endoftext|>: id 0 here (the default, 50256, is out of range)
+    cfg = transformers.GPT2Config(
+        vocab_size=VOCAB,
+        n_embd=16,
+        n_layer=1,
+        n_head=2,
+        n_positions=16,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     save(transformers.GPT2LMHeadModel(cfg).eval(), folder)
     char_tokenizer_json(folder / "tokenizer.json")
     return folder

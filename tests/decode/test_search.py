@@ -118,3 +118,15 @@ def test_a_batch_gives_each_sentence_what_it_gets_alone_as_finished_ones_leave_i
         assert [tokens for tokens, _ in hyps] == [tokens for tokens, _ in alone]
         for (_, score), (_, single) in zip(hyps, alone, strict=True):
             assert score == pytest.approx(single, abs=1e-5)
+
+
+def test_an_output_ends_at_any_end_id_as_at_eos(trained, sources):
+    """A checkpoint's second end id (Llama 3's <|eot_id|>) ends an output where it is chosen,
+    in greedy and beam search alike, and is not part of it."""
+    plain = greedy(trained, sources, SPECIAL)
+    token = plain[0][1]  # a token the model chooses
+    special = Special(SPECIAL.bos, SPECIAL.eos, SPECIAL.pad, more_ends=(token,))
+    cut = [h[: h.index(token)] if token in h else h for h in plain]
+    assert greedy(trained, sources, special) == cut and cut != plain
+    for hyp, _ in beam_search(trained, sources, special, beam=3):
+        assert token not in hyp

@@ -32,7 +32,13 @@ def bert(tmp_path_factory):
 def gpt2(tmp_path_factory):
     torch.manual_seed(1)
     cfg = transformers.GPT2Config(
-        vocab_size=VOCAB, n_embd=48, n_layer=2, n_head=4, n_positions=64, eos_token_id=None
+        vocab_size=VOCAB,
+        n_embd=48,
+        n_layer=2,
+        n_head=4,
+        n_positions=64,
+        bos_token_id=None,  # the default, 50256, is outside this tiny vocabulary
+        eos_token_id=None,
     )
     model = transformers.GPT2LMHeadModel(cfg).eval()
     return model, save(model, tmp_path_factory.mktemp("gpt2"))

@@ -146,3 +146,40 @@ def test_a_ct2_folder_that_links_out_of_the_run_is_not_written_through(tiny_run,
     assert main(["export-ct2", str(run)]) == 2
     assert f"{run / 'ct2'} is a link" in capsys.readouterr().err
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS)[:2])
+def test_the_folders_tokenizer_and_ctranslate2_alone_translate_as_aiayn(
+    variant, tmp_path_factory, capsys
+):
+    """A CTranslate2 user's calls, with no aiayn: the folder's tokenizer.json gives the tokens
+    (CTranslate2 appends </s>, add_source_eos), translate_batch greedy, the target tokenizer
+    (target_tokenizer.json where the vocabularies are separate) decodes."""
+    import ctranslate2
+    from tokenizers import Tokenizer
+
+    run = trained(variant, tmp_path_factory)
+    if not (run / "ct2").exists():
+        assert main(["export-ct2", str(run)]) == 0
+    folder = run / "ct2"
+    inputs = run.parent / "valid.src"
+    ours = translate(run, inputs, capsys)
+    src = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tgt_file = folder / "target_tokenizer.json"
+    tgt = Tokenizer.from_file(str(tgt_file if tgt_file.exists() else folder / "tokenizer.json"))
+    assert tgt_file.exists() == (variant != "pre-norm, shared")
+    engine = ctranslate2.Translator(str(folder), device="cpu")
+    tokens = [e.tokens for e in src.encode_batch(inputs.read_text().splitlines())]
+    # the folder holds no decoding options: aiayn's limit, the source's tokens and </s> plus
+    # decode.max_extra (5) within max_len (24), is one sentence's, so one call a sentence
+    results = [
+        engine.translate_batch(
+            [t],
+            beam_size=1,
+            max_decoding_length=min(len(t) + 1 + 5, 24),
+            suppress_sequences=[["<s>"], ["<pad>"]],
+        )[0]
+        for t in tokens
+    ]
+    ids = [[tgt.token_to_id(t) for t in r.hypotheses[0]] for r in results]
+    assert tgt.decode_batch(ids) == ours

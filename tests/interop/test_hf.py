@@ -122,7 +122,12 @@ def test_import_hf_writes_a_run_that_generate_uses(gpt2, tmp_path, capsys) -> No
     char_tokenizer_json(folder / "tokenizer.json")
     out = tmp_path / "run"
     assert main(["import-hf", str(folder), "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"config.toml", "model.safetensors", "tokenizer.json"}
+    assert {p.name for p in out.iterdir()} == {
+        "config.toml",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer.ids.json",
+    }
     capsys.readouterr()
     args = ["generate", "--model", str(out), "--prompt", "Hi", "--temperature", "0"]
     assert main([*args, "--max-new-tokens", "20"]) == 0

@@ -245,7 +245,7 @@ def test_the_exported_tokenizer_knows_its_special_tokens(exported):
             },
             "embed_norm=False",
         ),
-        ({"arch": "encoder_decoder", "positional": "sinusoidal"}, "positional='sinusoidal'"),
+        ({"arch": "encoder_decoder", "positional": "learned"}, "positional='learned'"),
         (
             {"arch": "encoder_decoder", "positional": "sinusoidal_halves", "norm": "rmsnorm"},
             "norm='rmsnorm'",
@@ -266,10 +266,13 @@ def test_what_a_class_cannot_compute_is_refused_by_name(fields, named):
 
 
 def test_the_cli_refuses_an_unexportable_run_in_one_line(tmp_path, capsys):
-    config = write_config(tmp_path, max_steps=2, eval_every=2)  # the paper's interleaved sines
+    config = write_config(tmp_path, max_steps=2, eval_every=2)
+    text = config.read_text().replace("[model]\n", '[model]\npositional = "learned"\n')
+    config.write_text(text)
     assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
     capsys.readouterr()
     assert main(["export-hf", str(tmp_path / "run"), "--out", str(tmp_path / "hf")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "model.positional='sinusoidal'" in err and "MarianMTModel" in err
+    assert "\n" not in err and "model.positional='learned'" in err and "MarianMTModel" in err
+    assert "PegasusForConditionalGeneration needs" in err  # each class that was tried
     assert not (tmp_path / "hf" / "model.safetensors").exists()

@@ -162,9 +162,9 @@ def test_an_imported_llama_generates_from_the_cli_as_from_python(tmp_path, capsy
     capsys.readouterr()
     assert main([*args, "--max-new-tokens", "12", *(f"--prompt={p}" for p in prompts)]) == 0
     printed = capsys.readouterr().out.split("\n\n")[:2]
-    tok = TextTokenizer.load(folder / "tokenizer.json")
+    tok = TextTokenizer.load(tmp_path / "run" / "tokenizer.json")  # with the ids imported
     assert tok.encode_prompts(prompts) == [[1, 5, 17, 40], [1, 9]]  # <s> first, as Llama's
-    model = from_pretrained(folder).float()  # the run directory keeps bf16; translate loads fp32
+    model = from_pretrained(folder)  # bf16, as the run directory keeps it and generate loads it
     texts = aiayn.generate(model, tok, prompts, max_new_tokens=12, temperature=0.0)
     assert printed == [p + t for p, t in zip(prompts, texts, strict=True)]
     assert any(texts)  # (a random model may end a row at once with </s>)

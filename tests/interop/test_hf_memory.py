@@ -1,10 +1,12 @@
 """Importing a bf16 checkpoint takes about its size in memory: no float32 copy, no second
-copy of the file's bytes (measured in a fresh process, beside a smaller warm-up import)."""
+copy of the file's bytes (measured in a fresh process, beside a smaller warm-up import); so
+does generating from the run directory it was imported into."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import transformers
 
@@ -27,6 +29,42 @@ print((kib("VmHWM:") - before) * 1024)
 """
 
 
+GENERATE = """
+import sys
+
+import torch
+
+import aiayn
+from aiayn.tasks.language_model import load_language_model
+
+
+def kib(key):
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(key))
+
+
+def run(folder):
+    model, tok = load_language_model(folder, log=lambda _: None)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    return aiayn.generate(model, tok, ["w3 w4"], max_new_tokens=4, temperature=0.0)
+
+
+run(sys.argv[1])  # imports and one-time set-up
+before = kib("VmRSS:")
+run(sys.argv[2])
+print((kib("VmHWM:") - before) * 1024)
+"""
+
+
+def words_tokenizer(path: Path, vocab: int) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<unk>", "<s>", "</s>", *(f"w{i}" for i in range(3, vocab))]
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, "<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens(words[:3])
+    tok.save(str(path))
+
+
 def llama(folder: Path, vocab: int, d_model: int, layers: int) -> int:
     cfg = transformers.LlamaConfig(
         vocab_size=vocab,
@@ -39,15 +77,45 @@ def llama(folder: Path, vocab: int, d_model: int, layers: int) -> int:
     )
     torch.manual_seed(0)
     transformers.LlamaForCausalLM(cfg).to(torch.bfloat16).save_pretrained(folder)
+    words_tokenizer(folder / "tokenizer.json", vocab)
     return (folder / "model.safetensors").stat().st_size
 
 
-def test_importing_a_bf16_checkpoint_stays_within_1_3x_its_size(tmp_path) -> None:
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> tuple[Path, int]:
+    """A small checkpoint (the warm-up) and a big one of 56M parameters, and its size."""
+    tmp_path = tmp_path_factory.mktemp("bf16")
     llama(tmp_path / "small", 256, 64, 1)
-    size = llama(tmp_path / "big", 32000, 512, 8)  # 56M parameters
+    size = llama(tmp_path / "big", 32000, 512, 8)
     assert size >= 100e6
+    return tmp_path, size
+
+
+def test_importing_a_bf16_checkpoint_stays_within_1_3x_its_size(checkpoints) -> None:
+    tmp_path, size = checkpoints
     out = subprocess.run(
         [sys.executable, "-c", MEASURE, str(tmp_path / "small"), str(tmp_path / "big")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    peak = int(out.stdout.split()[-1])
+    print(f"peak {peak / 1e6:.0f} MB above the warmed-up process: {peak / size:.2f}x")  # pytest -s
+    assert peak <= 1.3 * size, f"peak {peak / 1e6:.0f} MB for a {size / 1e6:.0f} MB checkpoint"
+
+
+def test_generating_from_an_imported_bf16_run_stays_within_1_3x_its_size(checkpoints) -> None:
+    """The run loads its bf16 weights as bf16 (no float32 model to copy them into) and decodes
+    without a second copy of its linear layers."""
+    from aiayn.cli import main
+
+    tmp_path, size = checkpoints
+    for name in ("small", "big"):
+        assert (
+            main(["import-hf", str(tmp_path / name), "--out", str(tmp_path / f"{name}-run")]) == 0
+        )
+    out = subprocess.run(
+        [sys.executable, "-c", GENERATE, str(tmp_path / "small-run"), str(tmp_path / "big-run")],
         capture_output=True,
         text=True,
         check=True,

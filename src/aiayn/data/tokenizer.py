@@ -6,7 +6,9 @@ and punctuation. Ids 0-3 are always the special tokens <pad>, <s>, </s>, <unk>.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import (
@@ -20,7 +22,7 @@ from tokenizers import (
 )
 
 from aiayn.run.atomic import atomic_write_text, first_line
-from aiayn.safeio import read_input_text
+from aiayn.safeio import read_input_json, read_input_text
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]
@@ -36,22 +38,59 @@ ALTERNATIVES = {
 }
 TOKENIZER_KINDS = ("bpe", "word", "char")
 MAX_FILE_BYTES = 256 << 20  # the largest tokenizers published are tens of MB
+MAX_END_IDS = 64  # a checkpoint's end ids: a handful (Llama 3 has 3)
+IDS_SUFFIX = ".ids.json"  # beside tokenizer.json: the special ids a checkpoint gave by number
+
+
+@dataclass(frozen=True)
+class SpecialIds:
+    """The special ids given by number (an imported checkpoint's): padding, the start of a
+    sequence (a decoder's first input), every id that ends one (the first is written after a
+    source), and the unknown word, which a tokenizer may lack."""
+
+    pad: int
+    bos: int
+    ends: tuple[int, ...]
+    unk: int | None = None
+
+    def check(self, vocab_size: int, where: object) -> SpecialIds:
+        ids = [self.pad, self.bos, *self.ends, *([] if self.unk is None else [self.unk])]
+        if not 1 <= len(self.ends) <= MAX_END_IDS or not all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < vocab_size for i in ids
+        ):
+            raise ValueError(
+                f"{where}: special ids {ids} are not 1 to {MAX_END_IDS} end ids and ids "
+                f"in [0, {vocab_size})"
+            )
+        return self
 
 
 class TextTokenizer:
-    """Text <-> token ids, with the special ids the models and decoders need."""
+    """Text <-> token ids, with the special ids the models and decoders need: found by name
+    (aiayn's own tokenizers), or given by number (`ids`, an imported checkpoint's)."""
 
-    def __init__(self, tokenizer: Tokenizer) -> None:
+    def __init__(self, tokenizer: Tokenizer, ids: SpecialIds | None = None) -> None:
         self.tok = _literal_specials(tokenizer)
         # aiayn pads batches and cuts texts itself; an imported tokenizer.json may pad every
         # text to a fixed length (sentence-transformers' MiniLM: 128), a model's work 5x over
         self.tok.no_padding()
         self.tok.no_truncation()
-        ids = [_special_id(tokenizer, t) for t in SPECIALS]
-        if None in ids:
-            missing = [t for t, i in zip(SPECIALS, ids, strict=True) if i is None]
-            raise ValueError(f"tokenizer lacks the special tokens {missing}")
-        self.pad_id, self.bos_id, self.eos_id, self.unk_id = ids
+        self.ids = None if ids is None else ids.check(tokenizer.get_vocab_size(), "tokenizer")
+        if ids is None:
+            named = [_special_id(tokenizer, t) for t in SPECIALS]
+            if None in named:
+                missing = [t for t, i in zip(SPECIALS, named, strict=True) if i is None]
+                raise ValueError(f"tokenizer lacks the special tokens {missing}")
+            ids = SpecialIds(named[0], named[1], (named[2],), named[3])
+        self.pad_id, self.bos_id, self.unk_id = ids.pad, ids.bos, ids.unk
+        # every id that ends a sequence; the first is the one aiayn writes (after a source)
+        self.end_ids = ids.ends
+        self.eos_id = ids.ends[0]
+
+    @property
+    def never_chosen(self) -> list[int]:
+        """Specials a model never learnt to produce; an end id ends a row instead."""
+        return sorted({self.pad_id, self.bos_id, self.unk_id} - {None, *self.end_ids})
 
     @property
     def vocab_size(self) -> int:
@@ -78,29 +117,67 @@ class TextTokenizer:
         return self.tok.decode_batch(ids, skip_special_tokens=True)
 
     def save(self, path: str | Path) -> None:
+        """The tokenizer file, and beside it the special ids when they were given by number
+        (`tokenizers`' file has no place for them)."""
         atomic_write_text(path, self.tok.to_str())
+        if self.ids is not None:
+            ids = self.ids
+            table = {"pad": ids.pad, "bos": ids.bos, "ends": list(ids.ends), "unk": ids.unk}
+            atomic_write_text(ids_path(path), json.dumps(table) + "\n")
 
     @classmethod
     def load(cls, path: str | Path, within: str | Path | None = None) -> TextTokenizer:
         """The tokenizer file `path`: a regular file (inside `within` when given) of at most
-        MAX_FILE_BYTES; anything else is a ValueError naming it."""
+        MAX_FILE_BYTES, with the special ids of the file beside it if there is one; anything
+        else is a ValueError naming it."""
         try:
             text = read_input_text(path, MAX_FILE_BYTES, within)
         except ValueError as e:
             raise ValueError(f"not a readable tokenizer file: {e}") from None
-        return cls.from_json(text, path)
+        side = ids_path(path)
+        ids = read_ids(side, within) if side.exists() or side.is_symlink() else None
+        return cls.from_json(text, path, ids)
 
     @classmethod
-    def from_json(cls, text: str, path: str | Path) -> TextTokenizer:
+    def from_json(cls, text: str, path: str | Path, ids: SpecialIds | None = None) -> TextTokenizer:
         """The tokenizer serialised in `text` (read from `path`, which errors name)."""
+        tok = parse_tokenizer(text, path)
         try:
-            tok = Tokenizer.from_str(text)
-        except Exception as e:  # tokenizers raises a bare Exception for bad files
-            raise ValueError(f"{path}: not a readable tokenizer file ({first_line(e)})") from None
-        try:
-            return cls(tok)
+            return cls(tok, ids)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
+
+
+def read_tokenizer(path: str | Path, within: str | Path | None = None) -> Tokenizer:
+    """The `tokenizers` tokenizer of the file `path`, checked as `TextTokenizer.load` does but
+    with its special ids yet to be given."""
+    try:
+        text = read_input_text(path, MAX_FILE_BYTES, within)
+    except ValueError as e:
+        raise ValueError(f"not a readable tokenizer file: {e}") from None
+    return parse_tokenizer(text, path)
+
+
+def parse_tokenizer(text: str, path: str | Path) -> Tokenizer:
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as e:  # tokenizers raises a bare Exception for bad files
+        raise ValueError(f"{path}: not a readable tokenizer file ({first_line(e)})") from None
+
+
+def ids_path(tokenizer_path: str | Path) -> Path:
+    """Where the special ids of the tokenizer file `tokenizer_path` are kept."""
+    path = Path(tokenizer_path)
+    return path.with_name(path.stem + IDS_SUFFIX)
+
+
+def read_ids(path: Path, within: str | Path | None = None) -> SpecialIds:
+    """The special ids file `path` (`TextTokenizer.save`), its types checked."""
+    data = read_input_json(path, 1 << 16, within)
+    ok = isinstance(data, dict) and set(data) == {"pad", "bos", "ends", "unk"}
+    if not ok or not isinstance(data["ends"], list):
+        raise ValueError(f"{path}: not a table of pad, bos, ends (a list) and unk ids")
+    return SpecialIds(data["pad"], data["bos"], tuple(data["ends"]), data["unk"])
 
 
 def _literal_specials(tok: Tokenizer) -> Tokenizer:

@@ -23,12 +23,20 @@ class Special:
     bos: int
     eos: int
     pad: int
+    more_ends: tuple[int, ...] = ()  # other ids that end an output as </s> does (a checkpoint's)
+
+    @property
+    def ends(self) -> list[int]:
+        return sorted({self.eos, *self.more_ends})
 
     @property
     def banned(self) -> list[int]:
         """Tokens never chosen: <s> and <pad> are never targets in training, and emitted they
         would end the output early, unlike what was scored (Marian's <s> is its <pad>)."""
-        return sorted({self.bos, self.pad} - {self.eos})
+        return sorted({self.bos, self.pad} - set(self.ends))
+
+    def is_end(self, tokens: Tensor) -> Tensor:
+        return torch.isin(tokens, torch.tensor(self.ends, device=tokens.device))
 
 
 def _ban(scores: Tensor, special: Special) -> Tensor:
@@ -70,7 +78,7 @@ def greedy(
         nxt = _ban(logits, special).argmax(-1)
         nxt = nxt.masked_fill(done, special.pad)
         ys = torch.cat([ys, nxt[:, None]], dim=1)
-        done |= (nxt == special.eos) | (t + 1 >= limit)
+        done |= special.is_end(nxt) | (t + 1 >= limit)
         if done.all():
             break
     if broken:
@@ -81,7 +89,7 @@ def greedy(
 def _strip(tokens: list[int], special: Special) -> list[int]:
     out = []
     for tok in tokens:
-        if tok in (special.eos, special.pad):
+        if tok == special.pad or tok in special.ends:
             break
         out.append(tok)
     return out
@@ -136,7 +144,7 @@ def n_best_search(
         cand = (scores.view(-1, 1) + best).view(n, k * each)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2K): at most K of them end in </s>
         parent, token = top_idx // each, best_token.view(n, k * each).gather(1, top_idx)
-        is_eos = token == special.eos
+        is_eos = special.is_end(token)
         _finish(active, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special)
         # the K best candidates that do not end in </s> go on
         order = (is_eos.long() * 2 * k + torch.arange(2 * k, device=src.device)).argsort(1)[:, :k]

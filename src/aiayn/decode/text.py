@@ -1,12 +1,12 @@
 """Text generation for Python users: prompts in, continuations out (`aiayn.generate`).
 
 A batch of prompts is left-padded and decoded together over the KV cache (aiayn.decode.sample).
-A row ends at the tokenizer's end-of-sequence token or at the first stop string, which is not
-part of the text. Its text is always the decoding of all its ids at once, never a join of
-each token's own. Streaming yields each row's new text after every step; text that might be
-the start of a stop string, or of a character whose bytes are split across tokens, is held
-back until it is known, so that the streamed pieces always join to exactly what `generate`
-returns.
+A row ends at any of the tokenizer's end ids (a checkpoint may have several) or at the first
+stop string, which is not part of the text. Its text is always the decoding of all its ids
+at once, never a join of each token's own. Streaming yields each row's new text after every
+step; text that might be the start of a stop string, or of a character whose bytes are split
+across tokens, is held back until it is known, so that the streamed pieces always join to
+exactly what `generate` returns.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Row:
         """Take the next token; return the text that is now certain."""
         if self.done:
             return ""
-        if token == tok.eos_id:
+        if token in tok.end_ids:
             return self.end(tok, stop)
         self.ids.append(token)
         # the whole text decoded again, so that word pieces join as they will at the end,
@@ -147,8 +147,6 @@ def stream(
     ids = torch.tensor([[tokenizer.pad_id] * (width - len(r)) + r for r in encoded])
     pad = torch.tensor([[j < width - len(r) for j in range(width)] for r in encoded])
     generator = None if seed is None else torch.Generator(device).manual_seed(seed)
-    # specials a model never learnt to produce; the end of sequence ends a row instead
-    specials = {tokenizer.pad_id, tokenizer.bos_id, tokenizer.unk_id} - {tokenizer.eos_id}
     rows = [Row(r, tokenizer) for r in encoded]
     steps = generate_tokens(
         model,
@@ -158,7 +156,7 @@ def stream(
         top_k,
         top_p,
         generator,
-        banned=sorted(specials),
+        banned=tokenizer.never_chosen,
         pad_mask=pad.to(device) if bool(pad.any()) else None,
         on_probs=on_probs,
     )

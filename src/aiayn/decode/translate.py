@@ -47,7 +47,7 @@ class Translator:
         """`recase` restores case to the output of a model trained on lowercased text."""
         self.model, self.src_tok, self.tgt_tok = model.eval(), src_tok, tgt_tok
         self.decode, self.max_len, self.recase = decode, max_len, recase
-        self.special = Special(tgt_tok.bos_id, tgt_tok.eos_id, tgt_tok.pad_id)
+        self.special = Special(tgt_tok.bos_id, tgt_tok.eos_id, tgt_tok.pad_id, tgt_tok.end_ids[1:])
         self.device = next(model.parameters()).device
 
     def translate(self, sentences: list[str], beam: int | None = None) -> list[str]:

@@ -42,6 +42,7 @@ class InputMajor:
             if isinstance(m, nn.Linear)
             and type(m.weight.data) is torch.Tensor
             and input_major_pays(m.weight.device)
+            and m.weight.dtype == torch.float32  # measured in float32; a bf16 model stays one copy
         ]
 
     @contextmanager

@@ -26,12 +26,14 @@ from aiayn.interop.ct2_check import check_model_bin
 from aiayn.models import ModelConfig
 from aiayn.nn.positional import sinusoid_table
 from aiayn.run.atomic import first_line
+from aiayn.run.files import TOKENIZER
 from aiayn.run.folder import OutputFolder
 from aiayn.run.paths import inside
 from aiayn.safeio import read_input_json
 from aiayn.tasks.translation import load_translator
 
 CT2_DIR = "ct2"  # export-ct2's default folder inside the run directory
+TARGET_TOKENIZER = "target_tokenizer.json"  # beside tokenizer.json, the source's, if not joint
 MAX_VOCABULARY_BYTES = 64 << 20
 MAX_CONFIG_BYTES = 1 << 20
 # export-ct2's config.json: each key it may hold, with its type
@@ -133,6 +135,9 @@ def build_spec(translator: Translator) -> Any:
     spec.config.eos_token = tgt_tok.tok.id_to_token(special.eos)
     spec.config.unk_token = tgt_tok.tok.id_to_token(tgt_tok.unk_id)
     spec.config.layer_norm_epsilon = m.norm_eps
+    # a source is its tokens then </s> (Translator._source_ids): CTranslate2 appends the </s>,
+    # so that the tokens of the folder's tokenizer.json translate as aiayn translates
+    spec.config.add_source_eos = True
     spec.validate()
     return spec
 
@@ -167,10 +172,15 @@ def export_ct2(
     run_dir, given = Path(run_dir), out is not None
     out = Path(out) if out is not None else run_dir / CT2_DIR
     refuse_int8(run_dir)
-    spec = build_spec(load_translator(run_dir, log=log))
+    translator = load_translator(run_dir, log=log)
+    spec = build_spec(translator)
     spec.optimize(quantization=quantization)
     with OutputFolder(out, "export-ct2", within=None if given else run_dir):
         spec.save(str(out))
+        # the tokens CTranslate2 reads and writes: the source's, and the target's if other
+        translator.src_tok.save(out / TOKENIZER)
+        if translator.tgt_tok is not translator.src_tok:
+            translator.tgt_tok.save(out / TARGET_TOKENIZER)
     log(f"exported {run_dir} to CTranslate2 ({quantization}) in {out}")
     return out
 
@@ -195,10 +205,11 @@ class CT2Translator(Translator):
         return None  # the model's layers are not used
 
     def _search(self, src: torch.Tensor, beam: int) -> list[list[tuple[list[int], float]]]:
-        rows = [[i for i in row if i != self.special.pad] for row in src.tolist()]
+        # without the </s> that ends each source: CTranslate2 adds it (add_source_eos)
+        rows = [[i for i in row if i != self.special.pad][:-1] for row in src.tolist()]
         # aiayn's limit per sentence (search._limits): its length + max_extra, capped at the
         # model's positions
-        limits = [min(len(r) + self.decode.max_extra, self.max_len) for r in rows]
+        limits = [min(len(r) + 1 + self.decode.max_extra, self.max_len) for r in rows]
         results = self.engine.translate_batch(
             [[self.src_tokens[i] for i in r] for r in rows],
             beam_size=beam,

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from aiayn.config import TrainConfig
 from aiayn.interop.hf_config import HFConfig, model_config, read_config
 from aiayn.models import ModelConfig, build_model
-from aiayn.models.build import init_weights
+from aiayn.models.build import materialise
 from aiayn.run.paths import inside
 from aiayn.run.weights import WEIGHT_DTYPES, WEIGHT_NAMES, SafetensorsFile, finite, load_plain
 from aiayn.runtime.attention import use_attention
@@ -280,25 +280,6 @@ def assemble(
     if extra:
         raise ValueError(f"checkpoint tensor {sorted(extra)[0]} is unexpected; nothing uses it")
     return state
-
-
-def materialise(model: nn.Module, state: dict[str, Tensor]) -> None:
-    """Give `model`, built on the meta device, the tensors of `state` as they are (no copy, no
-    cast), tie again what was tied, and initialise what `state` lacks (a new task head)."""
-    tied = {}
-    for name, p in model.named_parameters(remove_duplicate=False):
-        tied.setdefault(id(p), []).append(name)
-    model.load_state_dict(state, strict=False, assign=True)
-    for names in tied.values():
-        for alias in names[1:]:
-            owner, _, attr = alias.rpartition(".")
-            setattr(model.get_submodule(owner), attr, model.get_parameter(names[0]))
-    dtype = next(iter(state.values())).dtype
-    for m in model.modules():
-        if any(t.is_meta for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]):
-            m.to_empty(device="cpu", recurse=False)
-            init_weights(m)
-            m.to(dtype)
 
 
 def from_pretrained(path: str | Path) -> nn.Module:

@@ -2,14 +2,18 @@
 
 The export is the import read backwards: the same naming plans (`aiayn.interop.hf`), each
 aiayn tensor split into the checkpoint tensors it is joined from, transposed back where the
-format stores (in, out). Each family goes to the one `transformers` class that computes what
-it computes: an encoder-decoder to `MarianMTModel` (post-norm, sines-then-cosines positions),
-a decoder-only model to `GPT2LMHeadModel` (pre-norm, learned positions), a classifier to
+format stores (in, out). Each family goes to the first `transformers` class that computes what
+it computes: an encoder-decoder to `MarianMTModel` (post-norm) or `PegasusForConditionalGeneration`
+(pre-norm), either with sines-then-cosines positions (the paper's interleaved ones reordered,
+aiayn.interop.hf_targets); a decoder-only model to `GPT2LMHeadModel` (pre-norm, learned
+positions) or `LlamaForCausalLM` (RMSNorm, RoPE, gated feed-forward); a classifier to
 `BertForSequenceClassification` (post-norm, learned positions, an embedding norm). A run
-whose model the class cannot compute exactly is refused, naming the field, its value and what
-the class needs: never a silent approximation. Two parts the class always has and a run may
-lack are written as zeros, which compute what the run computes: Marian's output bias and
-BERT's segment (token type) embedding. Only aiayn's own code writes the files.
+whose model no class can compute exactly is refused, naming for each class the field, its
+value and what the class needs: never a silent approximation. Two parts the class always has
+and a run may lack are written as zeros, which compute what the run computes: Marian's output
+bias and BERT's segment (token type) embedding. The tokenizer, its config and the generation
+config carry aiayn's framing and decoding (aiayn.interop.hf_framing). Only aiayn's own code
+writes the files.
 """
 
 from __future__ import annotations
@@ -20,16 +24,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer, processors
 from torch import Tensor, nn
 
-from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.quantize import refuse_int8
 from aiayn.families import family
-from aiayn.interop.hf import FORMATS, Plan
+from aiayn.interop import hf_targets
+from aiayn.interop.hf import FORMATS, Plan, take
+from aiayn.interop.hf_framing import (
+    framed_tokenizer,
+    generation_config,
+    input_names,
+    model_max_length,
+)
 from aiayn.interop.hf_rules import ACTIVATIONS
 from aiayn.models import ModelConfig
-from aiayn.run.atomic import atomic_write
+from aiayn.run.atomic import atomic_write, atomic_write_text
 from aiayn.run.config import read_run_config
 from aiayn.run.files import TOKENIZER
 from aiayn.run.folder import OutputFolder
@@ -40,6 +49,7 @@ CLASS = {
     "marian": "MarianMTModel",
     "gpt2": "GPT2LMHeadModel",
     "bert": "BertForSequenceClassification",
+    **hf_targets.CLASSES,
 }
 # aiayn's activation -> the name transformers gives it (the first of the import's names)
 HF_ACTIVATION = {ours: theirs for theirs, ours in reversed(ACTIVATIONS.items())}
@@ -63,12 +73,18 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
         "norm_first": (lambda m: m.norm_first, (False,)),
         "final_norm": (lambda m: m.final_norm, (None, False)),
     }
+    if kind in hf_targets.NEEDS:
+        return common | {
+            field: (lambda m, field=field: getattr(m, field), allowed)
+            for field, allowed in hf_targets.NEEDS[kind].items()
+        }
     return (
         common
         | {
             "marian": {
                 **post_norm,
-                "positional": (lambda m: m.positional, ("sinusoidal_halves",)),
+                # the interleaved layout is written reordered (hf_targets.reorder_stream)
+                "positional": (lambda m: m.positional, ("sinusoidal_halves", "sinusoidal")),
                 "embed_norm": (lambda m: m.embed_norm, (False,)),
                 "share_embeddings": (lambda m: m.share_embeddings, (True,)),
                 "tie_output": (lambda m: m.tie_output, (True,)),
@@ -91,49 +107,50 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
     )
 
 
-def hf_class(m: ModelConfig) -> str:
-    """The transformers class that computes `m`: its family's, else its format's."""
-    kind = family(m.arch)
-    return kind.hf_class or CLASS[kind.hf_format]
+def hf_class(m: ModelConfig, kind: str) -> str:
+    """The transformers class that computes `m` in the format `kind`: its family's own class
+    (a tagger's BertForTokenClassification) for the family's format, else the format's."""
+    own = family(m.arch)
+    return own.hf_class if own.hf_class and kind == own.hf_format else CLASS[kind]
 
 
-def framed(tok: TextTokenizer) -> TextTokenizer:
-    """A copy of `tok` whose encodings put <s> before and </s> after each text, as a tagger
-    reads it, so that Hugging Face's pipelines give the model what aiayn gives it."""
-    bos, eos = tok.tok.id_to_token(tok.bos_id), tok.tok.id_to_token(tok.eos_id)
-    copy = Tokenizer.from_str(tok.tok.to_str())
-    copy.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", special_tokens=[(bos, tok.bos_id), (eos, tok.eos_id)]
-    )
-    return TextTokenizer(copy)
-
-
-def check_exportable(m: ModelConfig) -> str:
-    """The Hugging Face format of `m`, or a ValueError naming the first field it cannot hold."""
-    kind = family(m.arch).hf_format
-    if kind is None:
-        raise ValueError(f"model.arch={m.arch!r}: no Hugging Face class computes it")
+def unmet(m: ModelConfig, kind: str) -> str | None:
+    """The first field of `m` that the class of `kind` cannot compute, said as a refusal."""
+    fields = needs(kind)
     symbolic = {"n_heads": m.n_heads, "d_model / n_heads": m.d_model // m.n_heads}
-    for field, (read, allowed) in needs(kind).items():
+    for field, (read, allowed) in fields.items():
         values = [symbolic.get(a, a) if isinstance(a, str) else a for a in allowed]
         if (value := read(m)) not in values:
             shown = [
                 f"{v!r} ({a})" if a in symbolic else repr(v)
                 for a, v in zip(allowed, values, strict=True)
             ]
-            raise ValueError(
-                f"model.{field}={value!r} cannot be exported: {CLASS[kind]} needs "
-                f"{' or '.join(shown)} (arch {m.arch})"
-            )
-    return kind
+            return f"model.{field}={value!r}: {CLASS[kind]} needs {' or '.join(shown)}"
+    return None
+
+
+def check_exportable(m: ModelConfig) -> str:
+    """The Hugging Face format of `m`: the family's own, else the first alternative that
+    computes it; or a ValueError naming, for each, the first field it cannot hold."""
+    kind = family(m.arch).hf_format
+    if kind is None:
+        raise ValueError(f"model.arch={m.arch!r}: no Hugging Face class computes it")
+    refusals = []
+    for candidate in (kind, *hf_targets.ALTERNATIVES.get(kind, ())):
+        if (why := unmet(m, candidate)) is None:
+            return candidate
+        refusals.append(why)
+    raise ValueError(f"cannot be exported (arch {m.arch}): {'; '.join(refusals)}")
 
 
 def hf_config(
     m: ModelConfig, kind: str, special: dict[str, int], labels: list[str] | None
 ) -> dict[str, Any]:
     """config.json of the class that computes `m`: the import's translation inverted."""
-    act = HF_ACTIVATION[m.activation]
-    base = {"architectures": [hf_class(m)], "model_type": kind, "dtype": "float32"}
+    act = HF_ACTIVATION.get(m.activation, m.activation)
+    if kind in hf_targets.CLASSES:
+        return hf_targets.hf_config(m, kind, special, act)
+    base = {"architectures": [hf_class(m, kind)], "model_type": kind, "dtype": "float32"}
     if kind == "gpt2":
         return base | {
             "vocab_size": m.vocab_size, "n_embd": m.d_model, "n_head": m.n_heads,
@@ -153,7 +170,7 @@ def hf_config(
             "num_hidden_layers": m.n_layers, "hidden_act": act,
             "hidden_dropout_prob": m.dropout, "attention_probs_dropout_prob": m.attn_dropout,
             "max_position_embeddings": m.max_len, "layer_norm_eps": m.norm_eps,
-            "type_vocab_size": max(m.n_segments, 1), "pad_token_id": m.pad_id,
+            "type_vocab_size": max(m.n_segments, 2), "pad_token_id": m.pad_id,
             "position_embedding_type": "absolute",
             "id2label": {str(i): n for i, n in enumerate(names)},
             "label2id": {n: i for i, n in enumerate(names)},
@@ -186,10 +203,17 @@ def hf_tensors(model: nn.Module, plan: Plan, kind: str) -> dict[str, Tensor]:
     """The checkpoint of `model` under `plan`; a tensor tied in aiayn is stored once."""
     state = model.state_dict()
     m: ModelConfig = model.cfg
-    if kind == "marian" and "generator.bias" not in state:  # output_bias = false
+    if kind in ("marian", "pegasus") and "generator.bias" not in state:  # output_bias = false
         state["generator.bias"] = torch.zeros(m.vocab_size)
-    if kind == "bert" and "segment_embed.weight" not in state:  # n_segments = 0
-        state["segment_embed.weight"] = torch.zeros(1, m.d_model)
+    if kind in ("marian", "pegasus") and m.positional == "sinusoidal":
+        state = hf_targets.reorder_stream(state, m.d_model)
+    if kind == "llama":
+        state = hf_targets.scale_embedding(state, m)
+    if kind == "bert":  # tools expect segments 0 and 1 (optimum's ONNX export); zeros add nothing
+        segments = state.get("segment_embed.weight", torch.zeros(0, m.d_model))
+        state["segment_embed.weight"] = torch.cat(
+            [segments, torch.zeros(max(0, 2 - len(segments)), m.d_model)]
+        )
     tensors: dict[str, Tensor] = {}
     for name, value in state.items():
         if name not in plan:
@@ -208,47 +232,73 @@ def tokenizer_config(special: dict[str, str], kind: str) -> dict[str, Any]:
         "tokenizer_class": "PreTrainedTokenizerFast",
         "pad_token": special["pad"], "bos_token": special["bos"],
         "eos_token": special["eos"], "unk_token": special["unk"],
-        "model_max_length": None, "padding_side": "left" if kind == "gpt2" else "right",
+        "model_max_length": None,
+        "padding_side": "left" if kind in ("gpt2", "llama") else "right",
         # "<pad>" written in a text is text to aiayn (aiayn.data.tokenizer): the same there
         "split_special_tokens": True,
     }  # fmt: skip
 
 
-def export(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
+def export_plan(m: ModelConfig, kind: str) -> Plan:
+    """Where each aiayn tensor goes in the checkpoint of `kind`: the import's plan, Marian's
+    with Pegasus' final norms for Pegasus."""
+    if kind == "pegasus":
+        fmt = FORMATS["marian"]
+        extra = hf_targets.pegasus_extra(m, fmt.prefix)
+        return fmt.plan(m, fmt.prefix) | {ours: take(theirs) for ours, theirs in extra.items()}
+    fmt = FORMATS[kind]
+    return fmt.plan(hf_targets.unscaled(m) if kind == "llama" else m, fmt.prefix)
+
+
+def export(
+    run_dir: str | Path,
+    out: str | Path,
+    weights: str | None = None,
+    log: Callable[[str], None] = print,
+) -> str:
     """`aiayn export-hf`: the run written by its family's exporter; the class it loads with."""
     arch = read_run_config(run_dir).model.arch
-    return family(arch).part("export_hf")(run_dir, out, log=log)
+    chosen = {"weights": weights} if weights is not None else {}  # as other commands choose
+    return family(arch).part("export_hf")(run_dir, out, log=log, **chosen)
 
 
-def export_run(run_dir: str | Path, out: str | Path, log: Callable[[str], None] = print) -> str:
-    """Write the Hugging Face directory `out` (new or empty) of the run `run_dir`; returns the
-    class it loads with."""
+def export_run(
+    run_dir: str | Path,
+    out: str | Path,
+    log: Callable[[str], None] = print,
+    weights: str | None = None,
+) -> str:
+    """Write the Hugging Face directory `out` (new or empty) of the run `run_dir` with its
+    `weights` (pick_weights' choice by default); returns the class it loads with."""
     run_dir, out = Path(run_dir), Path(out)
     cfg = read_run_config(run_dir)
     refuse_int8(run_dir)
     kind = check_exportable(cfg.model)
-    _, model = load_run(run_dir, cfg.model.arch, log=log)
+    _, model = load_run(run_dir, cfg.model.arch, weights, log=log)
     tok = load_tokenizer(run_dir, TOKENIZER, cfg.model.vocab_size)
     ids = {"pad": tok.pad_id, "bos": tok.bos_id, "eos": tok.eos_id, "unk": tok.unk_id}
-    names = {k: tok.tok.id_to_token(i) for k, i in ids.items()}
-    if family(cfg.model.arch).hf_class:
-        tok = framed(tok)
+    names = {k: None if i is None else tok.tok.id_to_token(i) for k, i in ids.items()}
     labels = None
     if kind == "bert":
         from aiayn.tasks.classification import load_labels
 
         labels = load_labels(run_dir, cfg.model.n_classes)
-    fmt = FORMATS[kind]
-    tensors = hf_tensors(model, fmt.plan(cfg.model, fmt.prefix), kind)
+    tensors = hf_tensors(model, export_plan(cfg.model, kind), kind)
     config = hf_config(cfg.model, kind, ids, labels)
+    generation = generation_config(cfg, tok, kind)
     with OutputFolder(out, "export-hf"):
         save_tensors(tensors, out / "model.safetensors")
-        tok.save(out / "tokenizer.json")
+        atomic_write_text(out / "tokenizer.json", framed_tokenizer(tok, cfg, kind).to_str())
+        lengths = {"model_max_length": model_max_length(cfg, kind)}
         for name, data in (
             ("config.json", config),
-            ("tokenizer_config.json", tokenizer_config(names, kind)),
+            (
+                "tokenizer_config.json",
+                tokenizer_config(names, kind) | lengths | {"model_input_names": input_names(kind)},
+            ),
+            *((("generation_config.json", generation),) if generation else ()),
         ):
             text = json.dumps(data, indent=2) + "\n"
             atomic_write(out / name, lambda t, text=text: t.write_text(text, encoding="utf-8"))
-    log(f"exported {run_dir} ({cfg.model.arch}) as {hf_class(cfg.model)} into {out}")
-    return hf_class(cfg.model)
+    log(f"exported {run_dir} ({cfg.model.arch}) as {hf_class(cfg.model, kind)} into {out}")
+    return hf_class(cfg.model, kind)

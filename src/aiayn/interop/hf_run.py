@@ -11,13 +11,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from tokenizers import Tokenizer
+
 from aiayn.config import DataConfig, RunConfig
-from aiayn.data.tokenizer import TextTokenizer
+from aiayn.data.tokenizer import TextTokenizer, read_tokenizer
 from aiayn.families import family
 from aiayn.interop.hf import load_pretrained
 from aiayn.interop.hf_config import read_config
+from aiayn.interop.hf_specials import chat_template, special_ids
+from aiayn.run.atomic import atomic_write_text
 from aiayn.run.config import save_config
-from aiayn.run.files import CONFIG, MODEL, TOKENIZER
+from aiayn.run.files import CHAT_TEMPLATE, CONFIG, MODEL, TOKENIZER
 from aiayn.run.folder import OutputFolder
 from aiayn.run.paths import inside
 from aiayn.run.weights import save_weights
@@ -25,10 +29,10 @@ from aiayn.tasks import check_vocabulary
 from aiayn.tasks.classification import save_labels
 
 
-def source_tokenizer(src: Path, given: Path | None) -> TextTokenizer:
+def source_tokenizer(src: Path, given: Path | None) -> Tokenizer:
     """The tokenizer to import: `given`, else the directory's tokenizer.json."""
     if given is not None:
-        return TextTokenizer.load(given)
+        return read_tokenizer(given)
     path = inside(src, TOKENIZER)
     if not path.exists():
         shipped = sorted(p.name for p in src.glob("*.spm")) or sorted(
@@ -40,7 +44,7 @@ def source_tokenizer(src: Path, given: Path | None) -> TextTokenizer:
             * bool(shipped)
             + "; pass --tokenizer FILE, a tokenizer.json of the `tokenizers` library"
         )
-    return TextTokenizer.load(path)
+    return read_tokenizer(path)
 
 
 def import_run(
@@ -52,8 +56,15 @@ def import_run(
         hf = read_config(src)
         model = load_pretrained(src, hf)
         m = model.cfg
-        tok = source_tokenizer(src, Path(tokenizer) if tokenizer else None)
-        check_vocabulary(tok, m.vocab_size, Path(tokenizer or src / TOKENIZER))
+        tok_path = Path(tokenizer or src / TOKENIZER)
+        raw = source_tokenizer(src, Path(tokenizer) if tokenizer else None)
+        seq2seq = m.arch == "encoder_decoder"
+        ids = special_ids(src, hf.data, raw, m.vocab_size, seq2seq)
+        try:
+            tok = check_vocabulary(TextTokenizer(raw, ids), m.vocab_size, tok_path)
+        except ValueError as e:
+            raise ValueError(f"{tok_path}: {e}") from None
+        template = chat_template(src)
         # BERT reads [CLS] text [SEP] (a tagger frames every sentence so), up to its position
         # table's length
         is_bert = hf.data["model_type"] == "bert"
@@ -64,6 +75,8 @@ def import_run(
         labels = (hf.labels() or [f"LABEL_{i}" for i in range(m.n_classes)]) if is_bert else None
         save_weights(model, out / MODEL)
         tok.save(out / TOKENIZER)
+        if template is not None:  # for serving to frame a conversation as the model learnt
+            atomic_write_text(out / CHAT_TEMPLATE, template)
         if labels:
             save_labels(out, labels)
         save_config(RunConfig(model=m, data=data), out / CONFIG)

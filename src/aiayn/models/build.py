@@ -116,3 +116,22 @@ def init_weights(model: nn.Module) -> None:
     for m in model.modules():  # last, so that an output layer tied to an embedding keeps its init
         if isinstance(m, TokenEmbedding):
             m.reset_parameters()
+
+
+def materialise(model: nn.Module, state: dict[str, Tensor]) -> None:
+    """Give `model`, built on the meta device, the tensors of `state` as they are (no copy, no
+    cast), tie again what was tied, and initialise what `state` lacks (a new task head)."""
+    tied = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        tied.setdefault(id(p), []).append(name)
+    model.load_state_dict(state, strict=False, assign=True)
+    for names in tied.values():
+        for alias in names[1:]:
+            owner, _, attr = alias.rpartition(".")
+            setattr(model.get_submodule(owner), attr, model.get_parameter(names[0]))
+    dtype = next(iter(state.values())).dtype
+    for m in model.modules():
+        if any(t.is_meta for t in [*m.parameters(recurse=False), *m.buffers(recurse=False)]):
+            m.to_empty(device="cpu", recurse=False)
+            init_weights(m)
+            m.to(dtype)

@@ -8,6 +8,7 @@ from aiayn.run.paths import inside
 
 CONFIG, TOKENIZER, STATE = "config.toml", "tokenizer.json", "trainer_state.pt"
 SRC_TOKENIZER = "src_tokenizer.json"  # a translation's source side, unless the vocabulary is joint
+CHAT_TEMPLATE = "chat_template.jinja"  # an imported checkpoint's, kept for serving
 RECASER = "recaser.json"  # only in runs trained on lowercased text
 METRICS, LOSS_PNG = "metrics.jsonl", "loss.png"
 SNAPSHOTS = "checkpoints"  # the snapshots that average.safetensors is the mean of

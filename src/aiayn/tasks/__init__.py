@@ -14,12 +14,13 @@ from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
 from aiayn.decode.quantize import is_int8, load_int8
 from aiayn.families import family
 from aiayn.models import build_model
+from aiayn.models.build import materialise
 from aiayn.run.config import read_run_config
 from aiayn.run.files import INT8, STATE, TOKENIZER, pick_weights
 from aiayn.run.folder import OutputFolder
 from aiayn.run.lock import RunLock
 from aiayn.run.paths import inside
-from aiayn.run.weights import load_weights
+from aiayn.run.weights import check_tensors, load_checked, read_tensors
 from aiayn.runtime.attention import use_attention
 from aiayn.train.finetune import (
     adapt,
@@ -148,17 +149,37 @@ def load_run(
         raise ValueError(
             f"{run_dir} holds a {cfg.model.arch} model; {family(arch).use} needs {arch}"
         )
-    model = build_model(cfg.model)
-    use_attention(model, cfg.train.attn_impl)
     path = pick_weights(run_dir, weights)
     if path.name == INT8:
-        model = load_int8(model, path)
+        model = load_int8(build_model(cfg.model), path)
     elif cfg.train.lora_rank:
+        model = build_model(cfg.model)
         load_adapter_run(model, cfg, path, log)
     else:
-        load_weights(model, path)
+        model = weighed(cfg, path)
+    use_attention(model, cfg.train.attn_impl)
     log(f"loaded {path}")
     return cfg, model.eval()
+
+
+def weighed(cfg: RunConfig, path: Path) -> nn.Module:
+    """The model of `cfg` with the weights of `path` in their own dtype: a bf16 file (an
+    imported checkpoint) gives a bf16 model, never a float32 copy of it."""
+    state = read_tensors(path)
+    dtypes = {t.dtype for t in state.values()}
+    if len(dtypes) != 1 or dtypes == {torch.float32}:  # a mixed file is computed in float32
+        model = build_model(cfg.model)
+        load_checked(model, state, path)
+        return model
+    model = build_model(cfg.model, "meta")
+    shapes, seen = {}, set()  # a tied tensor is stored once (run.weights.unique_state)
+    for name, t in model.state_dict(keep_vars=True).items():
+        if id(t) not in seen:
+            seen.add(id(t))
+            shapes[name] = t.shape
+    check_tensors(state, shapes, path)
+    materialise(model, state)
+    return model
 
 
 def place(model: nn.Module, device: str | torch.device) -> nn.Module:
