@@ -24,7 +24,13 @@ def checkpoint(kind: str, folder: Path) -> Path:
     torch.manual_seed(5)
     if kind == "gpt2":
         cfg = transformers.GPT2Config(
-            vocab_size=VOCAB, n_embd=48, n_layer=2, n_head=4, n_positions=64, eos_token_id=None
+            vocab_size=VOCAB,
+            n_embd=48,
+            n_layer=2,
+            n_head=4,
+            n_positions=64,
+            bos_token_id=None,  # the default, 50256, is outside this tiny vocabulary
+            eos_token_id=None,
         )
         model = transformers.GPT2LMHeadModel(cfg)
     else:
