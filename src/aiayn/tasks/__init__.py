@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
@@ -68,9 +69,12 @@ def train(
         if resume:
             trainer.resume()
         trainer.fit()
-        # DDP's gradient reducer holds the process group: were it freed after `leave`, it
-        # would end gloo's group holding the GIL that gloo's threads may need (a hang, seen).
-        del trainer
+        # DDP's gradient reducer holds the process group, and so do the parameters FSDP
+        # sharded in place (the task's model): were they freed after `leave`, at exit, they
+        # would end gloo's group holding the GIL that its threads may need (a hang, seen; and
+        # once under load an abort at exit, "terminate called without an active exception")
+        del trainer, task
+        gc.collect()
     leave()  # only on success: after an error, torchrun stops the other ranks
 
 
