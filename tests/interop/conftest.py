@@ -28,9 +28,8 @@ def bert(tmp_path_factory):
     return transformers.BertModel(cfg).eval(), tmp_path_factory.mktemp("bert")
 
 
-@pytest.fixture(scope="module")
-def gpt2(tmp_path_factory):
-    torch.manual_seed(1)
+def tiny_gpt2() -> transformers.GPT2LMHeadModel:
+    """A random 2-layer GPT-2 over VOCAB ids (seed as the caller set it)."""
     cfg = transformers.GPT2Config(
         vocab_size=VOCAB,
         n_embd=48,
@@ -40,7 +39,13 @@ def gpt2(tmp_path_factory):
         bos_token_id=None,  # the default, 50256, is outside this tiny vocabulary
         eos_token_id=None,
     )
-    model = transformers.GPT2LMHeadModel(cfg).eval()
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def gpt2(tmp_path_factory):
+    torch.manual_seed(1)
+    model = tiny_gpt2()
     return model, save(model, tmp_path_factory.mktemp("gpt2"))
 
 

@@ -13,7 +13,7 @@ import transformers
 
 from aiayn.cli import main
 from aiayn.tasks import load_run
-from tests.interop.conftest import VOCAB, char_tokenizer_json, save
+from tests.interop.conftest import VOCAB, char_tokenizer_json, save, tiny_gpt2
 from tests.interop.test_hf_llama import SMALL
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / ".." / "shared/data/tinyshakespeare/input.txt"
@@ -23,16 +23,7 @@ STEPS = 12
 def checkpoint(kind: str, folder: Path) -> Path:
     torch.manual_seed(5)
     if kind == "gpt2":
-        cfg = transformers.GPT2Config(
-            vocab_size=VOCAB,
-            n_embd=48,
-            n_layer=2,
-            n_head=4,
-            n_positions=64,
-            bos_token_id=None,  # the default, 50256, is outside this tiny vocabulary
-            eos_token_id=None,
-        )
-        model = transformers.GPT2LMHeadModel(cfg)
+        model = tiny_gpt2()
     else:
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMALL))
     save(model.eval(), folder)
