@@ -45,9 +45,12 @@ OLD_SOURCES = {
 }
 
 
-def fit_data_tokenizer(d: DataConfig, texts: Iterable[str]) -> TextTokenizer:
-    """A tokenizer of the kind, size and case the data config asks for, learnt from `texts`."""
-    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase)
+def fit_data_tokenizer(
+    d: DataConfig, texts: Iterable[str], punctuation: bool = True
+) -> TextTokenizer:
+    """A tokenizer of the kind, size and case the data config asks for, learnt from `texts`
+    (`punctuation`: words are split at punctuation too)."""
+    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase, punctuation)
 
 
 def file_digest(path: Path) -> dict[str, Any]:

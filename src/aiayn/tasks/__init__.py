@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from aiayn.config import RunConfig
-from aiayn.data.tokenizer import TextTokenizer, fit_tokenizer
+from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.quantize import is_int8, load_int8
 from aiayn.families import family
 from aiayn.models import build_model
 from aiayn.models.build import materialise
+from aiayn.prepare.dataset import fit_data_tokenizer
 from aiayn.run.config import read_run_config
 from aiayn.run.files import INT8, STATE, TOKENIZER, pick_weights
 from aiayn.run.folder import OutputFolder
@@ -114,8 +115,7 @@ def run_tokenizer(
         return TextTokenizer.load(inside(run_dir, TOKENIZER))
     if cfg.train.init:
         return load_tokenizer(Path(cfg.train.init), TOKENIZER, cfg.model.vocab_size)
-    d = cfg.data
-    return fit_tokenizer(d.tokenizer, texts, d.vocab_size, d.lowercase, punctuation)
+    return fit_data_tokenizer(cfg.data, texts, punctuation)
 
 
 def vocabulary(cfg: RunConfig, tok: TextTokenizer) -> int:
