@@ -183,3 +183,41 @@ def test_the_folders_tokenizer_and_ctranslate2_alone_translate_as_aiayn(
     ]
     ids = [[tgt.token_to_id(t) for t in r.hypotheses[0]] for r in results]
     assert tgt.decode_batch(ids) == ours
+
+
+def test_ct2_transformers_converter_on_an_hf_export_translates_as_aiayn(
+    tmp_path, tmp_path_factory, capsys
+):
+    """CTranslate2's own converter (what `ct2-transformers-converter --model HF --output_dir
+    OUT` runs) on `export-hf`'s Pegasus folder of a pre-norm run, fed the exported tokenizer's
+    own tokens (its </s> included): aiayn's greedy translations."""
+    import ctranslate2
+    import transformers
+    from ctranslate2.converters import TransformersConverter
+
+    from aiayn.run.config import read_run_config
+
+    run = trained("pre-norm, shared", tmp_path_factory)
+    hf, out = tmp_path / "hf", tmp_path / "ct2"
+    assert main(["export-hf", str(run), "--out", str(hf)]) == 0
+    TransformersConverter(str(hf)).convert(str(out))
+    inputs = run.parent / "valid.src"
+    ours = translate(run, inputs, capsys)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(hf)
+    engine = ctranslate2.Translator(str(out), device="cpu")
+    cfg = read_run_config(run)
+    tokens = [tokenizer(s).tokens() for s in inputs.read_text().splitlines()]
+    assert all(t[-1] == "</s>" for t in tokens)
+    # aiayn's limit is each sentence's (its tokens plus decode.max_extra, within max_len), and
+    # its searches never choose <s> or <pad>
+    results = [
+        engine.translate_batch(
+            [t],
+            beam_size=1,
+            max_decoding_length=min(len(t) + cfg.decode.max_extra, cfg.model.max_len),
+            suppress_sequences=[["<s>"], ["<pad>"]],
+        )[0]
+        for t in tokens
+    ]
+    ids = [tokenizer.convert_tokens_to_ids(r.hypotheses[0]) for r in results]
+    assert tokenizer.batch_decode(ids, skip_special_tokens=True) == ours

@@ -228,9 +228,13 @@ def hf_tensors(model: nn.Module, plan: Plan, kind: str) -> dict[str, Tensor]:
 
 def tokenizer_config(special: dict[str, str], kind: str) -> dict[str, Any]:
     """What `transformers` needs beside tokenizer.json to know the special tokens."""
+    # Pegasus starts decoding from its padding, and so CTranslate2's converter starts a
+    # Pegasus from the tokenizer's pad_token; aiayn starts from <s>, so this tokenizer pads
+    # with <s> (a padded position is masked, whatever its id; config.json keeps <pad>)
+    pad = special["bos"] if kind == "pegasus" else special["pad"]
     return {
         "tokenizer_class": "PreTrainedTokenizerFast",
-        "pad_token": special["pad"], "bos_token": special["bos"],
+        "pad_token": pad, "bos_token": special["bos"],
         "eos_token": special["eos"], "unk_token": special["unk"],
         "model_max_length": None,
         "padding_side": "left" if kind in ("gpt2", "llama") else "right",

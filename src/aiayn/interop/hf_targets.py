@@ -83,6 +83,9 @@ def hf_config(m: ModelConfig, kind: str, special: dict[str, int], act: str) -> d
         "scale_embedding": m.scale_embeddings, "tie_word_embeddings": True,
         "pad_token_id": m.pad_id, "eos_token_id": special["eos"],
         "decoder_start_token_id": special["bos"], "forced_eos_token_id": None,
+        # what Pegasus' published configs say and CTranslate2's converter reads (its
+        # PegasusLoader builds the layers from them); transformers' class ignores them
+        "normalize_before": True, "normalize_embedding": False,
     }  # fmt: skip
 
 
