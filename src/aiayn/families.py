@@ -37,8 +37,12 @@ class Family:
     export_hf: Part | None  # (run_dir, out, log) -> class name written; None: not exported
     hf_format: str | None = None  # the Hugging Face model_type export_hf writes
     # the transformers class export_hf writes and import-hf reads as this family (None: the
-    # format's usual one); its tokenizer frames each text as the model reads it (<s> ... </s>)
+    # format's usual one)
     hf_class: str | None = None
+    # its texts end with </s> whatever data.end_token says (the tagger frames each sentence
+    # <s> ... </s>, as BERT its [CLS] ... [SEP]); else they end so only with data.end_token.
+    # The framing its export's tokenizer writes, and an imported BERT's data.end_token
+    closes_text: bool = False
     ct2: bool = False  # CTranslate2's Transformer can hold it (aiayn export-ct2)
     # the names' prefixes of the task's own tensors, which a fine-tuning from another task's
     # run initialises anew (train.init); the rest is the body, taken from that run
@@ -161,6 +165,7 @@ register(
         export_hf=HF_EXPORT,
         hf_format="bert",
         hf_class="BertForTokenClassification",
+        closes_text=True,
         head=("classifier.",),
     )
 )

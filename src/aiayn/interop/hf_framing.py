@@ -43,8 +43,7 @@ def framed_tokenizer(tok: TextTokenizer, cfg: RunConfig, kind: str) -> Tokenizer
             single=f"$A {eos[0]}", pair=f"$A $B {eos[0]}", special_tokens=[eos]
         )
     elif kind == "bert":
-        # a family with its own class (the tagger) closes every text with </s>
-        closed = cfg.data.end_token or family(cfg.model.arch).hf_class is not None
+        closed = cfg.data.end_token or family(cfg.model.arch).closes_text
         end, pair_end = (f" {eos[0]}", f" {eos[0]}:1") if closed else ("", "")
         out.post_processor = processors.TemplateProcessing(
             single=f"{bos[0]} $A{end}",

@@ -65,11 +65,11 @@ def import_run(
         except ValueError as e:
             raise ValueError(f"{tok_path}: {e}") from None
         template = chat_template(src)
-        # BERT reads [CLS] text [SEP] (a tagger frames every sentence so), up to its position
-        # table's length
-        is_bert = hf.data["model_type"] == "bert"
-        data = DataConfig(**{family(m.arch).data_length: m.max_len}) if is_bert else DataConfig()
-        if m.arch == "encoder_classifier":
+        # BERT reads [CLS] text [SEP], up to its position table's length: a family that does
+        # not close its texts itself (a classifier; not a tagger) is told to by data.end_token
+        is_bert, own = hf.data["model_type"] == "bert", family(m.arch)
+        data = DataConfig(**{own.data_length: m.max_len}) if is_bert else DataConfig()
+        if is_bert and not own.closes_text:
             data = replace(data, end_token=True)
         # Hugging Face's own names for classes that a config leaves unnamed
         labels = (hf.labels() or [f"LABEL_{i}" for i in range(m.n_classes)]) if is_bert else None
