@@ -177,6 +177,7 @@ def test_the_folders_tokenizer_and_ctranslate2_alone_translate_as_aiayn(
             [t],
             beam_size=1,
             max_decoding_length=min(len(t) + 1 + 5, 24),
+            min_decoding_length=0,  # aiayn may end at once (CTranslate2's default: 1 token)
             suppress_sequences=[["<s>"], ["<pad>"]],
         )[0]
         for t in tokens
@@ -215,6 +216,7 @@ def test_ct2_transformers_converter_on_an_hf_export_translates_as_aiayn(
             [t],
             beam_size=1,
             max_decoding_length=min(len(t) + cfg.decode.max_extra, cfg.model.max_len),
+            min_decoding_length=0,  # aiayn may end at once (CTranslate2's default: 1 token)
             suppress_sequences=[["<s>"], ["<pad>"]],
         )[0]
         for t in tokens

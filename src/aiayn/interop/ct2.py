@@ -214,6 +214,7 @@ class CT2Translator(Translator):
             [[self.src_tokens[i] for i in r] for r in rows],
             beam_size=beam,
             max_decoding_length=max(limits),
+            min_decoding_length=0,  # aiayn may end at once, with </s> (CTranslate2: 1 token)
             length_penalty=self.decode.alpha,
             suppress_sequences=self.banned,
             return_scores=False,
