@@ -131,6 +131,18 @@ ablations: $(VENV)/.installed
 gpu-checks:
 	bash scripts/gpu_checks.sh
 
+# Exports used as the other tools' users use them, on real data (docs/interop.md): the
+# translator of `make demo` (runs/demo, trained first if missing) exported with export-hf, then
+# transformers' generate, ct2-transformers-converter and export-ct2's folder on 40 test
+# sentences, against aiayn translate (>= 39/40); an SST-2 classifier with the settings
+# BertForSequenceClassification computes (3 minutes' training), exported, then
+# pipeline("text-classification") on 200 dev sentences and a long text, against aiayn classify
+# (200/200). Prints a JSON summary (runs/interop/interop.json); fails below those counts.
+.PHONY: interop-check
+interop-check: $(VENV)/.installed-dev
+	@test -f runs/demo/config.toml || $(BIN)/aiayn demo
+	$(BIN)/python scripts/interop_check.py --work runs/interop --translator runs/demo
+
 # Benchmarks (under 10 minutes on 2 cores): each prints one JSON object and appends it to
 # results/bench.jsonl. Run them on a quiet machine; every figure is a same-run ratio.
 # Dynamic batching under load: 16 clients x 50 requests against one at a time (~4 min); needs
