@@ -6,7 +6,8 @@ generation_config.json holds the run's decoding.
 - A translator's source is its tokens then </s> (aiayn.decode.translate), cut to max_len with
   the </s> kept: `tokenizer(texts, truncation=True)` gives the same ids.
 - A classifier's text is <s> then its tokens (then </s> with `data.end_token`), cut to the
-  run's length (aiayn.tasks.classification.Classifier.frame).
+  run's length (aiayn.tasks.classification.Classifier.frame); a family whose registry entry
+  says `closes_text` (the tagger) always ends it with </s>.
 - A language model's prompt is framed by nothing aiayn does not already take from the
   tokenizer itself (`encode_prompts`).
 
