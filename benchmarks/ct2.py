@@ -27,7 +27,7 @@ from aiayn.data.tokenizer import fit_tokenizer
 from aiayn.decode.quantize import quantize_int8
 from aiayn.decode.search import Special, beam_search
 from aiayn.decode.translate import Translator
-from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine
+from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine, vocabulary
 from aiayn.models import ModelConfig, build_model
 from aiayn.runtime.attention import use_attention
 from aiayn.tasks.translation import load_translator
@@ -36,19 +36,19 @@ from benchmarks.common import interleaved, report
 TEST = "../shared/data/multi30k/test_2016_flickr.en.gz"
 
 
-def engine(spec, folder: Path, quantization: str, threads: int):
+def engine(translator: Translator, folder: Path, quantization: str, threads: int):
+    """`translator`'s model saved for CTranslate2 at `quantization`, and loaded."""
+    spec = build_spec(translator)
     spec.optimize(quantization=quantization)
     folder.mkdir()
     spec.save(str(folder))
-    return load_engine(folder, threads)
+    target = vocabulary(translator.tgt_tok, translator.model.cfg.vocab_size)
+    return load_engine(folder, target, threads)
 
 
 def trained(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
     translator = load_translator(args.run, log=lambda _: None)
-    ct2 = {
-        q: engine(build_spec(translator), tmp / f"run-{q}", q, args.threads)
-        for q in ("float32", "int8")
-    }
+    ct2 = {q: engine(translator, tmp / f"run-{q}", q, args.threads) for q in ("float32", "int8")}
     int8 = Translator(quantize_int8(translator.model), translator.src_tok, translator.tgt_tok,
                       translator.decode, translator.max_len, translator.recase)  # fmt: skip
     engines = {
@@ -89,7 +89,7 @@ def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> No
     with torch.no_grad():
         model.generator.bias[tok.eos_id] = -1e4
     translator = Translator(model, tok, tok, RunConfig().decode, cfg.max_len)
-    ct2 = {q: engine(build_spec(translator), tmp / f"base-{q}", q, args.threads)
+    ct2 = {q: engine(translator, tmp / f"base-{q}", q, args.threads)
            for q in ("float32", "int8")}  # fmt: skip
     rows = sorted(([*ids, tok.eos_id] for ids in tok.encode(sentences)), key=len)
     batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
