@@ -67,8 +67,10 @@ def test_shipped_translation_configs_export_and_translate_alike(tmp_path, name, 
     assert ours == theirs
 
 
-def test_the_shakespeare_settings_export_as_llama_and_generate_alike(tmp_path, capsys):
-    model = shipped_model("shakespeare_char", keep_shape=False)
+@pytest.mark.parametrize("heads", [{}, {"n_heads": 4, "n_kv_heads": 2, "head_dim": 4}])
+def test_the_shakespeare_settings_export_as_llama_and_generate_alike(tmp_path, capsys, heads):
+    """And with grouped-query attention and a head_dim of its own, as Llama has them."""
+    model = shipped_model("shakespeare_char", keep_shape=False) | heads
     run = trained(tmp_path, lambda f: lm_config(f), {"arch": "decoder_only", **model})
     assert main(["export-hf", str(run), "--out", str(tmp_path / "hf")]) == 0
     config = json.loads((tmp_path / "hf" / "config.json").read_text())

@@ -74,6 +74,7 @@ def needs(kind: str) -> dict[str, tuple[Callable[[ModelConfig], Any], tuple[Any,
         "final_norm": (lambda m: m.final_norm, (None, False)),
     }
     if kind in hf_targets.NEEDS:
+        common = {k: v for k, v in common.items() if k not in hf_targets.FREE.get(kind, ())}
         return common | {
             field: (lambda m, field=field: getattr(m, field), allowed)
             for field, allowed in hf_targets.NEEDS[kind].items()
@@ -189,9 +190,28 @@ def hf_config(
     }  # fmt: skip
 
 
-def split(value: Tensor, names: tuple[str, ...], transpose: bool, row: bool) -> dict[str, Tensor]:
-    """The checkpoint tensors that the import joins into `value` (equal row blocks)."""
-    parts = value.chunk(len(names), dim=0) if len(names) > 1 else (value,)
+def row_sizes(name: str, m: ModelConfig, n_parts: int) -> list[int] | None:
+    """The rows of each checkpoint tensor that the import joins into aiayn's tensor `name`:
+    a fused query-key-value map's q holds n_heads heads and its k and v n_kv_heads each
+    (grouped-query attention); None: equal blocks."""
+    if ".qkv." in name and n_parts == 3:
+        return [m.n_heads * m.d_head, m.kv_heads * m.d_head, m.kv_heads * m.d_head]
+    return None
+
+
+def split(
+    value: Tensor,
+    names: tuple[str, ...],
+    transpose: bool,
+    row: bool,
+    sizes: list[int] | None = None,
+) -> dict[str, Tensor]:
+    """The checkpoint tensors that the import joins into `value` (row blocks of `sizes`, or
+    equal ones)."""
+    if len(names) == 1:
+        parts: tuple[Tensor, ...] = (value,)
+    else:
+        parts = value.split(sizes, dim=0) if sizes else value.chunk(len(names), dim=0)
     out = {}
     for name, part in zip(names, parts, strict=True):
         part = part.t() if transpose else part
@@ -219,7 +239,8 @@ def hf_tensors(model: nn.Module, plan: Plan, kind: str) -> dict[str, Tensor]:
         if name not in plan:
             raise ValueError(f"aiayn tensor {name} has no place in {CLASS[kind]}")
         t = plan[name]
-        for hf_name, part in split(value.float(), t.names, t.transpose, t.row).items():
+        sizes = row_sizes(name, m, len(t.names))
+        for hf_name, part in split(value.float(), t.names, t.transpose, t.row, sizes).items():
             if hf_name in tensors and not torch.equal(tensors[hf_name], part):
                 raise ValueError(f"{hf_name} would hold two different aiayn tensors")
             tensors[hf_name] = part

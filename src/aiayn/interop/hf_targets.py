@@ -30,6 +30,8 @@ from aiayn.models import ModelConfig
 ALTERNATIVES = {"marian": ("pegasus",), "gpt2": ("llama",)}
 CLASSES = {"pegasus": "PegasusForConditionalGeneration", "llama": "LlamaForCausalLM"}
 GATED = {"swiglu": "silu", "geglu": "gelu"}
+# the common needs a class lifts: Llama has grouped-query attention and its own head_dim
+FREE = {"llama": ("n_kv_heads", "head_dim")}
 
 
 # what each class computes, beyond or in place of a family's common needs
