@@ -2,6 +2,7 @@
 tensors stay bit-identical without optimizer state, adapter and frozen runs resume exactly,
 adapter runs merge, and what cannot fit is refused by name."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from aiayn.cli import main
 from aiayn.config import RunConfig
-from aiayn.run.weights import read_tensors, save_tensors
+from aiayn.run.weights import SafetensorsFile, read_tensors, save_tensors
 from aiayn.runtime.attention import use_attention
 from aiayn.tasks import load_run
 from aiayn.tasks.classification import ClassificationTask
@@ -87,9 +88,13 @@ def test_a_fine_tuning_resumes_exactly(base, tmp_path, options) -> None:
     assert all(torch.equal(ours[n], theirs[n]) for n in theirs)
 
 
-def test_an_adapter_run_saves_its_adapters_merges_and_refuses_a_changed_base(
-    base, tmp_path, capsys
-) -> None:
+def private_base(base, tmp_path: Path) -> tuple[Path, Path]:
+    """(the config, a copy of the base run) for a test that changes the base."""
+    shutil.copytree(base[1], tmp_path / "base")
+    return base[0], tmp_path / "base"
+
+
+def test_an_adapter_run_saves_its_adapters_and_merges(base, tmp_path, capsys) -> None:
     assert main(["merge", str(base[1]), "--out", str(tmp_path / "m")]) == 2  # not an adapter run
     assert "not an adapter run" in capsys.readouterr().err
     out = tmp_path / "lora"
@@ -103,14 +108,51 @@ def test_an_adapter_run_saves_its_adapters_merges_and_refuses_a_changed_base(
     with torch.no_grad():
         torch.testing.assert_close(merged(tokens), adapted(tokens), rtol=0, atol=1e-5)
     assert main(["quantize", str(out), "--out", str(tmp_path / "int8")]) == 0  # as any run
+
+
+def test_an_adapter_whose_base_changed_is_refused_by_every_command_and_on_resume(
+    base, tmp_path, capsys
+) -> None:
+    own = private_base(base, tmp_path)
+    out = tmp_path / "lora"
+    assert finetune(own, out, *LORA) == 0
     weights = base_weights(RunConfig.load(out / "config.toml"))
     tensors = read_tensors(weights)
     tensors["embed.weight"][0, 0] += 1.0
     save_tensors(tensors, weights)
     (tmp_path / "in.txt").write_text("a great film\n")
+    elsewhere = ["--out", str(tmp_path / "elsewhere")]
+    commands = [
+        ["classify", "--model", str(out), "--input", str(tmp_path / "in.txt")],
+        ["evaluate", "--model", str(out), "--src", str(base[0].parent / "dev.tsv")],
+        ["merge", str(out), *elsewhere],
+        ["quantize", str(out), *elsewhere],
+        ["serve", "--model", str(out), "--port", "0"],
+        ["train", "--out", str(out), "--resume", "--set", "train.max_steps=4"],
+    ]
     capsys.readouterr()
-    assert main(["classify", "--model", str(out), "--input", str(tmp_path / "in.txt")]) == 2
-    assert f"its base {weights} has changed" in capsys.readouterr().err
+    for command in commands:
+        assert main(command) == 2, command
+        assert f"its base {weights} has changed" in capsys.readouterr().err, command
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_an_adapter_naming_a_base_outside_its_init_run_is_refused(base, tmp_path) -> None:
+    own = private_base(base, tmp_path)
+    out = tmp_path / "lora"
+    assert finetune(own, out, *LORA) == 0
+    adapters = out / "model.safetensors"
+    metadata = SafetensorsFile(adapters).metadata
+    other = tmp_path / "other.safetensors"
+    shutil.copy(metadata["base"], other)  # the same bytes, the same SHA-256, another place
+    save_tensors(read_tensors(adapters), adapters, {**metadata, "base": str(other)})
+    with pytest.raises(ValueError, match=f"{adapters}: its base {other} is not a weights file of"):
+        load_run(out, "encoder_classifier", weights="model", log=lambda _: None)
+    save_tensors(read_tensors(adapters), adapters, metadata)
+    Path(metadata["base"]).unlink()
+    Path(metadata["base"]).symlink_to(other)  # the right name, a link out of the base run
+    with pytest.raises(ValueError, match="a link out of its directory"):
+        load_run(out, "encoder_classifier", weights="model", log=lambda _: None)
 
 
 def test_what_does_not_fit_is_refused_by_name(base, tmp_path, capsys) -> None:

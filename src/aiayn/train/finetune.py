@@ -22,7 +22,7 @@ from aiayn.models.build import TokenEmbedding
 from aiayn.models.config import ModelConfig
 from aiayn.nn.lora import TARGETS, attach_lora
 from aiayn.run.config import read_run_config
-from aiayn.run.files import pick_weights
+from aiayn.run.files import AVERAGE, BEST, MODEL, pick_weights
 from aiayn.run.weights import SafetensorsFile, check_tensors, unique_state
 from aiayn.safeio import open_input
 
@@ -132,9 +132,9 @@ def base_weights(cfg: RunConfig) -> Path:
     return pick_weights(Path(cfg.train.init))
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, within: Path | None = None) -> str:
     digest = hashlib.sha256()
-    with open_input(path) as f:
+    with open_input(path, within) as f:
         while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
@@ -225,11 +225,18 @@ class AdapterWeights:
     path and SHA-256 of the base weights they adapt; other runs write all their tensors."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig) -> None:
-        self.names = None
+        self.names, self.cfg = None, cfg
         if cfg.train.lora_rank:
             self.names = {n for n, p in model.named_parameters() if p.requires_grad}
-            base = base_weights(cfg)
-            self.metadata = {"base": str(base.resolve()), "base_sha256": file_sha256(base)}
+            base, init = base_weights(cfg), Path(cfg.train.init)  # init resolved by start_from
+            self.metadata = {"base": str(base), "base_sha256": file_sha256(base, within=init)}
+
+    def resume(self, adapters: Path) -> None:
+        """Go on naming the base that the run's adapters file `adapters` names, refused (by
+        `checked_base`) if it has changed since: the resumed weights were trained on it."""
+        if self.names is not None:
+            checked_base(adapters, self.cfg)
+            self.metadata = SafetensorsFile(adapters).metadata
 
     def __call__(
         self, state: dict[str, torch.Tensor], path: Path
@@ -240,6 +247,28 @@ class AdapterWeights:
         return {n: t for n, t in state.items() if n in self.names}, path, self.metadata
 
 
+def checked_base(path: Path, cfg: RunConfig) -> Path:
+    """The base weights file that the adapters file `path` names in its metadata: refused
+    unless it is a float weights file of the run that train.init names (no link out of it)
+    with the SHA-256 that the adapters were trained on."""
+    adapters = SafetensorsFile(path)
+    base, digest = adapters.metadata.get("base"), adapters.metadata.get("base_sha256")
+    if not base or not digest:
+        raise ValueError(f"{path}: an adapter run's weights name no base (metadata base)")
+    base, init = Path(base), Path(cfg.train.init)
+    if base.name not in (MODEL, BEST, AVERAGE) or base.parent.resolve() != init.resolve():
+        raise ValueError(
+            f"{path}: its base {base} is not a weights file of its train.init run {init} "
+            f"(expected {MODEL}, {BEST} or {AVERAGE} there)"
+        )
+    if (now := file_sha256(base, within=init)) != digest:
+        raise ValueError(
+            f"{path}: its base {base} has changed since the adapters were trained "
+            f"(SHA-256 {now[:16]}..., trained on {digest[:16]}...)"
+        )
+    return base
+
+
 def load_adapter_run(
     model: nn.Module, cfg: RunConfig, path: Path, log: Callable[[str], None]
 ) -> None:
@@ -248,19 +277,11 @@ def load_adapter_run(
     have changed since the adapters were trained is refused, naming it."""
     from aiayn.nn.lora import merge_lora
 
-    adapters = SafetensorsFile(path)
-    base, digest = adapters.metadata.get("base"), adapters.metadata.get("base_sha256")
-    if not base or not digest:
-        raise ValueError(f"{path}: an adapter run's weights name no base (metadata base)")
-    base = Path(base)
-    if (now := file_sha256(base)) != digest:
-        raise ValueError(
-            f"{path}: its base {base} has changed since the adapters were trained "
-            f"(SHA-256 {now[:16]}..., trained on {digest[:16]}...)"
-        )
+    base = checked_base(path, cfg)
     init_from(model, cfg, base, lambda line: None)
     adapt(model, cfg, lambda line: None)
     shapes = {n: p.shape for n, p in model.named_parameters() if p.requires_grad}
+    adapters = SafetensorsFile(path)
     state = {name: adapters[name] for name in adapters}
     check_tensors(state, shapes, path)
     model.load_state_dict(state, strict=False)
