@@ -101,6 +101,8 @@ def test_an_adapter_run_saves_its_adapters_and_merges(base, tmp_path, capsys) ->
     assert finetune(base, out, *LORA) == 0
     saved = read_tensors(out / "model.safetensors")
     assert all(".lora." in n or n.startswith("classifier.") for n in saved)
+    optimizer = load_state(out / "trainer_state.pt")["optimizer"]
+    assert len(optimizer["state"]) == len(saved)  # the adapters and the new head alone
     assert main(["merge", str(out), "--out", str(tmp_path / "merged")]) == 0
     _, adapted = load_run(out, "encoder_classifier", log=lambda _: None)
     _, merged = load_run(tmp_path / "merged", "encoder_classifier", log=lambda _: None)
@@ -193,18 +195,35 @@ def test_head_and_layer_rates(base) -> None:
     assert scales["pooler.weight"] is None  # above the layers: train.lr
 
 
-def test_a_translator_fine_tunes_from_another_run_on_new_pairs(tmp_path) -> None:
+def test_a_translator_fine_tunes_from_another_run_on_new_pairs(tmp_path, capsys) -> None:
     base = tmp_path / "base"
     config = write_config(tmp_path, max_steps=2, eval_every=2, average_last=1, bleu=False)
     assert main(["train", str(config), "--out", str(base)]) == 0
     (tmp_path / "new").mkdir()
     new = write_corpus(tmp_path / "new", n=60, seed=9)  # other sentences, the same words
     data = [f"--set=data.{k}='{v}'" for k, v in new.items()]
-    args = ["train", str(config), "--init", str(base), "--out", str(tmp_path / "ft"), *data]
-    assert main(args) == 0
+    args = ["train", str(config), "--init", str(base), *data]
+    assert main([*args, "--out", str(tmp_path / "ft")]) == 0
     before = read_tensors(base / "model.safetensors")
     after = read_tensors(tmp_path / "ft" / "model.safetensors")
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[n], after[n]) for n in before)
     saved = RunConfig.load(tmp_path / "ft" / "config.toml")
     assert saved.train.init == str(base.resolve()) and saved.data.train_src == str(new["train_src"])
+    # with LoRA on every projection, cross-attention's fused k and v included
+    lora = [*LORA, "--set", "train.lora_targets='q,k,v,o,ff'", "--set", "train.lora_dropout=0.1"]
+    assert main([*args, "--out", str(tmp_path / "lora"), *lora]) == 0
+    assert main(["merge", str(tmp_path / "lora"), "--out", str(tmp_path / "merged")]) == 0
+    _, adapted = load_run(tmp_path / "lora", "encoder_decoder", log=lambda _: None)
+    _, merged = load_run(tmp_path / "merged", "encoder_decoder", log=lambda _: None)
+    src, tgt = torch.randint(4, 40, (3, 9)), torch.randint(4, 40, (3, 6))
+    with torch.no_grad():
+        torch.testing.assert_close(merged(src, tgt), adapted(src, tgt), rtol=0, atol=1e-5)
+    weights = base_weights(RunConfig.load(tmp_path / "lora" / "config.toml"))
+    save_tensors({n: t + 1 for n, t in read_tensors(weights).items()}, weights)
+    capsys.readouterr()
+    (tmp_path / "in.txt").write_text("a b c\n")
+    translate = ["translate", "--model", str(tmp_path / "lora"), "--input", str(tmp_path / "in.txt")]
+    for command in (translate, ["export-ct2", str(tmp_path / "lora")]):
+        assert main(command) == 2
+        assert f"its base {weights} has changed" in capsys.readouterr().err
