@@ -223,7 +223,7 @@ def test_a_translator_fine_tunes_from_another_run_on_new_pairs(tmp_path, capsys)
     save_tensors({n: t + 1 for n, t in read_tensors(weights).items()}, weights)
     capsys.readouterr()
     (tmp_path / "in.txt").write_text("a b c\n")
-    translate = ["translate", "--model", str(tmp_path / "lora"), "--input", str(tmp_path / "in.txt")]
-    for command in (translate, ["export-ct2", str(tmp_path / "lora")]):
+    run, text = str(tmp_path / "lora"), str(tmp_path / "in.txt")
+    for command in (["translate", "--model", run, "--input", text], ["export-ct2", run]):
         assert main(command) == 2
         assert f"its base {weights} has changed" in capsys.readouterr().err
