@@ -88,6 +88,29 @@ def test_a_fine_tuning_resumes_exactly(base, tmp_path, options) -> None:
     assert all(torch.equal(ours[n], theirs[n]) for n in theirs)
 
 
+FROZEN = ["--set", "train.freeze=embeddings"]
+
+
+@pytest.mark.parametrize(
+    ("options", "change"),
+    [
+        (LORA, "lora_alpha=64.0"),
+        (LORA, "lora_rank=0"),
+        (LORA, "lora_targets='q'"),
+        (LORA, "new_head=false"),
+        (FROZEN, "freeze='layers:1'"),
+    ],
+)
+def test_a_resume_keeps_what_its_weights_are(base, tmp_path, capsys, options, change) -> None:
+    out = tmp_path / "ft"
+    assert finetune(base, out, *options) == 0
+    resume = ["train", "--out", str(out), "--resume", "--set", "train.max_steps=3"]
+    capsys.readouterr()
+    assert main([*resume, "--set", f"train.{change}"]) == 2
+    name = change.partition("=")[0]
+    assert f"a resumed run keeps the train.{name}=" in capsys.readouterr().err
+
+
 def private_base(base, tmp_path: Path) -> tuple[Path, Path]:
     """(the config, a copy of the base run) for a test that changes the base."""
     shutil.copytree(base[1], tmp_path / "base")
@@ -174,6 +197,15 @@ def test_what_does_not_fit_is_refused_by_name(base, tmp_path, capsys) -> None:
     assert "'x' is no projection" in capsys.readouterr().err
     assert finetune(base, tmp_path / "e", "--set", "train.freeze=decoder") == 2
     assert "no module 'decoder'" in capsys.readouterr().err
+    assert finetune(base, tmp_path / "g", *LORA, "--set", "train.lora_rank=1000000000000") == 2
+    assert "LoRA rank 1000000000000 exceeds" in capsys.readouterr().err
+    assert finetune(base, tmp_path / "h", *LORA, "--set", "train.lora_targets=','") == 2
+    assert "train.lora_targets=',' names no projection" in capsys.readouterr().err
+    assert finetune(base, tmp_path / "j", *LORA, *FROZEN) == 2
+    assert "with train.lora_rank every tensor of the base is frozen" in capsys.readouterr().err
+    everything = "train.freeze='embed,transformer,pooler,classifier'"
+    assert finetune(base, tmp_path / "i", "--set", everything) == 2
+    assert "leaves no parameter to train" in capsys.readouterr().err
     assert (
         main(["train", str(config), "--out", str(tmp_path / "f"), "--init", str(run), "--resume"])
         == 2

@@ -66,6 +66,16 @@ def check_options(cfg: RunConfig) -> None:
         raise ValueError(f"train.lora_rank={t.lora_rank} adapts a base: set train.init too")
     if t.head_lr is not None and t.lr is None:
         raise ValueError(f"train.head_lr={t.head_lr!r} is a rate beside train.lr; set train.lr")
+    if t.lora_rank and not lora_targets(t.lora_targets):
+        raise ValueError(
+            f"train.lora_targets={t.lora_targets!r} names no projection; expected some of "
+            + ", ".join(TARGETS)
+        )
+    if t.lora_rank and t.freeze:
+        raise ValueError(
+            f"train.freeze={t.freeze!r}: with train.lora_rank every tensor of the base is "
+            "frozen already; leave train.freeze empty"
+        )
     for target in lora_targets(t.lora_targets):
         if target not in TARGETS:
             raise ValueError(
@@ -154,6 +164,8 @@ def adapt(model: nn.Module, cfg: RunConfig, log: Callable[[str], None]) -> None:
     if t.freeze or t.lora_rank:
         params = list(model.parameters())
         trainable = sum(p.numel() for p in params if p.requires_grad)
+        if not trainable:
+            raise ValueError(f"train.freeze={t.freeze!r} leaves no parameter to train")
         log(f"trainable parameters: {trainable:,} of {sum(p.numel() for p in params):,}")
 
 
