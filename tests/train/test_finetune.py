@@ -133,6 +133,10 @@ def test_an_adapter_run_saves_its_adapters_and_merges(base, tmp_path, capsys) ->
     with torch.no_grad():
         torch.testing.assert_close(merged(tokens), adapted(tokens), rtol=0, atol=1e-5)
     assert main(["quantize", str(out), "--out", str(tmp_path / "int8")]) == 0  # as any run
+    # the int8 run holds the adapters folded in: an ordinary run, nothing left to merge
+    capsys.readouterr()
+    assert main(["merge", str(tmp_path / "int8"), "--out", str(tmp_path / "m8")]) == 2
+    assert "not an adapter run" in capsys.readouterr().err
 
 
 def test_an_adapter_whose_base_changed_is_refused_by_every_command_and_on_resume(

@@ -259,6 +259,12 @@ class AdapterWeights:
         return {n: t for n, t in state.items() if n in self.names}, path, self.metadata
 
 
+def folded(cfg: RunConfig) -> RunConfig:
+    """The config of an adapter run's model with its adapters folded in (merge, quantize):
+    an ordinary run, which needs no base."""
+    return cfg.replace("train", lora_rank=0, init="")
+
+
 def checked_base(path: Path, cfg: RunConfig) -> Path:
     """The base weights file that the adapters file `path` names in its metadata: refused
     unless it is a float weights file of the run that train.init names (no link out of it)
