@@ -138,6 +138,9 @@ def test_two_columns_with_blank_lines_between_sentences(tmp_path: Path) -> None:
         ("1\tThe\tthe\tDET\n", "conllu", "line 1 has 4 tab-separated columns; CoNLL-U has 10"),
         ("EU\tB-ORG\tx\n", "columns", "line 1: 3 tab-separated columns; expected word<TAB>tag"),
         ("# only a comment\n\n1" + "\tx" * 9 + "\n", "conllu", "line 2: a sentence without"),
+        ("\u00b2" + "\tx" * 9 + "\n", "conllu", "line 1: ID '\u00b2' is not a word number"),
+        ("\n\n", "conllu", "no tagged word in it"),
+        ("-DOCSTART-\n\n", "columns", "no tagged word in it"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path: Path, text: str, fmt: str, error: str) -> None:
