@@ -15,7 +15,13 @@ from aiayn.runtime.attention import use_attention
 from aiayn.tasks import load_run
 from aiayn.tasks.classification import ClassificationTask
 from aiayn.train.checkpoint import load_state
-from aiayn.train.finetune import base_weights, init_from, rate_scales, start_from
+from aiayn.train.finetune import (
+    base_weights,
+    check_options,
+    init_from,
+    rate_scales,
+    start_from,
+)
 from tests.cli_helpers import write_config, write_corpus
 from tests.tasks.test_classification import classifier_config, write_tsv
 
@@ -215,6 +221,15 @@ def test_what_does_not_fit_is_refused_by_name(base, tmp_path, capsys) -> None:
         == 2
     )
     assert "--init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [{"head_lr": 0.01}, {"new_head": True}])
+def test_head_options_need_a_family_with_a_head(option) -> None:
+    train = {"init": "base", "lr": 1e-3, **option}
+    cfg = RunConfig.from_dict({"version": 2, "model": {"arch": "decoder_only"}, "train": train})
+    name, value = next(iter(option.items()))
+    with pytest.raises(ValueError, match=f"train.{name}={value!r}: a decoder_only model has no "):
+        check_options(cfg)
 
 
 def test_head_and_layer_rates(base) -> None:

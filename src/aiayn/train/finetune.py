@@ -64,6 +64,12 @@ def check_options(cfg: RunConfig) -> None:
     t = cfg.train
     if t.lora_rank and not t.init:
         raise ValueError(f"train.lora_rank={t.lora_rank} adapts a base: set train.init too")
+    for name, value in (("head_lr", t.head_lr), ("new_head", t.new_head)):
+        if value not in (None, False) and not family(cfg.model.arch).head:
+            raise ValueError(
+                f"train.{name}={value!r}: a {cfg.model.arch} model has no head apart from "
+                "its body (Family.head); leave it unset"
+            )
     if t.head_lr is not None and t.lr is None:
         raise ValueError(f"train.head_lr={t.head_lr!r} is a rate beside train.lr; set train.lr")
     if t.lora_rank and not lora_targets(t.lora_targets):
