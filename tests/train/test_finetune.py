@@ -3,9 +3,11 @@ tensors stay bit-identical without optimizer state, adapter and frozen runs resu
 adapter runs merge, and what cannot fit is refused by name."""
 
 import shutil
+import tomllib
 from pathlib import Path
 
 import pytest
+import tomli_w
 import torch
 
 from aiayn.cli import main
@@ -95,6 +97,17 @@ def test_a_fine_tuning_resumes_exactly(base, tmp_path, options) -> None:
 
 
 FROZEN = ["--set", "train.freeze=embeddings"]
+
+
+def test_the_config_that_started_a_fine_tuning_resumes_it(base, tmp_path) -> None:
+    config = tomllib.loads(base[0].read_text())
+    config["model"] = {"arch": "encoder_classifier", "dropout": 0.0}  # the rest: the base's
+    config["data"].pop("vocab_size")
+    config["train"] |= {"init": str(base[1]), "max_steps": 2, "eval_every": 2, "warmup": 1}
+    (tmp_path / "ft.toml").write_text(tomli_w.dumps(config))
+    args = ["train", str(tmp_path / "ft.toml"), "--out", str(tmp_path / "ft")]
+    assert main(args) == 0
+    assert main([*args, "--resume", "--set", "train.max_steps=3"]) == 0
 
 
 @pytest.mark.parametrize(
