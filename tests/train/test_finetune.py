@@ -152,6 +152,10 @@ def test_an_adapter_run_saves_its_adapters_and_merges(base, tmp_path, capsys) ->
     with torch.no_grad():
         torch.testing.assert_close(merged(tokens), adapted(tokens), rtol=0, atol=1e-5)
     assert main(["quantize", str(out), "--out", str(tmp_path / "int8")]) == 0  # as any run
+    assert finetune(base, tmp_path / "on_adapters", "--init", str(out)) == 2
+    assert f"train.init={out} is an adapter run (LoRA)" in capsys.readouterr().err
+    assert finetune(base, tmp_path / "on_int8", "--init", str(tmp_path / "int8")) == 2
+    assert "holds int8 weights (aiayn quantize)" in capsys.readouterr().err
     # the int8 run holds the adapters folded in: an ordinary run, nothing left to merge
     capsys.readouterr()
     assert main(["merge", str(tmp_path / "int8"), "--out", str(tmp_path / "m8")]) == 2

@@ -22,7 +22,7 @@ from aiayn.models.build import TokenEmbedding
 from aiayn.models.config import ModelConfig
 from aiayn.nn.lora import TARGETS, attach_lora
 from aiayn.run.config import read_run_config
-from aiayn.run.files import AVERAGE, BEST, MODEL, pick_weights
+from aiayn.run.files import AVERAGE, BEST, INT8, MODEL, pick_weights
 from aiayn.run.weights import SafetensorsFile, check_tensors, unique_state
 from aiayn.safeio import open_input
 
@@ -39,6 +39,15 @@ def start_from(cfg: RunConfig) -> RunConfig:
     values, since the weights could not fit."""
     run = Path(cfg.train.init)
     base = read_run_config(run)
+    if base.train.lora_rank:
+        raise ValueError(
+            f"train.init={run} is an adapter run (LoRA), its weights the adapters alone: "
+            "start from the run `aiayn merge` writes of it"
+        )
+    if base_weights(cfg).name == INT8:
+        raise ValueError(
+            f"train.init={run} holds int8 weights (aiayn quantize): start from its float run"
+        )
     changes = {}
     for section, names in (
         ("model", [f.name for f in dataclasses.fields(ModelConfig) if f.name not in OWN_MODEL]),
