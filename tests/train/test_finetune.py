@@ -146,6 +146,12 @@ def test_an_adapter_run_saves_its_adapters_and_merges(base, tmp_path, capsys) ->
     optimizer = load_state(out / "trainer_state.pt")["optimizer"]
     assert len(optimizer["state"]) == len(saved)  # the adapters and the new head alone
     assert main(["merge", str(out), "--out", str(tmp_path / "merged")]) == 0
+    written = read_tensors(tmp_path / "merged" / "model.safetensors")
+    capsys.readouterr()
+    assert main(["merge", str(out), "--out", str(tmp_path / "merged")]) == 2  # not empty now
+    assert "already holds files" in capsys.readouterr().err
+    again = read_tensors(tmp_path / "merged" / "model.safetensors")
+    assert all(torch.equal(again[n], written[n]) for n in written)
     _, adapted = load_run(out, "encoder_classifier", log=lambda _: None)
     _, merged = load_run(tmp_path / "merged", "encoder_classifier", log=lambda _: None)
     tokens = torch.randint(4, 40, (3, 9))
