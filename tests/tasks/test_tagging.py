@@ -150,6 +150,15 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, text: str, fmt: str, error
         read_tagged(path, fmt)
 
 
+def test_the_word_cache_keeps_no_long_word() -> None:
+    """A server's tagger keeps what clients send in its cache: a word of 10,000 characters a
+    time would hold gigabytes (a million of them) before the cache starts afresh."""
+    tok = bert_pieces()
+    split, long = WordPieces(tok), "the" * 3000
+    assert split(["cat", long, "cat"]) == [[5], [tok.unk_id], [5]]
+    assert split([long]) == [[tok.unk_id]] and list(split.cache) == ["cat"]
+
+
 def test_tags_sit_on_first_pieces_of_words_in_one_two_many_and_no_pieces() -> None:
     tok = bert_pieces()
     words = ["the", "cats", "unbelievably", "\x07", "cat"]
