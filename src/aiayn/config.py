@@ -32,6 +32,8 @@ RESUME_FIXED = {
         f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("dropout", "attn_dropout")
     },
     "data": {"tokenizer", "vocab_size", "joint_vocab", "lowercase", "end_token"},
+    # what a fine-tuning trains and on what: its adapters' shapes and scale, its frozen tensors
+    "train": {"init", "new_head", "freeze", "lora_rank", "lora_alpha", "lora_targets"},
 }
 
 

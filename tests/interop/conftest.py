@@ -28,8 +28,9 @@ def bert(tmp_path_factory):
     return transformers.BertModel(cfg).eval(), tmp_path_factory.mktemp("bert")
 
 
-def tiny_gpt2() -> transformers.GPT2LMHeadModel:
-    """A random 2-layer GPT-2 over VOCAB ids (seed as the caller set it)."""
+def tiny_gpt2(**changes: float) -> transformers.GPT2LMHeadModel:
+    """A random 2-layer GPT-2 over VOCAB ids (seed as the caller set it), its config's
+    defaults changed by `changes`."""
     cfg = transformers.GPT2Config(
         vocab_size=VOCAB,
         n_embd=48,
@@ -38,6 +39,7 @@ def tiny_gpt2() -> transformers.GPT2LMHeadModel:
         n_positions=64,
         bos_token_id=None,  # the default, 50256, is outside this tiny vocabulary
         eos_token_id=None,
+        **changes,
     )
     return transformers.GPT2LMHeadModel(cfg).eval()
 

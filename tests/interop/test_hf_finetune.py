@@ -1,6 +1,6 @@
 """Imported decoder-only checkpoints, a random GPT-2 and a random Llama with grouped-query
-attention (built with `transformers`), fine-tuned with LoRA on tiny-shakespeare: the loss
-falls; the merged run gives the adapter run's logits, and GPT-2's adapter run exports to
+attention (built with `transformers`), fine-tuned with LoRA on tiny-shakespeare for 50 steps:
+the loss falls; the merged run gives the adapter run's logits, and its export loads in
 `transformers` with them."""
 
 import json
@@ -12,20 +12,29 @@ import torch
 import transformers
 
 from aiayn.cli import main
+from aiayn.interop.hf_export import export
+from aiayn.run.weights import read_tensors, save_tensors
 from aiayn.tasks import load_run
 from tests.interop.conftest import VOCAB, char_tokenizer_json, save, tiny_gpt2
 from tests.interop.test_hf_llama import SMALL
 
 SHAKESPEARE = Path(__file__).resolve().parents[2] / ".." / "shared/data/tinyshakespeare/input.txt"
-STEPS = 12
+STEPS = 50
+# a smaller Llama than test_hf_llama's, grouped-query attention still (4 heads, 2 of k and v)
+LLAMA = {**SMALL, "hidden_size": 32, "intermediate_size": 64}
+# weights drawn wider than the checkpoints' 0.02: embeddings that tiny (tied to the output, and
+# frozen) give logits too flat for any adapter to learn the characters' frequencies
+WIDE = {"initializer_range": 0.2}
+CLASSES = {"gpt2": transformers.GPT2LMHeadModel, "llama": transformers.LlamaForCausalLM}
 
 
 def checkpoint(kind: str, folder: Path) -> Path:
     torch.manual_seed(5)
     if kind == "gpt2":
-        model = tiny_gpt2()
+        model = tiny_gpt2(**WIDE)
     else:
-        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**SMALL))
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**LLAMA, **WIDE))
+        assert model.config.num_key_value_heads < model.config.num_attention_heads
     save(model.eval(), folder)
     char_tokenizer_json(folder / "tokenizer.json")
     return folder
@@ -35,10 +44,10 @@ def lora_finetune(kind: str, tmp_path: Path) -> Path:
     """The adapter run of `kind`'s imported checkpoint after STEPS steps on Shakespeare."""
     hf = checkpoint(kind, tmp_path / kind)
     assert main(["import-hf", str(hf), "--out", str(tmp_path / "base")]) == 0
-    (tmp_path / "train.txt").write_text(SHAKESPEARE.read_text(encoding="utf-8")[:20000])
+    (tmp_path / "train.txt").write_text(SHAKESPEARE.read_text(encoding="utf-8")[:8000])
     config = {
         "version": 2,
-        "data": {"train_text": str(tmp_path / "train.txt"), "block_size": 32},
+        "data": {"train_text": str(tmp_path / "train.txt"), "block_size": 16},
         "model": {"arch": "decoder_only", "dropout": 0.0},
         "train": {
             "lora_rank": 4,
@@ -46,7 +55,7 @@ def lora_finetune(kind: str, tmp_path: Path) -> Path:
             "max_steps": STEPS,
             "eval_every": STEPS,
             "log_every": 1,
-            "batch_tokens": 512,
+            "batch_tokens": 256,
             "lr": 2e-2,
             "schedule": "cosine",
             "warmup": 2,
@@ -60,12 +69,20 @@ def lora_finetune(kind: str, tmp_path: Path) -> Path:
     return run
 
 
-@pytest.mark.parametrize("kind", ["gpt2", "llama"])
-def test_lora_on_an_imported_decoder_learns_and_merges(kind, tmp_path) -> None:
+# export-hf refuses grouped-query attention (interop/hf_export.py: `needs` asks n_kv_heads ==
+# n_heads, and `split` cuts a fused qkv into equal thirds): issue 43's part. The export alone
+# raises the refusal (a ValueError); the training and merge before it are checked as for GPT-2.
+GQA_EXPORT = pytest.mark.xfail(
+    raises=ValueError, strict=True, reason="export-hf of grouped-query attention (issue 43)"
+)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", pytest.param("llama", marks=GQA_EXPORT)])
+def test_lora_on_an_imported_decoder_learns_merges_and_exports(kind, tmp_path, capsys) -> None:
     run = lora_finetune(kind, tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()
     losses = [r["loss"] for r in map(json.loads, lines) if "loss" in r]
-    assert len(losses) == STEPS and sum(losses[-3:]) < sum(losses[:3]) - 0.3
+    assert len(losses) == STEPS and sum(losses[-5:]) < sum(losses[:5]) - 2.5
     assert main(["merge", str(run), "--out", str(tmp_path / "merged")]) == 0
     _, adapted = load_run(run, "decoder_only", log=lambda _: None)
     _, merged = load_run(tmp_path / "merged", "decoder_only", log=lambda _: None)
@@ -73,8 +90,24 @@ def test_lora_on_an_imported_decoder_learns_and_merges(kind, tmp_path) -> None:
     with torch.no_grad():
         ours = adapted(tokens)
         torch.testing.assert_close(merged(tokens), ours, rtol=0, atol=1e-5)
-    if kind == "gpt2":  # export-hf writes GPT-2's layout (not Llama's); of the adapter run
-        assert main(["export-hf", str(run), "--out", str(tmp_path / "hf")]) == 0
-        theirs = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
-        with torch.no_grad():
-            torch.testing.assert_close(theirs(tokens).logits, ours, rtol=0, atol=1e-4)
+    refuses_a_changed_base(tmp_path, run, kind, capsys)
+    export(tmp_path / "merged", tmp_path / "hf", log=lambda _: None)
+    theirs = CLASSES[kind].from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(theirs(tokens).logits, ours, rtol=0, atol=1e-4)
+
+
+def refuses_a_changed_base(tmp_path: Path, run: Path, kind: str, capsys) -> None:
+    """After the base's weights change, the adapter run is refused by name; the merged run,
+    an ordinary one, is not."""
+    weights = tmp_path / "base" / "model.safetensors"
+    tensors = read_tensors(weights)
+    tensors["embed.weight"][0, 0] += 1.0
+    save_tensors(tensors, weights)
+    commands = [["generate", "--model", str(run), "--prompt", "To be", "--max-new-tokens", "2"]]
+    if kind == "gpt2":  # export-hf refuses a grouped-query Llama before it loads the run
+        commands.append(["export-hf", str(run), "--out", str(tmp_path / "refused")])
+    capsys.readouterr()
+    for command in commands:
+        assert main(command) == 2
+        assert f"its base {weights} has changed" in capsys.readouterr().err

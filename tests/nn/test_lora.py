@@ -4,6 +4,7 @@ the adapted model's logits; a projection no layer has is refused by name."""
 import pytest
 import torch
 
+from aiayn.families import names
 from aiayn.models import build_model
 from aiayn.models.config import ModelConfig
 from aiayn.nn.lora import TARGETS, attach_lora, merge_lora
@@ -13,8 +14,13 @@ FAMILIES = {
     "encoder_decoder": {},
     "decoder_only": {"n_kv_heads": 2, "positional": "rope", "norm": "rmsnorm", "norm_first": True},
     "encoder_classifier": {"n_classes": 3},
+    "encoder_tagger": {"n_classes": 5},
 }
 TARGET_SETS = [(t,) for t in TARGETS] + [TARGETS]
+
+
+def test_every_family_is_tested() -> None:
+    assert set(FAMILIES) == set(names())
 
 
 def model_and_input(arch: str, **changes):

@@ -138,6 +138,9 @@ def test_two_columns_with_blank_lines_between_sentences(tmp_path: Path) -> None:
         ("1\tThe\tthe\tDET\n", "conllu", "line 1 has 4 tab-separated columns; CoNLL-U has 10"),
         ("EU\tB-ORG\tx\n", "columns", "line 1: 3 tab-separated columns; expected word<TAB>tag"),
         ("# only a comment\n\n1" + "\tx" * 9 + "\n", "conllu", "line 2: a sentence without"),
+        ("\u00b2" + "\tx" * 9 + "\n", "conllu", "line 1: ID '\u00b2' is not a word number"),
+        ("\n\n", "conllu", "no tagged word in it"),
+        ("-DOCSTART-\n\n", "columns", "no tagged word in it"),
     ],
 )
 def test_bad_lines_name_file_and_line(tmp_path: Path, text: str, fmt: str, error: str) -> None:
@@ -145,6 +148,15 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, text: str, fmt: str, error
     path.write_text(text, "utf-8")
     with pytest.raises(ValueError, match=f"^{path}: {error}"):
         read_tagged(path, fmt)
+
+
+def test_the_word_cache_keeps_no_long_word() -> None:
+    """A server's tagger keeps what clients send in its cache: a word of 10,000 characters a
+    time would hold gigabytes (a million of them) before the cache starts afresh."""
+    tok = bert_pieces()
+    split, long = WordPieces(tok), "the" * 3000
+    assert split(["cat", long, "cat"]) == [[5], [tok.unk_id], [5]]
+    assert split([long]) == [[tok.unk_id]] and list(split.cache) == ["cat"]
 
 
 def test_tags_sit_on_first_pieces_of_words_in_one_two_many_and_no_pieces() -> None:

@@ -32,6 +32,7 @@ def merge_run(run_dir: Path, out: Path, weights: str | None = None) -> Path:
     from aiayn.run.folder import OutputFolder
     from aiayn.run.weights import save_weights
     from aiayn.tasks import load_run
+    from aiayn.train.finetune import folded
 
     cfg = read_run_config(run_dir)
     if not cfg.train.lora_rank:
@@ -39,7 +40,7 @@ def merge_run(run_dir: Path, out: Path, weights: str | None = None) -> Path:
     _, model = load_run(run_dir, cfg.model.arch, weights, log)
     with OutputFolder(out, "merge"):
         copy_assets(run_dir, out, ASSETS)
-        save_config(cfg.replace("train", lora_rank=0, init=""), out / CONFIG)
+        save_config(folded(cfg), out / CONFIG)
         save_weights(model, out / MODEL)
         family(cfg.model.arch).part("loader")(out, log=lambda _: None)
     log(f"merged {run_dir} into {out}")

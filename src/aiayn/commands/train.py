@@ -57,7 +57,12 @@ def run_config(args: argparse.Namespace, out: Path) -> RunConfig:
     cfg = RunConfig.load(out / CONFIG, args.set)
     cfg.check_resume(RunConfig.load(out / CONFIG, notice=None))  # its notices said once
     if args.config is not None:  # the command that started the run, --resume added: fine
-        difference = cfg.difference(RunConfig.load(args.config, args.set))
+        given = RunConfig.load(args.config, args.set)
+        if given.train.init:  # as it started: the base's shape and tokenizer, its path resolved
+            from aiayn.train.finetune import start_from
+
+            given = start_from(given)
+        difference = cfg.difference(given)
         if difference:
             raise ValueError(
                 f"{args.config} sets {difference}, unlike the run in {out}: --resume "

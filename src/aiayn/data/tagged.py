@@ -9,6 +9,7 @@ CoNLL-2003's document mark, is skipped). Errors name the file and line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from aiayn.data.text import read_lines
 FORMATS = ("conllu", "columns")
 CONLLU_COLUMNS = 10
 FORM = 2  # the word's column in CoNLL-U, 1-based
+WORD_ID = re.compile(r"[0-9]+")  # a word's ID (str.isdigit would take "²" too)
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,12 @@ class Sentence:
 
 
 def read_tagged(path: str | Path, fmt: str = "conllu", column: int = 4) -> list[Sentence]:
-    """The sentences of a tagged file; `column` (1-based) holds a CoNLL-U file's tags."""
-    return list(parse_tagged(read_lines(path), path, fmt, column))
+    """The sentences of a tagged file; `column` (1-based) holds a CoNLL-U file's tags. A file
+    without any is refused (training and evaluation need words)."""
+    sentences = list(parse_tagged(read_lines(path), path, fmt, column))
+    if not sentences:
+        raise ValueError(f"{path}: no tagged word in it; expected {fmt} sentences")
+    return sentences
 
 
 def parse_tagged(
@@ -78,7 +84,7 @@ def conllu_word(
         )
     if "-" in cells[0] or "." in cells[0]:
         return None
-    if not cells[0].isdigit():
+    if not WORD_ID.fullmatch(cells[0]):
         raise ValueError(f"{path}: line {number}: ID {cells[0]!r} is not a word number")
     word, tag = cells[FORM - 1], cells[column - 1]
     if not word or not tag:
@@ -103,7 +109,7 @@ def conllu_text(sentences: list[Sentence], tags: list[list[str]], column: int) -
     for sentence, predicted in zip(sentences, tags, strict=True):
         given = iter(predicted)
         for cells in sentence.rows or []:
-            if not cells[0].startswith("#") and cells[0].isdigit():
+            if WORD_ID.fullmatch(cells[0]):
                 cells = [*cells]
                 cells[column - 1] = next(given)
             out.append("\t".join(cells) + "\n")

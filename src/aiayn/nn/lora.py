@@ -87,6 +87,12 @@ def attach_lora(
         for target in targets:
             for attr, rows in target_rows(module, target):
                 linear = getattr(module, attr)
+                if rank > min(linear.in_features, rows[1] - rows[0]):
+                    raise ValueError(
+                        f"LoRA rank {rank} exceeds the smaller side of {name}.{attr}'s "
+                        f"{target} rows ({rows[1] - rows[0]} x {linear.in_features}); "
+                        "a lower-rank update is the point"
+                    )
                 if not hasattr(linear, "lora"):
                     linear.lora = nn.ModuleDict()
                     linear.lora_hook = linear.register_forward_hook(add_adapters)

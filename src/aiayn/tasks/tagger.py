@@ -25,6 +25,9 @@ IGNORE = -100  # F.cross_entropy's ignore_index: continuation pieces, <s>, </s>,
 
 
 MAX_CACHED = 1 << 20  # words; a server tagging anything it is sent starts afresh past this
+# characters of a word kept in the cache: a corpus repeats its short words, and a server's
+# clients could otherwise fill a million entries with words of 10,000 characters
+MAX_CACHED_WORD = 64
 
 
 class WordPieces:
@@ -37,9 +40,12 @@ class WordPieces:
         if len(self.cache) > MAX_CACHED:
             self.cache.clear()
         new = sorted({w for w in words if w not in self.cache})
-        for word, ids in zip(new, self.tok.encode(new) if new else [], strict=True):
-            self.cache[word] = ids or [self.tok.unk_id]
-        return [self.cache[w] for w in words]
+        split = {
+            word: ids or [self.tok.unk_id]
+            for word, ids in zip(new, self.tok.encode(new) if new else [], strict=True)
+        }
+        self.cache.update((w, ids) for w, ids in split.items() if len(w) <= MAX_CACHED_WORD)
+        return [split[w] if w in split else self.cache[w] for w in words]
 
 
 def spans(n_words: int, max_len: int) -> list[range]:

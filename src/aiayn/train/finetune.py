@@ -22,7 +22,7 @@ from aiayn.models.build import TokenEmbedding
 from aiayn.models.config import ModelConfig
 from aiayn.nn.lora import TARGETS, attach_lora
 from aiayn.run.config import read_run_config
-from aiayn.run.files import pick_weights
+from aiayn.run.files import AVERAGE, BEST, INT8, MODEL, pick_weights
 from aiayn.run.weights import SafetensorsFile, check_tensors, unique_state
 from aiayn.safeio import open_input
 
@@ -39,6 +39,15 @@ def start_from(cfg: RunConfig) -> RunConfig:
     values, since the weights could not fit."""
     run = Path(cfg.train.init)
     base = read_run_config(run)
+    if base.train.lora_rank:
+        raise ValueError(
+            f"train.init={run} is an adapter run (LoRA), its weights the adapters alone: "
+            "start from the run `aiayn merge` writes of it"
+        )
+    if base_weights(cfg).name == INT8:
+        raise ValueError(
+            f"train.init={run} holds int8 weights (aiayn quantize): start from its float run"
+        )
     changes = {}
     for section, names in (
         ("model", [f.name for f in dataclasses.fields(ModelConfig) if f.name not in OWN_MODEL]),
@@ -64,8 +73,24 @@ def check_options(cfg: RunConfig) -> None:
     t = cfg.train
     if t.lora_rank and not t.init:
         raise ValueError(f"train.lora_rank={t.lora_rank} adapts a base: set train.init too")
+    for name, value in (("head_lr", t.head_lr), ("new_head", t.new_head)):
+        if value not in (None, False) and not family(cfg.model.arch).head:
+            raise ValueError(
+                f"train.{name}={value!r}: a {cfg.model.arch} model has no head apart from "
+                "its body (Family.head); leave it unset"
+            )
     if t.head_lr is not None and t.lr is None:
         raise ValueError(f"train.head_lr={t.head_lr!r} is a rate beside train.lr; set train.lr")
+    if t.lora_rank and not lora_targets(t.lora_targets):
+        raise ValueError(
+            f"train.lora_targets={t.lora_targets!r} names no projection; expected some of "
+            + ", ".join(TARGETS)
+        )
+    if t.lora_rank and t.freeze:
+        raise ValueError(
+            f"train.freeze={t.freeze!r}: with train.lora_rank every tensor of the base is "
+            "frozen already; leave train.freeze empty"
+        )
     for target in lora_targets(t.lora_targets):
         if target not in TARGETS:
             raise ValueError(
@@ -132,9 +157,9 @@ def base_weights(cfg: RunConfig) -> Path:
     return pick_weights(Path(cfg.train.init))
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: Path, within: Path | None = None) -> str:
     digest = hashlib.sha256()
-    with open_input(path) as f:
+    with open_input(path, within) as f:
         while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
@@ -154,6 +179,8 @@ def adapt(model: nn.Module, cfg: RunConfig, log: Callable[[str], None]) -> None:
     if t.freeze or t.lora_rank:
         params = list(model.parameters())
         trainable = sum(p.numel() for p in params if p.requires_grad)
+        if not trainable:
+            raise ValueError(f"train.freeze={t.freeze!r} leaves no parameter to train")
         log(f"trainable parameters: {trainable:,} of {sum(p.numel() for p in params):,}")
 
 
@@ -225,11 +252,18 @@ class AdapterWeights:
     path and SHA-256 of the base weights they adapt; other runs write all their tensors."""
 
     def __init__(self, model: nn.Module, cfg: RunConfig) -> None:
-        self.names = None
+        self.names, self.cfg = None, cfg
         if cfg.train.lora_rank:
             self.names = {n for n, p in model.named_parameters() if p.requires_grad}
-            base = base_weights(cfg)
-            self.metadata = {"base": str(base.resolve()), "base_sha256": file_sha256(base)}
+            base, init = base_weights(cfg), Path(cfg.train.init)  # init resolved by start_from
+            self.metadata = {"base": str(base), "base_sha256": file_sha256(base, within=init)}
+
+    def resume(self, adapters: Path) -> None:
+        """Go on naming the base that the run's adapters file `adapters` names, refused (by
+        `checked_base`) if it has changed since: the resumed weights were trained on it."""
+        if self.names is not None:
+            checked_base(adapters, self.cfg)
+            self.metadata = SafetensorsFile(adapters).metadata
 
     def __call__(
         self, state: dict[str, torch.Tensor], path: Path
@@ -240,6 +274,34 @@ class AdapterWeights:
         return {n: t for n, t in state.items() if n in self.names}, path, self.metadata
 
 
+def folded(cfg: RunConfig) -> RunConfig:
+    """The config of an adapter run's model with its adapters folded in (merge, quantize):
+    an ordinary run, which needs no base."""
+    return cfg.replace("train", lora_rank=0, init="")
+
+
+def checked_base(path: Path, cfg: RunConfig) -> Path:
+    """The base weights file that the adapters file `path` names in its metadata: refused
+    unless it is a float weights file of the run that train.init names (no link out of it)
+    with the SHA-256 that the adapters were trained on."""
+    adapters = SafetensorsFile(path)
+    base, digest = adapters.metadata.get("base"), adapters.metadata.get("base_sha256")
+    if not base or not digest:
+        raise ValueError(f"{path}: an adapter run's weights name no base (metadata base)")
+    base, init = Path(base), Path(cfg.train.init)
+    if base.name not in (MODEL, BEST, AVERAGE) or base.parent.resolve() != init.resolve():
+        raise ValueError(
+            f"{path}: its base {base} is not a weights file of its train.init run {init} "
+            f"(expected {MODEL}, {BEST} or {AVERAGE} there)"
+        )
+    if (now := file_sha256(base, within=init)) != digest:
+        raise ValueError(
+            f"{path}: its base {base} has changed since the adapters were trained "
+            f"(SHA-256 {now[:16]}..., trained on {digest[:16]}...)"
+        )
+    return base
+
+
 def load_adapter_run(
     model: nn.Module, cfg: RunConfig, path: Path, log: Callable[[str], None]
 ) -> None:
@@ -248,19 +310,11 @@ def load_adapter_run(
     have changed since the adapters were trained is refused, naming it."""
     from aiayn.nn.lora import merge_lora
 
-    adapters = SafetensorsFile(path)
-    base, digest = adapters.metadata.get("base"), adapters.metadata.get("base_sha256")
-    if not base or not digest:
-        raise ValueError(f"{path}: an adapter run's weights name no base (metadata base)")
-    base = Path(base)
-    if (now := file_sha256(base)) != digest:
-        raise ValueError(
-            f"{path}: its base {base} has changed since the adapters were trained "
-            f"(SHA-256 {now[:16]}..., trained on {digest[:16]}...)"
-        )
+    base = checked_base(path, cfg)
     init_from(model, cfg, base, lambda line: None)
     adapt(model, cfg, lambda line: None)
     shapes = {n: p.shape for n, p in model.named_parameters() if p.requires_grad}
+    adapters = SafetensorsFile(path)
     state = {name: adapters[name] for name in adapters}
     check_tensors(state, shapes, path)
     model.load_state_dict(state, strict=False)

@@ -123,6 +123,7 @@ class Trainer:
 
     def resume(self) -> None:
         path = inside(self.run_dir, STATE)
+        self.kept.resume(inside(self.run_dir, MODEL))
         state = check_state(load_state(path), path)
         check_tables(state, self.model, self.opt, self.sched, path)
         self.group.load_model_state(self.model, state.pop("model"), path)
