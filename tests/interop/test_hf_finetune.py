@@ -69,15 +69,7 @@ def lora_finetune(kind: str, tmp_path: Path) -> Path:
     return run
 
 
-# export-hf refuses grouped-query attention (interop/hf_export.py: `needs` asks n_kv_heads ==
-# n_heads, and `split` cuts a fused qkv into equal thirds): issue 43's part. The export alone
-# raises the refusal (a ValueError); the training and merge before it are checked as for GPT-2.
-GQA_EXPORT = pytest.mark.xfail(
-    raises=ValueError, strict=True, reason="export-hf of grouped-query attention (issue 43)"
-)
-
-
-@pytest.mark.parametrize("kind", ["gpt2", pytest.param("llama", marks=GQA_EXPORT)])
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_lora_on_an_imported_decoder_learns_merges_and_exports(kind, tmp_path, capsys) -> None:
     run = lora_finetune(kind, tmp_path)
     lines = (run / "metrics.jsonl").read_text().splitlines()
@@ -104,9 +96,10 @@ def refuses_a_changed_base(tmp_path: Path, run: Path, kind: str, capsys) -> None
     tensors = read_tensors(weights)
     tensors["embed.weight"][0, 0] += 1.0
     save_tensors(tensors, weights)
-    commands = [["generate", "--model", str(run), "--prompt", "To be", "--max-new-tokens", "2"]]
-    if kind == "gpt2":  # export-hf refuses a grouped-query Llama before it loads the run
-        commands.append(["export-hf", str(run), "--out", str(tmp_path / "refused")])
+    commands = [
+        ["generate", "--model", str(run), "--prompt", "To be", "--max-new-tokens", "2"],
+        ["export-hf", str(run), "--out", str(tmp_path / "refused")],
+    ]
     capsys.readouterr()
     for command in commands:
         assert main(command) == 2
