@@ -66,7 +66,9 @@ def test_seeded_samples_and_stop_strings(lm_url, lm_run) -> None:
     api, name = client(lm_url), lm_run.resolve().name
     ask = dict(model=name, prompt="to", max_tokens=20, temperature=1.0, seed=5, n=3)
     first = api.completions.create(**ask)
-    assert [c.text for c in first.choices] == [c.text for c in api.completions.create(**ask).choices]
+    assert [c.text for c in first.choices] == [
+        c.text for c in api.completions.create(**ask).choices
+    ]
     text = first.choices[0].text
     stop = text[3:5]
     cut = api.completions.create(**ask, stop=stop).choices[0]

@@ -21,7 +21,6 @@ from fastapi.exceptions import StarletteHTTPException
 from fastapi.responses import StreamingResponse
 
 from aiayn.decode.continuous import Sampling
-from aiayn.serve.chat import TemplateError
 from aiayn.serve.engines import LanguageEngine
 from aiayn.serve.openai_schema import COMPLETION_TOKENS, ChatRequest, CompletionRequest
 from aiayn.serve.scheduler import Finished, Scheduler, Ticket
@@ -85,8 +84,9 @@ def add_openai(app: FastAPI, engine: Any, scheduler: Callable[[], Scheduler]) ->
             )
         try:
             ids = e.chat.prompt_ids([m.plain() for m in req.messages])
-        except TemplateError as err:
-            raise InputError("messages", f"messages: {err}") from None
+        except ValueError as err:  # the template failed or was refused; a special token's name
+            message = str(err) if str(err).startswith("messages") else f"messages: {err}"
+            raise InputError("messages", message) from None
         if not ids:
             raise InputError("messages", "messages: the chat template gave no tokens")
         limit = req.limit(e.cfg.model.max_len)
