@@ -14,8 +14,8 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from aiayn.cli import main
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.serve.chat import ChatTemplate, TemplateError
-from tests.serve.inprocess import call, serving
-from tests.serve.test_openai import client, engine
+from tests.serve.inprocess import call, engine, serving
+from tests.serve.test_openai import client
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen2-Instruct's own template

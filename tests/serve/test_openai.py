@@ -6,24 +6,13 @@ import json
 
 import openai
 import pytest
-import torch
 
+import aiayn
 from aiayn.cli import main
-from aiayn.serve.engines import LanguageEngine
 from tests.byte_level import SPLIT, byte_level_tokenizer, rigged_run
-from tests.serve.inprocess import call, serving
+from tests.serve.inprocess import call, engine, serving
 
 PROMPTS = ["to be", "that is"]
-
-
-def engine(run) -> LanguageEngine:
-    return LanguageEngine.load(run, None, torch.device("cpu"), lambda _: None)
-
-
-@pytest.fixture(scope="module")
-def lm_url(lm_run):
-    with serving(engine(lm_run)) as url:
-        yield url
 
 
 def client(url: str) -> openai.OpenAI:
@@ -70,6 +59,8 @@ def test_seeded_samples_and_stop_strings(lm_url, lm_run) -> None:
         c.text for c in api.completions.create(**ask).choices
     ]
     text = first.choices[0].text
+    e = engine(lm_run)  # choice 0 samples with the seed, as `aiayn generate --seed` does
+    assert text == aiayn.generate(e.model, e.tok, "to", 20, temperature=1.0, seed=5)
     stop = text[3:5]
     cut = api.completions.create(**ask, stop=stop).choices[0]
     assert (cut.text, cut.finish_reason) == (text[: text.index(stop)], "stop")

@@ -1,0 +1,73 @@
+"""Continuous batching through the server: a short request is not held behind a long one,
+each gives the tokens it gives alone, a client that goes away ends its generation, and the
+time limit and the queue's bound hold."""
+
+import threading
+import time
+
+import pytest
+
+import aiayn
+from aiayn.decode.continuous import Sampling
+from aiayn.serve.batcher import Busy
+from aiayn.serve.client import Client
+from aiayn.serve.scheduler import Scheduler, Ticket
+from tests.serve.inprocess import call, engine
+from tests.serve.test_openai import client
+
+
+def test_a_short_request_finishes_during_a_long_one_each_as_alone(lm_url, lm_run) -> None:
+    name, finished, texts = lm_run.resolve().name, {}, {}
+
+    def ask(key: str, prompt: str, max_tokens: int) -> None:
+        chunks = client(lm_url).completions.create(
+            model=name, prompt=prompt, max_tokens=max_tokens, temperature=0, stream=True
+        )
+        texts[key] = "".join(c.choices[0].text for c in chunks)
+        finished[key] = time.monotonic()
+
+    long = threading.Thread(target=ask, args=("long", "to be", 512))
+    long.start()
+    while call(lm_url, "/v1/stats")[1].get("steps", 0) < 5:  # the long one is decoding
+        time.sleep(0.01)
+    ask("short", "that is", 8)
+    long.join()
+    assert finished["short"] < finished["long"]
+    model, tok = engine(lm_run).model, engine(lm_run).tok
+    assert texts["long"] == aiayn.generate(model, tok, "to be", 512, temperature=0.0)
+    assert texts["short"] == aiayn.generate(model, tok, "that is", 8, temperature=0.0)
+    assert len(texts["long"]) == 512  # a character a token, no end id: 16 refills of max_len 32
+
+
+def test_a_client_that_goes_away_ends_its_generation(lm_url, lm_run) -> None:
+    body = {"model": lm_run.resolve().name, "prompt": "to", "max_tokens": 4096, "stream": True}
+    before = call(lm_url, "/v1/stats")[1].get("tokens", 0)
+    gone = Client(lm_url)
+    events = gone.events("/v1/completions", body)
+    next(events), next(events)
+    gone.close()
+    deadline = time.monotonic() + 10
+    while call(lm_url, "/v1/stats")[1]["generating"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    stats = call(lm_url, "/v1/stats")[1]
+    assert stats["generating"] == 0 and 2 <= stats["tokens"] - before < 4096
+
+
+@pytest.fixture(scope="module")
+def scheduler(lm_run):
+    e = engine(lm_run)
+    s = Scheduler(e.model, e.tok, threading.Lock(), max_queue=2, time_limit_s=0.3)
+    yield s, e
+    s.close()
+
+
+def test_the_time_limit_and_the_queue_bound(scheduler) -> None:
+    s, e = scheduler
+    ticket = Ticket(e.prompt_ids("to"), Sampling(max_tokens=100_000, temperature=0.0))
+    s.submit([ticket])
+    done = ticket.future.result(timeout=30)
+    assert done.finish_reason == "length" and 0 < done.tokens < 100_000
+    three = [Ticket(e.prompt_ids("to"), Sampling(max_tokens=1)) for _ in range(3)]
+    with pytest.raises(Busy, match="queue of 2"):
+        s.submit(three)
+    assert not any(t.future.done() for t in three)  # none of them was queued
