@@ -104,31 +104,47 @@ class RunningBatch:
         self.reading = full + self.reading
         if self.weights is None:
             self.weights = InputMajor(self.model)
-        logits: list[Tensor] = []
+        parts: list[Tensor] = []
         with self.weights.active():
             if self.rows:
                 last = torch.tensor([[s.context[-1]] for s in self.rows], device=self.device)
-                logits = list(self.model(last, self.cache, None, last_only=True)[:, -1:])
+                parts.append(self.model(last, self.cache, None, last_only=True)[:, -1])
                 for s in self.rows:
                     s.held += 1
-            for s in self.reading:
+            if self.reading:  # the new prompts, read together as a left-padded batch
+                ids, pad = _left_padded([s.context for s in self.reading], self.device)
                 own = KVCache()
-                ids = torch.tensor([s.context], device=self.device)
-                logits.append(self.model(ids, own, None, last_only=True)[:, -1])
-                self.cache = _join(self.cache, own, len(self.rows))
-                self.rows.append(s)
-                s.held = len(s.context)
+                parts.append(self.model(ids, own, pad, last_only=True)[:, -1])
+                self.cache = _join(self.cache, own, len(self.rows), len(self.reading))
+                for s in self.reading:
+                    s.held = len(s.context)
+                self.rows += self.reading
         self.reading = []
-        pieces = [(s, self._choose(s, row)) for s, row in zip(self.rows, logits, strict=True)]
+        logits = torch.cat(parts)  # (B, vocab_size), in the cache's row order
+        if len(self.banned):
+            logits[:, self.banned] = float("-inf")
+        greedy = logits.argmax(-1).tolist()  # one call for all the rows that take it
+        pieces = [
+            (
+                s,
+                self._take(
+                    s, greedy[i] if s.sampling.temperature == 0 else self._draw(s, logits[i])
+                ),
+            )
+            for i, s in enumerate(self.rows)
+        ]
         self.remove([s for s in self.rows if s.finish is not None])
         return pieces
 
-    def _choose(self, s: Sequence, logits: Tensor) -> str:
-        # logits: (1, vocab_size)
+    @staticmethod
+    def _draw(s: Sequence, logits: Tensor) -> int:
+        # logits: (vocab_size,)
         p = s.sampling
-        if len(self.banned):
-            logits[:, self.banned] = float("-inf")
-        token = int(next_token(logits, p.temperature, p.top_k, p.top_p, s.generator)[0])
+        return int(next_token(logits[None], p.temperature, p.top_k, p.top_p, s.generator)[0])
+
+    def _take(self, s: Sequence, token: int) -> str:
+        """`s`'s next token is `token`: its newly certain text."""
+        p = s.sampling
         s.context = [*s.context, token][-self.window :]
         s.tokens += 1
         piece = s.row.step(token, self.tok, p.stop)
@@ -155,30 +171,44 @@ def _keep_rows(cache: KVCache, keep: list[int]) -> KVCache:
     return cache
 
 
-def _join(batch: KVCache, new: KVCache, rows: int) -> KVCache:
-    """`batch` (of `rows` rows) and a cache of one more row without padding, right-aligned in
-    one cache: the shorter side's rows padded on the left."""
-    if rows == 0:  # the first row: its positions kept as a padded batch keeps them
-        pad = torch.zeros(1, new.length, dtype=torch.bool, device=new.layers[0].k.device)
-        new.key_pad, new.key_pos = pad, torch.arange(new.length, device=pad.device)[None]
+def _left_padded(rows: list[list[int]], device: torch.device) -> tuple[Tensor, Tensor | None]:
+    """`rows` right-aligned in one (B, T) tensor, and where the padding is (None: nowhere)."""
+    width = max(map(len, rows))
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows], device=device)
+    pad = torch.tensor([[j < width - len(r) for j in range(width)] for r in rows], device=device)
+    return ids, pad if bool(pad.any()) else None
+
+
+def _padding(cache: KVCache, rows: int) -> tuple[Tensor, Tensor]:
+    """Which of `cache`'s keys are padding, and each key's position in its row."""
+    if cache.key_pad is not None:
+        return cache.key_pad, cache.key_pos
+    device = cache.layers[0].k.device
+    pad = torch.zeros(rows, cache.length, dtype=torch.bool, device=device)
+    return pad, torch.arange(cache.length, device=device).expand(rows, -1)
+
+
+def _join(batch: KVCache, new: KVCache, rows: int, extra_rows: int) -> KVCache:
+    """`batch` (of `rows` rows) and `new` (of `extra_rows`), right-aligned in one cache: the
+    shorter side's rows padded on the left."""
+    if rows == 0:  # positions kept as a padded batch keeps them, for the rows that join later
+        new.key_pad, new.key_pos = _padding(new, extra_rows)
         return new
-    width, old, extra = max(batch.length, new.length), batch.length, new.length
+    old, extra = batch.length, new.length
+    width, total = max(old, extra), rows + extra_rows
     out = KVCache()
     for mine, theirs in zip(batch.layers, new.layers, strict=True):
-        k, v = mine.k, mine.v
-        b, h, _, d = k.shape
-        layer = LayerCache(k.new_zeros(b + 1, h, max(2 * width, 16), d), None, width)
+        _, h, _, d = mine.k.shape
+        layer = LayerCache(mine.k.new_zeros(total, h, max(2 * width, 16), d), None, width)
         layer.v = layer.k.clone()
-        layer.k[:b, :, width - old : width] = k[:, :, :old]
-        layer.v[:b, :, width - old : width] = v[:, :, :old]
-        layer.k[b, :, width - extra : width] = theirs.k[0, :, :extra]
-        layer.v[b, :, width - extra : width] = theirs.v[0, :, :extra]
+        for buf, a, b in ((layer.k, mine.k, theirs.k), (layer.v, mine.v, theirs.v)):
+            buf[:rows, :, width - old : width] = a[:, :, :old]
+            buf[rows:, :, width - extra : width] = b[:, :, :extra]
         out.layers.append(layer)
     device = batch.key_pad.device
-    pad = torch.ones(rows + 1, width, dtype=torch.bool, device=device)
-    pos = torch.zeros(rows + 1, width, dtype=torch.long, device=device)
+    pad = torch.ones(total, width, dtype=torch.bool, device=device)
+    pos = torch.zeros(total, width, dtype=torch.long, device=device)
     pad[:rows, width - old :], pos[:rows, width - old :] = batch.key_pad, batch.key_pos
-    pad[rows, width - extra :] = False
-    pos[rows, width - extra :] = torch.arange(extra, device=device)
+    pad[rows:, width - extra :], pos[rows:, width - extra :] = _padding(new, extra_rows)
     out.key_pad, out.key_pos = pad, pos
     return out

@@ -24,7 +24,7 @@ from aiayn.decode.continuous import Sampling
 from aiayn.serve.engines import LanguageEngine
 from aiayn.serve.openai_schema import COMPLETION_TOKENS, ChatRequest, CompletionRequest
 from aiayn.serve.scheduler import Finished, Scheduler, Ticket
-from aiayn.serve.schema import InputError, NotServed
+from aiayn.serve.schema import InputError, NotServed, TooLarge
 
 PATHS = ("/v1/models", "/v1/completions", "/v1/chat/completions")
 WATCH_S = 0.25  # how often a request waiting for its text asks whether its client is there
@@ -130,6 +130,10 @@ async def answer(
     shape: Completion | Chat,
 ) -> dict[str, Any] | StreamingResponse:
     """Generate `req.n` choices for each prompt: the whole answer, or its stream."""
+    if (count := len(prompts) * req.n) > (room := scheduler.waiting.maxsize):
+        field = "n" if len(prompts) == 1 else "prompt"
+        message = f"{field}: {count} sequences (prompts x n); the server queues {room} at most"
+        raise TooLarge(field, message)
     loop, pieces = asyncio.get_running_loop(), asyncio.Queue()
     tickets = []
     for i, ids in enumerate(p for p in prompts for _ in range(req.n)):
