@@ -9,6 +9,7 @@ import pytest
 
 import aiayn
 from aiayn.cli import main
+from aiayn.serve.client import Client
 from tests.byte_level import SPLIT, byte_level_tokenizer, rigged_run
 from tests.serve.inprocess import call, engine, serving
 
@@ -83,6 +84,12 @@ def test_bad_requests_get_openai_errors(lm_url, lm_run) -> None:
         assert refused.value.body["type"] == "invalid_request_error"
     status, body = call(lm_url, "/v1/completions", {"model": name, "prompt": "to", "bogus": 1})
     assert (status, body["error"]["param"]) == (422, "bogus")
+    status, body = call(lm_url, "/v1/completions", {"model": name, "prompt": ["to"] * 5, "n": 16})
+    assert (status, body["error"]["param"]) == (413, "prompt")  # 80 sequences; the queue: 64
+    big = Client(lm_url)
+    status, body = big.call("/v1/chat/completions", raw=b" " * 1_000_001)  # the guard's 413
+    big.close()
+    assert (status, body["error"]["type"]) == (413, "invalid_request_error")
     with pytest.raises(openai.UnprocessableEntityError) as chat:  # no chat template
         api.chat.completions.create(model=name, messages=[{"role": "user", "content": "to"}])
     assert "/v1/completions" in chat.value.message
