@@ -1,13 +1,14 @@
 """Continuous batching: sequences join a running batch at the next decoding step and leave it
 as soon as they end, so that a short generation is never held behind a long one.
 
-Each sequence decodes as it would alone (`aiayn.decode.text.stream` with one prompt): its
-prompt is read alone into a cache of its own, which then joins the batch's cache, right-aligned
+Each sequence decodes as it would alone (`aiayn.decode.text.stream` with one prompt): the
+prompts that arrive together are read as one left-padded batch into a cache of their own, which
+then joins the batch's cache, right-aligned
 (every row's newest key in the last column, the shorter rows padded on the left: the padding
 keys are masked and each row's positions counted past them, as for a left-padded batch of
 prompts). A step feeds every row its last token at once; a row that ends leaves, its cache rows
 freed, and columns that are padding in every row left are dropped. A sequence whose own tokens
-fill the model's context is read again from its last half, alone, and joins again, as
+fill the model's context is read again from its last half and joins again, as
 `aiayn.decode.sample.refill` does for a row alone. Each sequence draws from its own random
 generator, so a seeded sample is the text `aiayn generate --seed` gives.
 """
@@ -69,7 +70,7 @@ class RunningBatch:
         self.window = model.cfg.max_len
         self.device = next(model.parameters()).device
         self.rows: list[Sequence] = []  # those the cache holds, in its row order
-        self.reading: list[Sequence] = []  # those to be read alone at the next step
+        self.reading: list[Sequence] = []  # those whose context is read at the next step
         self.cache = KVCache()
         self.banned = torch.tensor(tok.never_chosen, dtype=torch.long, device=self.device)
         self.weights: InputMajor | None = None  # held while any sequence is decoded
@@ -85,20 +86,24 @@ class RunningBatch:
 
     def remove(self, gone: list[Sequence]) -> None:
         """Take `gone` out of the batch (ended, or its client went away), freeing its rows."""
+        self._drop(gone)
+        self.reading = [s for s in self.reading if s not in gone]
+        if not self:
+            self.weights = None
+
+    def _drop(self, gone: list[Sequence]) -> None:
+        """Free the cache rows of `gone`."""
         keep = [i for i, s in enumerate(self.rows) if s not in gone]
         if len(keep) < len(self.rows):
             self.cache = _keep_rows(self.cache, keep)
             self.rows = [self.rows[i] for i in keep]
-        self.reading = [s for s in self.reading if s not in gone]
-        if not self:
-            self.weights = None
 
     @torch.inference_mode()
     def step(self) -> list[tuple[Sequence, str]]:
         """Choose each sequence's next token; return each one's newly certain text. Sequences
         that end have `finish` set and have left the batch."""
         full = [s for s in self.rows if s.held + 1 > self.window]
-        self.remove(full)
+        self._drop(full)
         for s in full:  # read again from the last half of its context, as alone
             s.context, s.held = s.context[-(self.window // 2) :], 0
         self.reading = full + self.reading
@@ -124,15 +129,11 @@ class RunningBatch:
         if len(self.banned):
             logits[:, self.banned] = float("-inf")
         greedy = logits.argmax(-1).tolist()  # one call for all the rows that take it
-        pieces = [
-            (
-                s,
-                self._take(
-                    s, greedy[i] if s.sampling.temperature == 0 else self._draw(s, logits[i])
-                ),
-            )
+        tokens = [
+            greedy[i] if s.sampling.temperature == 0 else self._draw(s, logits[i])
             for i, s in enumerate(self.rows)
         ]
+        pieces = [(s, self._take(s, t)) for s, t in zip(self.rows, tokens, strict=True)]
         self.remove([s for s in self.rows if s.finish is not None])
         return pieces
 
