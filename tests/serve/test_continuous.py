@@ -34,7 +34,8 @@ def test_a_short_request_finishes_during_a_long_one_each_as_alone(lm_url, lm_run
     ask("short", "that is", 8)
     long.join()
     assert finished["short"] < finished["long"]
-    model, tok = engine(lm_run).model, engine(lm_run).tok
+    e = engine(lm_run)
+    model, tok = e.model, e.tok
     assert texts["long"] == aiayn.generate(model, tok, "to be", 512, temperature=0.0)
     assert texts["short"] == aiayn.generate(model, tok, "that is", 8, temperature=0.0)
     assert len(texts["long"]) == 512  # a character a token, no end id: 16 refills of max_len 32
