@@ -181,8 +181,9 @@ async def wait(tickets: list[Ticket], request: Request) -> list[Finished]:
     try:
         while not all(f.done() for f in futures):
             await asyncio.wait(futures, timeout=WATCH_S)
-            if await request.is_disconnected():
-                break
+            if await request.is_disconnected():  # they end at the next step
+                for t in tickets:
+                    t.cancelled.set()
         return [f.result() for f in futures]
     finally:
         for t in tickets:
