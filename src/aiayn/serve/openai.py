@@ -83,7 +83,8 @@ def add_openai(app: FastAPI, engine: Any, scheduler: Callable[[], Scheduler]) ->
                 "/v1/completions",
             )
         try:
-            ids = e.chat.prompt_ids([m.plain() for m in req.messages])
+            # off the event loop: a template is code, and may take its time
+            ids = await asyncio.to_thread(e.chat.prompt_ids, [m.plain() for m in req.messages])
         except ValueError as err:  # the template failed or was refused; a special token's name
             message = str(err) if str(err).startswith("messages") else f"messages: {err}"
             raise InputError("messages", message) from None
