@@ -9,7 +9,7 @@ import time
 import pytest
 
 import aiayn
-from aiayn.decode.continuous import Sampling
+from aiayn.decode.continuous import RunningBatch, Sampling
 from aiayn.serve.batcher import Busy
 from aiayn.serve.client import Client
 from aiayn.serve.scheduler import Scheduler, Ticket
@@ -79,3 +79,27 @@ def test_the_time_limit_and_the_queue_bound(scheduler) -> None:
     with pytest.raises(Busy, match="queue of 2"):
         s.submit(three)
     assert not any(t.future.done() for t in three)  # none of them was queued
+
+
+def test_a_sequence_whose_step_fails_fails_alone(lm_run, monkeypatch) -> None:
+    """A draw that raises for one sequence fails its request only; the others, whose draws
+    came before and after it in the failed step, give what they give alone."""
+    draw = RunningBatch._draw
+
+    def rigged(s, logits):
+        if s.sampling.seed == 13:
+            raise ValueError("rigged")
+        return draw(s, logits)
+
+    monkeypatch.setattr(RunningBatch, "_draw", staticmethod(rigged))
+    e = engine(lm_run)
+    asks = [("to", 1), ("that", 13), ("be", 2)]
+    tickets = [Ticket(e.prompt_ids(p), Sampling(20, 1.0, seed=seed)) for p, seed in asks]
+    s = Scheduler(e.model, e.tok, threading.Lock())
+    s.submit(tickets)
+    with pytest.raises(ValueError, match="rigged"):
+        tickets[1].future.result(timeout=30)
+    got = [tickets[i].future.result(timeout=30).text for i in (0, 2)]
+    s.close()
+    alone = [aiayn.generate(e.model, e.tok, p, 20, temperature=1.0, seed=n) for p, n in asks[::2]]
+    assert got == alone

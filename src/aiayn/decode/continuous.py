@@ -129,13 +129,37 @@ class RunningBatch:
         if len(self.banned):
             logits[:, self.banned] = float("-inf")
         greedy = logits.argmax(-1).tolist()  # one call for all the rows that take it
-        tokens = [
-            greedy[i] if s.sampling.temperature == 0 else self._draw(s, logits[i])
-            for i, s in enumerate(self.rows)
-        ]
+        seeded = [(s, s.generator.get_state()) for s in self.rows if s.generator is not None]
+        try:
+            tokens = [
+                greedy[i] if s.sampling.temperature == 0 else self._draw(s, logits[i])
+                for i, s in enumerate(self.rows)
+            ]
+        except Exception:  # no sequence has drawn: each draws again as it would have
+            for s, state in seeded:
+                s.generator.set_state(state)
+            raise
         pieces = [(s, self._take(s, t)) for s, t in zip(self.rows, tokens, strict=True)]
         self.remove([s for s in self.rows if s.finish is not None])
         return pieces
+
+    def split(self) -> list[RunningBatch]:
+        """After a failed step, each sequence in a batch of its own, to be read again from its
+        context (the cache may hold part of that step); this batch is left empty."""
+        alone = []
+        for s in self.rows + self.reading:
+            s.held = 0
+            batch = RunningBatch(self.model, self.tok)
+            batch.reading, batch.weights = [s], self.weights
+            alone.append(batch)
+        self.rows, self.reading, self.cache = [], [], KVCache()
+        return alone
+
+    def absorb(self, other: RunningBatch) -> None:
+        """Take in the sequences of `other`, which has stepped, and their cache rows."""
+        if other.rows:
+            self.cache = _join(self.cache, other.cache, len(self.rows), len(other.rows))
+            self.rows += other.rows
 
     @staticmethod
     def _draw(s: Sequence, logits: Tensor) -> int:

@@ -5,7 +5,8 @@ answers 503) and join the running batch at its next step, up to `max_rows` rows;
 the batch when it ends, when its caller cancels it (the client went away) or when it has run
 `time_limit_s`, and its text so far is its result (finish_reason "length" for the time limit,
 "cancelled" for a caller that went away). The worker holds the model's lock for each step,
-so that the other batcher's jobs (attention maps, /v1/generate) never run beside it.
+so that the other batcher's jobs (attention maps, /v1/generate) never run beside it. A step
+that fails is run again for each sequence alone: only the one that caused it fails.
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ class Scheduler:
             try:
                 with self.lock:
                     pieces = self.batch.step()
-            except Exception as e:  # a fault of the server's own: these sequences fail
-                self._fail_all(e)
+            except Exception:  # which sequence caused it? each steps alone
+                self._isolate()
                 continue
             self.steps += 1
             for seq, piece in pieces:
@@ -132,18 +133,30 @@ class Scheduler:
             try:
                 ticket.emit(piece)
             except Exception as e:  # the caller's own fault: only its sequence ends
-                seq.finish = "cancelled"
                 self.batch.remove([seq])
-                ticket.future.set_exception(e)
-                del self.live[seq]
+                self._fail(seq, e)
                 return
         if seq.finish is not None:
             del self.live[seq]
             self.generated += seq.tokens
             ticket.future.set_result(Finished("".join(text), seq.finish, seq.tokens))
 
-    def _fail_all(self, error: Exception) -> None:
-        self.batch.remove(list(self.live))
-        for ticket, _, _ in self.live.values():
-            ticket.future.set_exception(error)
-        self.live.clear()
+    def _isolate(self) -> None:
+        """A step failed: each sequence steps again alone, so that only the one that caused it
+        fails (as the batcher runs a failed batch's jobs again alone); the others join again."""
+        for alone in self.batch.split():
+            [seq] = alone.reading
+            try:
+                with self.lock:
+                    pieces = alone.step()
+            except Exception as e:
+                self._fail(seq, e)
+                continue
+            self.steps += 1
+            self.batch.absorb(alone)
+            for s, piece in pieces:
+                self._deliver(s, piece)
+
+    def _fail(self, seq: Sequence, error: Exception) -> None:
+        ticket, _, _ = self.live.pop(seq)
+        ticket.future.set_exception(error)
