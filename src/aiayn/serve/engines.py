@@ -2,8 +2,10 @@
 (aiayn.serve.batcher) that answer each kind of request.
 
 Translations and classifications of requests with the same options share a batch. A generation
-runs alone: a sample drawn with a seed must be the text `aiayn generate` gives for that seed,
-and a batch shares one random stream. Attention maps run alone too (one text each).
+of /v1/generate runs alone: a sample drawn with a seed must be the text `aiayn generate` gives
+for that seed, and a batch shares one random stream. (The OpenAI API's generations are batched
+continuously, each sequence with a stream of its own: aiayn.serve.scheduler.) Attention maps
+run alone too (one text each).
 """
 
 from __future__ import annotations
