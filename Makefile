@@ -146,10 +146,13 @@ interop-check: $(VENV)/.installed-dev
 # Benchmarks (under 10 minutes on 2 cores): each prints one JSON object and appends it to
 # results/bench.jsonl. Run them on a quiet machine; every figure is a same-run ratio.
 # Dynamic batching under load: 16 clients x 50 requests against one at a time (~4 min); needs
-# runs/demo (make demo).
+# runs/demo (make demo). Then generation's mixed workload: 16 clients x 4 requests of 8..256
+# prompt and output tokens, continuous batching (/v1/completions) against one batch per
+# request (/v1/generate), on a random character-level model built on the spot (~2 min).
 .PHONY: bench-serve
 bench-serve:
 	$(BIN)/python -m benchmarks.serve_load
+	$(BIN)/python -m benchmarks.serve_generate
 
 # aiayn against CTranslate2, beam 5, 2 threads, the same weights: the trained run $(RUN) (make
 # multi30k) on test_2016_flickr, then a Marian-base-shaped random model (~10 min in all).

@@ -5,6 +5,7 @@ import pytest
 from aiayn.cli import main
 from aiayn.serve.client import Server
 from tests.cli_helpers import write_config
+from tests.serve.inprocess import engine, serving
 from tests.tasks.test_classification import classifier_config
 from tests.tasks.test_language_model import lm_config
 from tests.tasks.test_tagging import tagger_config
@@ -57,3 +58,10 @@ def tagger_server(tmp_path_factory):
     assert main(["train", str(tagger_config(folder)), "--out", str(folder / "out")]) == 0
     with Server(folder / "out") as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def lm_url(lm_run):
+    """The language model served in this process, for the OpenAI API's tests."""
+    with serving(engine(lm_run)) as url:
+        yield url

@@ -7,12 +7,15 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+import torch
 
 from aiayn.serve.app import create_app
 from aiayn.serve.batcher import Batcher
 from aiayn.serve.bounds import Bounds
 from aiayn.serve.client import Client
-from aiayn.serve.engines import Engine
+from aiayn.serve.engines import Engine, LanguageEngine
 from aiayn.serve.server import bind, make_server
 
 
@@ -41,6 +44,11 @@ def serving(
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def engine(run: Path) -> LanguageEngine:
+    """The language model of `run`, on the CPU."""
+    return LanguageEngine.load(run, None, torch.device("cpu"), lambda _: None)
 
 
 def call(url: str, path: str, body: object = None) -> tuple[int, object]:

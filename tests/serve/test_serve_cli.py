@@ -13,6 +13,8 @@ from aiayn.serve.server import is_loopback
         (["--port", "70000"], "--port 70000 must be in [0, 65535]"),
         (["--max-queue", "0"], "--max-queue 0 must be >= 1"),
         (["--window-ms", "nan"], "--window-ms nan must be in [0, 1000]"),
+        (["--max-rows", "0"], "--max-rows 0 must be in [1, 4096]"),
+        (["--time-limit", "nan"], "--time-limit nan must be in (0, 86400] seconds"),
         (["--device", "tpu"], "--device='tpu'"),
     ],
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from aiayn.commands.common import add_device, add_weights, cli_device, log
-from aiayn.serve import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_CONNECTIONS
+from aiayn.serve import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_CONNECTIONS, MAX_ROWS, TIME_LIMIT_S
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,6 +37,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=BODY_TIMEOUT_S,
         help="seconds to send a request's body, else 408 (%(default)s)",
     )
+    cmd.add_argument(
+        "--max-rows",
+        type=int,
+        default=MAX_ROWS,
+        help="generations decoded at once, at most (continuous batching; %(default)s)",
+    )
+    cmd.add_argument(
+        "--time-limit",
+        type=float,
+        default=TIME_LIMIT_S,
+        help="seconds a generation may run before it ends as if at max_tokens (%(default)s)",
+    )
     add_device(cmd)
     cmd.set_defaults(run=run)
 
@@ -49,6 +61,10 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-queue {args.max_queue} must be >= 1")
     if not 0 <= args.window_ms <= 1000:
         raise ValueError(f"--window-ms {args.window_ms} must be in [0, 1000]")
+    if not 1 <= args.max_rows <= 4096:
+        raise ValueError(f"--max-rows {args.max_rows} must be in [1, 4096]")
+    if not 0 < args.time_limit <= 86_400:  # NaN too
+        raise ValueError(f"--time-limit {args.time_limit} must be in (0, 86400] seconds")
     bounds = Bounds(args.max_connections, args.head_timeout, args.body_timeout)
     serve(
         args.model,
@@ -60,4 +76,6 @@ def run(args: argparse.Namespace) -> None:
         args.max_queue,
         args.window_ms,
         bounds,
+        args.max_rows,
+        args.time_limit,
     )

@@ -23,10 +23,12 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from aiayn.families import family
+from aiayn.serve import openai
 from aiayn.serve.batcher import Batcher, Busy, Job
 from aiayn.serve.bounds import Bounds
 from aiayn.serve.engines import ClassifierEngine, Engine, LanguageEngine, TranslationEngine
 from aiayn.serve.guard import Guard, Traffic
+from aiayn.serve.scheduler import MAX_ROWS, TIME_LIMIT_S, Scheduler
 from aiayn.serve.schema import (
     AttentionRequest,
     ClassifyRequest,
@@ -41,8 +43,14 @@ from aiayn.serve.tagging import TaggerEngine
 STATIC = files("aiayn.serve") / "static"
 
 
-def error(status: int, message: str, field: str | None = None, **headers: str) -> JSONResponse:
-    body = {"error": message} if field is None else {"error": message, "field": field}
+def error(
+    req: Request, status: int, message: str, field: str | None = None, **headers: str
+) -> JSONResponse:
+    """The error in the API's JSON, or in OpenAI's error object on its routes."""
+    if req.url.path.startswith(openai.PATHS):
+        body = openai.error_body(status, message, field)
+    else:
+        body = {"error": message} if field is None else {"error": message, "field": field}
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
@@ -52,11 +60,29 @@ def field_name(loc: tuple) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
 
-def create_app(engine: Engine, batcher: Batcher, bounds: Bounds | None = None) -> FastAPI:
+def create_app(
+    engine: Engine,
+    batcher: Batcher,
+    bounds: Bounds | None = None,
+    max_rows: int = MAX_ROWS,
+    time_limit_s: float = TIME_LIMIT_S,
+) -> FastAPI:
+    """The API of `engine`; generations of the OpenAI API are batched continuously, up to
+    `max_rows` sequences at once, each for at most `time_limit_s`."""
+    generating: list[Scheduler] = []  # made at the first generation
+
+    def scheduler() -> Scheduler:
+        if not generating:
+            limits = batcher.jobs.maxsize, max_rows, time_limit_s
+            generating.append(Scheduler(engine.model, engine.tok, engine.lock, *limits))
+        return generating[0]
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         await asyncio.to_thread(batcher.close)  # after the last request has been answered
+        for s in generating:
+            await asyncio.to_thread(s.close)
 
     app = FastAPI(
         title="aiayn",
@@ -90,7 +116,8 @@ def create_app(engine: Engine, batcher: Batcher, bounds: Bounds | None = None) -
     @app.get("/v1/stats")
     async def stats() -> dict[str, int]:
         """Requests being answered now, and what the batcher has done."""
-        return {"in_flight": traffic.in_flight, **batcher.stats()}
+        extra = generating[0].stats() if generating else {}
+        return {"in_flight": traffic.in_flight, **batcher.stats(), **extra}
 
     @app.post("/v1/translate")
     async def translate(req: TranslateRequest) -> dict[str, Any]:
@@ -142,6 +169,7 @@ def create_app(engine: Engine, batcher: Batcher, bounds: Bounds | None = None) -
     async def explorer() -> FileResponse:
         return FileResponse(str(STATIC / "index.html"))
 
+    openai.add_openai(app, engine, scheduler)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
 
@@ -176,34 +204,34 @@ def stream_events(
 
 def add_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    async def invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid(req: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
         if first.get("type") == "json_invalid":
             where = first.get("loc", ("body", "?"))[-1]
-            return error(422, f"body: not valid JSON (at character {where})", "body")
+            return error(req, 422, f"body: not valid JSON (at character {where})", "body")
         field = field_name(tuple(first.get("loc", ())))
         # a check of the schema's own: its message, without pydantic's "Value error, "
         cause = first.get("ctx", {}).get("error") if first.get("type") == "value_error" else None
-        return error(422, f"{field}: {cause or first.get('msg', 'invalid')}", field)
+        return error(req, 422, f"{field}: {cause or first.get('msg', 'invalid')}", field)
 
     @app.exception_handler(InputError)
-    async def bad_input(_req: Request, exc: InputError) -> JSONResponse:
-        return error(422, str(exc), exc.field)
+    async def bad_input(req: Request, exc: InputError) -> JSONResponse:
+        return error(req, exc.status, str(exc), exc.field)
 
     @app.exception_handler(TooLarge)
-    async def too_large(_req: Request, exc: TooLarge) -> JSONResponse:
-        return error(413, str(exc), exc.field)
+    async def too_large(req: Request, exc: TooLarge) -> JSONResponse:
+        return error(req, 413, str(exc), exc.field)
 
     @app.exception_handler(Busy)
-    async def busy(_req: Request, exc: Busy) -> JSONResponse:
-        return error(503, f"{exc}; retry shortly", **{"Retry-After": "1"})
+    async def busy(req: Request, exc: Busy) -> JSONResponse:
+        return error(req, 503, f"{exc}; retry shortly", **{"Retry-After": "1"})
 
     @app.exception_handler(StarletteHTTPException)
-    async def http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http(req: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400:  # FastAPI's: a body its parser gave up on (nested too deeply)
-            return error(400, f"body: {exc.detail}", "body")
-        return error(exc.status_code, str(exc.detail))
+            return error(req, 400, f"body: {exc.detail}", "body")
+        return error(req, exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def failed(_req: Request, exc: Exception) -> JSONResponse:
-        return error(500, f"the server failed: {type(exc).__name__}: {exc}")
+    async def failed(req: Request, exc: Exception) -> JSONResponse:
+        return error(req, 500, f"the server failed: {type(exc).__name__}: {exc}")

@@ -2,8 +2,10 @@
 (aiayn.serve.batcher) that answer each kind of request.
 
 Translations and classifications of requests with the same options share a batch. A generation
-runs alone: a sample drawn with a seed must be the text `aiayn generate` gives for that seed,
-and a batch shares one random stream. Attention maps run alone too (one text each).
+of /v1/generate runs alone: a sample drawn with a seed must be the text `aiayn generate` gives
+for that seed, and a batch shares one random stream. (The OpenAI API's generations are batched
+continuously, each sequence with a stream of its own: aiayn.serve.scheduler.) Attention maps
+run alone too (one text each).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from aiayn.families import family
 from aiayn.nn.attention import record_attention
 from aiayn.run.config import read_run_config
 from aiayn.serve.batcher import Job
+from aiayn.serve.chat import ChatTemplate
 from aiayn.serve.schema import InputError
 from aiayn.tasks import place
 from aiayn.tasks.classification import Classifier
@@ -117,6 +120,10 @@ class LanguageEngine(Engine):
     def __init__(self, run_dir: Path, model: nn.Module, tok: Any) -> None:
         super().__init__(run_dir)
         self.model, self.tok = model, tok
+        self.model_id = run_dir.resolve().name  # what the OpenAI API calls it
+        self.chat = ChatTemplate.of_run(run_dir, tok)
+        # held by whatever runs the model: a job of the batcher, a step of continuous batching
+        self.lock = threading.Lock()
 
     @classmethod
     def load(
@@ -150,13 +157,14 @@ class LanguageEngine(Engine):
             chosen: list[float] = []
             steps = stream(self.model, self.tok, items, **options, on_probs=chosen.append)
             text = ""
-            for i, [piece] in enumerate(steps):
-                if stop.is_set():
-                    break
-                text += piece
-                p = round(float(chosen[i][0]), 4) if i < len(chosen) else None
-                if piece or p is not None:
-                    send({"text": piece, "p": p})
+            with self.lock:
+                for i, [piece] in enumerate(steps):
+                    if stop.is_set():
+                        break
+                    text += piece
+                    p = round(float(chosen[i][0]), 4) if i < len(chosen) else None
+                    if piece or p is not None:
+                        send({"text": piece, "p": p})
             return [text]
 
         return Job(object(), [prompt], run)
@@ -168,7 +176,9 @@ class LanguageEngine(Engine):
             ids = self.prompt_ids(items[0], "text")[-self.cfg.model.max_len :]
             tokens = torch.tensor([ids], device=next(self.model.parameters()).device)
             labels = self.tok.tokens(ids)
-            return [{"text": None, "maps": attention_maps(self.model, tokens, labels, "decoder")}]
+            with self.lock:
+                maps = attention_maps(self.model, tokens, labels, "decoder")
+            return [{"text": None, "maps": maps}]
 
         return Job(object(), [text], run)
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiayn.serve.bounds import Bounds
+from aiayn.serve.openai import PATHS, error_body
 
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -37,10 +39,11 @@ class Guard:
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        fail = partial(reject, send, openai=scope.get("path", "").startswith(PATHS))
         length = dict(scope.get("headers", ())).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.limit):
             shown = length.decode(errors="replace")[:20]
-            return await reject(send, f"the body is {shown} bytes; the limit is {self.limit:,}")
+            return await fail(f"the body is {shown} bytes; the limit is {self.limit:,}")
         self.traffic.in_flight += 1
         try:
             try:
@@ -48,11 +51,11 @@ class Guard:
                     body = await read_body(receive, self.limit)
             except TimeoutError:
                 message = f"body: not received whole within {self.timeout_s:g} s"
-                return await reject(send, message, 408, "body", close=True)
+                return await fail(message, 408, "body", close=True)
             if body is TOO_LARGE:
-                await reject(send, f"the body is over the limit of {self.limit:,} bytes")
+                await fail(f"the body is over the limit of {self.limit:,} bytes")
             elif body is not None and not utf8(body):  # FastAPI's answer would be a bare 400
-                await reject(send, "body: not UTF-8 text, as JSON must be", 422, "body")
+                await fail("body: not UTF-8 text, as JSON must be", 422, "body")
             elif body is not None:  # None: the client went away
                 await self.route(scope, body, receive, send)
         finally:
@@ -74,7 +77,8 @@ class Guard:
             if started:
                 raise
             message = "the server is stopping and did not answer this request; retry it"
-            await reject(send, message, 503, None, close=True)
+            fail = partial(reject, send, openai=scope.get("path", "").startswith(PATHS))
+            await fail(message, 503, None, close=True)
 
 
 TOO_LARGE = b"<too large>"
@@ -127,9 +131,18 @@ def utf8(body: bytes) -> bool:
 
 
 async def reject(
-    send: Send, message: str, status: int = 413, field: str | None = "body", close: bool = False
+    send: Send,
+    message: str,
+    status: int = 413,
+    field: str | None = "body",
+    close: bool = False,
+    openai: bool = False,
 ) -> None:
-    fields = {"error": message} if field is None else {"error": message, "field": field}
+    """Answer `status` with the error in the API's JSON (OpenAI's error object on its routes)."""
+    if openai:
+        fields = error_body(status, message, field)
+    else:
+        fields = {"error": message} if field is None else {"error": message, "field": field}
     body = json.dumps(fields).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     if close:  # the rest of the body is not waited for

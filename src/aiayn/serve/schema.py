@@ -39,9 +39,26 @@ class TooLarge(Exception):
 class InputError(ValueError):
     """A request that names a value the model cannot take (422, naming `field`)."""
 
+    status = 422
+
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+def greedy_or_not_tiny(temperature: float) -> float:
+    """A temperature the sampler can divide by, or 0 (greedy)."""
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise ValueError(
+            f"{temperature!r} is below {MIN_TEMPERATURE}; give 0 for the greedy choice"
+        )
+    return temperature
+
+
+class NotServed(InputError):
+    """A request for a model this server does not serve (404)."""
+
+    status = 404
 
 
 class Request(BaseModel):
@@ -101,14 +118,7 @@ class GenerateRequest(Request):
     )
     stream: bool = Field(False, description="server-sent events, one per token")
 
-    @field_validator("temperature")
-    @classmethod
-    def _greedy_or_not_tiny(cls, temperature: float) -> float:
-        if 0 < temperature < MIN_TEMPERATURE:
-            raise ValueError(
-                f"{temperature!r} is below {MIN_TEMPERATURE}; give 0 for the greedy choice"
-            )
-        return temperature
+    _temperature = field_validator("temperature")(greedy_or_not_tiny)
 
 
 class ClassifyRequest(Request):

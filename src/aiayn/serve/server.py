@@ -17,6 +17,7 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
+from aiayn.serve import MAX_ROWS, TIME_LIMIT_S
 from aiayn.serve.app import create_app
 from aiayn.serve.batcher import Batcher
 from aiayn.serve.bounds import BoundedH11, Bounds, Trim
@@ -61,13 +62,16 @@ def serve(
     max_queue: int = 64,
     window_ms: float = 5.0,
     bounds: Bounds | None = None,
+    max_rows: int = MAX_ROWS,
+    time_limit_s: float = TIME_LIMIT_S,
 ) -> None:
     bounds = bounds or Bounds()
     engine = load_engine(model_dir, weights, device, log)
     sock = bind(host, port)
     if not is_loopback(host):
         log(f"warning: listening on {host}, beyond this machine: the API has no authentication")
-    server = make_server(create_app(engine, Batcher(max_queue, window_ms / 1000), bounds), bounds)
+    batcher = Batcher(max_queue, window_ms / 1000)
+    server = make_server(create_app(engine, batcher, bounds, max_rows, time_limit_s), bounds)
     # uvicorn catches the stop signals while it runs, then raises them again against the
     # handlers it found; these make that a no-op, so that a graceful stop exits 0
     for sig in (signal.SIGINT, signal.SIGTERM):
