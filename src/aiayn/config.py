@@ -132,6 +132,8 @@ class TrainConfig:
     clip: float = 0.0  # max gradient norm; 0: no clipping
     label_smoothing: float = 0.1
     word_dropout: float = 0.0  # input (source) tokens replaced by <unk> with this probability
+    # a tagger's BPE merges skipped with this probability, each epoch (aiayn.data.noise.BpeDropout)
+    subword_dropout: float = 0.0
     # R-Drop (Liang et al. 2021): each batch runs twice, under different dropout, and this
     # weights the KL divergence between the two outputs; 0: off. Twice the compute per step.
     rdrop: float = 0.0
@@ -222,6 +224,8 @@ class TrainConfig:
         require("train", "lr_floor", self.lr_floor, 0 <= self.lr_floor <= 1, "in [0, 1]")
         wd = self.word_dropout
         require("train", "word_dropout", wd, 0 <= wd < 1, "in [0, 1)")
+        sd = self.subword_dropout
+        require("train", "subword_dropout", sd, 0 <= sd < 1, "in [0, 1)")
         choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
         for name, allowed in {**choices, "decay": DECAYS}.items():
             value = getattr(self, name)
@@ -282,7 +286,8 @@ def other_fields(arch: str) -> set[str]:
 
 
 def _check_family_fields(data: dict[str, Any]) -> None:
-    """Refuse a data length or file of another family than the model's: none would read it."""
+    """Refuse a data length or file, or a [train] field, of another family than the model's:
+    none would read it."""
     model, table = data.get("model", {}), data.get("data", {})
     if not (isinstance(model, dict) and isinstance(table, dict)):
         return  # malformed tables, which from_dict names
@@ -295,6 +300,10 @@ def _check_family_fields(data: dict[str, Any]) -> None:
             else "whose files are " + ", ".join(f"data.{f}" for f in kind.data_files)
         )
         raise ValueError(f"data.{name}={table[name]!r} is not read by model.arch = {arch!r}, {own}")
+    train = data.get("train", {})
+    others = {name for f in FAMILIES.values() for name in f.train_fields} - set(kind.train_fields)
+    for name in sorted(set(train) & others if isinstance(train, dict) else ()):
+        raise ValueError(f"train.{name}={train[name]!r} is not read by model.arch = {arch!r}")
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "decode": DecodeConfig}

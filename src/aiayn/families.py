@@ -47,6 +47,7 @@ class Family:
     # the names' prefixes of the task's own tensors, which a fine-tuning from another task's
     # run initialises anew (train.init); the rest is the body, taken from that run
     head: tuple[str, ...] = ()
+    train_fields: tuple[str, ...] = ()  # the [train] fields only this family reads
 
     def part(self, name: str) -> Any:
         """The part `name` of this family, imported now."""
@@ -167,5 +168,6 @@ register(
         hf_class="BertForTokenClassification",
         closes_text=True,
         head=("classifier.",),
+        train_fields=("subword_dropout",),
     )
 )

@@ -12,7 +12,7 @@ each framed and tagged as a sentence of its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -90,13 +90,17 @@ class Tagger:
         return next(self.model.parameters()).device
 
     def rows(
-        self, sentences: Sequence[Sequence[str]]
+        self,
+        sentences: Sequence[Sequence[str]],
+        split: Callable[[Sequence[str]], list[list[int]]] | None = None,
     ) -> tuple[list[tuple[list[int], list[int]]], list[int]]:
         """The framed rows of the sentences' runs of words (aiayn.tasks.tagger.spans), each
-        with its words' first positions, and the sentence each row is of."""
+        with its words' first positions, and the sentence each row is of; `split` gives each
+        word's pieces (default: the tokenizer's)."""
         framed, owner = [], []
+        split = split or self.pieces
         for i, words in enumerate(sentences):
-            pieces = self.pieces(words)
+            pieces = split(words)
             for run in spans(len(words), self.max_len):
                 framed.append(frame(pieces[run.start : run.stop], self.tok, self.max_len))
                 owner.append(i)

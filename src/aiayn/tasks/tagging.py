@@ -3,6 +3,7 @@ encoder, one tag a word on its first piece (aiayn.tasks.tagger)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from torch import Tensor, nn
 
 from aiayn.config import RunConfig
 from aiayn.data.batching import token_budget_batches
-from aiayn.data.noise import word_dropout
+from aiayn.data.noise import BpeDropout, word_dropout
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.tagged import Sentence, read_tagged
 from aiayn.models.encoder_only import EncoderTagger
@@ -74,15 +75,10 @@ class TaggingTask:
         )
         self.model = EncoderTagger(self.cfg.model)
         self.tagger = Tagger(self.model, tok, names, d.tag_len)
-        framed, owner = self.tagger.rows([s.words for s in train])
-        tags = tag_indices(train, names, d.train_tagged)
-        self.rows = [row for row, _ in framed]
-        self.labels, start = [], 0
-        for i, (row, firsts) in enumerate(framed):  # a long sentence's runs follow each other
-            start = 0 if i == 0 or owner[i] != owner[i - 1] else start
-            self.labels.append(labelled_row(row, firsts, tags[owner[i]][start:][: len(firsts)]))
-            start += len(firsts)
-        self.lengths = [len(r) for r in self.rows]
+        self.words = [s.words for s in train]
+        self.tags = tag_indices(train, names, d.train_tagged)
+        self.dropout = BpeDropout(tok) if cfg.train.subword_dropout else None
+        self.label_rows()
         log(
             f"{len(train):,} training sentences ({len(self.rows):,} rows of at most "
             f"data.tag_len={d.tag_len} tokens) and {len(self.valid_tags):,} validation "
@@ -93,9 +89,28 @@ class TaggingTask:
         self.tagger.tok.save(run_dir / TOKENIZER)
         save_labels(run_dir, self.tagger.labels)
 
+    def label_rows(self, split: Callable[[Sequence[str]], list[list[int]]] | None = None) -> None:
+        """The training rows and their labels, each word cut into pieces by `split` (default:
+        the tokenizer)."""
+        framed, owner = self.tagger.rows(self.words, split)
+        self.rows = [row for row, _ in framed]
+        self.labels, start = [], 0
+        for i, (row, firsts) in enumerate(framed):  # a long sentence's runs follow each other
+            start = 0 if i == 0 or owner[i] != owner[i - 1] else start
+            tags = self.tags[owner[i]][start:][: len(firsts)]
+            self.labels.append(labelled_row(row, firsts, tags))
+            start += len(firsts)
+        self.lengths = [len(r) for r in self.rows]
+
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         t = self.cfg.train
-        return token_budget_batches(self.lengths, t.batch_tokens, seed=t.seed * 1_000_003 + epoch)
+        seed = t.seed * 1_000_003 + epoch
+        if self.dropout is not None:  # each word's pieces drawn afresh each epoch (its seed)
+            rng, words = random.Random(seed), sorted({w for s in self.words for w in s})
+            drawn = {w: self.dropout.pieces(w, t.subword_dropout, rng) or [self.tagger.tok.unk_id]
+                     for w in words}  # fmt: skip
+            self.label_rows(lambda sentence: [drawn[w] for w in sentence])
+        return token_budget_batches(self.lengths, t.batch_tokens, seed=seed)
 
     def collate(self, indices: Sequence[int]) -> tuple[Tensor, Tensor]:
         """((B, longest) padded token rows, (B, longest) tags, IGNORE where no word starts)."""
