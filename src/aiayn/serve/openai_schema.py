@@ -25,6 +25,8 @@ MAX_CHOICES = 16  # n
 MAX_MESSAGES = 256
 MAX_TOKENS = 4096
 COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
+# a list's validation stops at its first bad item (see aiayn.serve.schema)
+StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOPS, fail_fast=True)]
 
 # OpenAI's fields that aiayn does not do, each with the value that asks for nothing
 NEUTRAL: dict[str, tuple[object, ...]] = {
@@ -67,7 +69,7 @@ class OpenAIRequest(Request):
     n: int = Field(1, ge=1, le=MAX_CHOICES, description="choices; choice i samples with seed + i")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: StopString | list[StopString] | None = Field(None, max_length=MAX_STOPS)
+    stop: StopString | StopStrings | None = None
     seed: int | None = Field(None, ge=0, lt=2**63)
     user: str | None = Field(None, max_length=1000, description="recorded nowhere")
 
@@ -80,7 +82,7 @@ class OpenAIRequest(Request):
         if isinstance(data, dict):
             for name, value in data.items():
                 if name in NEUTRAL and not any(_same(value, ok) for ok in NEUTRAL[name]):
-                    raise ValueError(f"{name}: not supported by this server (give it out)")
+                    raise InputError(name, f"{name}: not supported by this server (give it out)")
             return {k: v for k, v in data.items() if k not in NEUTRAL}
         return data
 
@@ -102,7 +104,9 @@ def _same(value: object, neutral: object) -> bool:
 
 
 class CompletionRequest(OpenAIRequest):
-    prompt: str | list[str] = Field(description=f"a text, or a list of at most {MAX_TEXTS}")
+    prompt: str | Annotated[list[str], Field(fail_fast=True)] = Field(
+        description=f"a text, or a list of at most {MAX_TEXTS}"
+    )
     max_tokens: int | None = Field(COMPLETION_TOKENS, ge=1, le=MAX_TOKENS)
 
     @property
@@ -124,7 +128,7 @@ class TextPart(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | Annotated[list[TextPart], Field(max_length=MAX_TEXTS)]
+    content: str | Annotated[list[TextPart], Field(max_length=MAX_TEXTS, fail_fast=True)]
     name: str | None = Field(None, max_length=100)
 
     @property
