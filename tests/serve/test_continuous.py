@@ -103,3 +103,14 @@ def test_a_sequence_whose_step_fails_fails_alone(lm_run, monkeypatch) -> None:
     s.close()
     alone = [aiayn.generate(e.model, e.tok, p, 20, temperature=1.0, seed=n) for p, n in asks[::2]]
     assert got == alone
+
+
+def test_the_time_limit_gives_out_the_text_held_for_a_stop_string(scheduler) -> None:
+    """Every character the model writes may begin a stop string, so the last one is always
+    held back; at the time limit it is given out, as at max_tokens (a character a token)."""
+    s, e = scheduler
+    stops = tuple(f"{c}#" for c in " atoseiqub,hnrdm")
+    ticket = Ticket(e.prompt_ids("to"), Sampling(max_tokens=100_000, temperature=0.0, stop=stops))
+    s.submit([ticket])
+    done = ticket.future.result(timeout=30)
+    assert done.finish_reason == "length" and len(done.text) == done.tokens > 0
