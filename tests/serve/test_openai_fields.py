@@ -24,6 +24,7 @@ from tests.serve.inprocess import call, engine, serving
         ({"stop": [""]}, "stop[0]", "at least 1 character"),
         ({"stop": ["ok", 5]}, "stop[1]", "valid string"),
         ({"stop": "x" * 101}, "stop", "at most 100 characters"),
+        ({"stop": ["a"] * 17}, "stop", "at most 16 items"),
         ({"prompt": [1, 2]}, "prompt[0]", "valid string"),
         ({"prompt": None}, "prompt", "valid string"),
     ],
@@ -37,11 +38,20 @@ def test_a_bad_field_is_named_as_the_client_wrote_it(lm_url, lm_run, extra, para
     )
 
 
-def test_a_bad_message_content_is_named_as_the_client_wrote_it(lm_url, lm_run) -> None:
-    messages = [{"role": "user", "content": [{"type": "text", "text": 5}]}]
-    body = {"model": lm_run.resolve().name, "messages": messages}
+@pytest.mark.parametrize(
+    ("content", "param"),
+    [
+        ([{"type": "text", "text": 5}], "messages[0].content[0].text"),
+        ([{"type": "image_url"}], "messages[0].content[0].type"),
+        ("\ud800", "messages[0].content"),
+    ],
+)
+def test_a_bad_message_content_is_named_as_the_client_wrote_it(
+    lm_url, lm_run, content, param
+) -> None:
+    body = {"model": lm_run.resolve().name, "messages": [{"role": "user", "content": content}]}
     status, answer = call(lm_url, "/v1/chat/completions", body)
-    assert (status, answer["error"]["param"]) == (422, "messages[0].content[0].text"), answer
+    assert (status, answer["error"]["param"]) == (422, param), answer
 
 
 def test_a_list_of_bad_items_is_refused_at_the_first() -> None:

@@ -57,11 +57,15 @@ def error(
 
 def first_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
     """The error to report: the first; where its field may be of several types (a text or a
-    list of texts), the error of the type that went deepest into the value (a list's bad
-    item rather than "not a text")."""
+    list of texts), the error of the type the value is (a list's length rather than "not a
+    text"), of the deepest into it (a list's bad item)."""
     field = tuple(errors[0].get("loc", ()))[:2]
     same = [e for e in errors if tuple(e.get("loc", ()))[:2] == field]
-    return max(same, key=lambda e: len(e.get("loc", ())))  # the first of the deepest
+
+    def fit(e: dict[str, Any]) -> tuple[bool, int]:  # "string_type": not of that type at all
+        return not str(e.get("type", "")).endswith("_type"), len(e.get("loc", ()))
+
+    return max(same, key=fit)  # the first of the best
 
 
 # how pydantic names a branch of a union in an error's place ("str", "list[constrained-str]")

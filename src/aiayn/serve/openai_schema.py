@@ -17,6 +17,7 @@ from aiayn.serve.schema import (
     InputError,
     Request,
     StopString,
+    check_one,
     check_texts,
     greedy_or_not_tiny,
 )
@@ -152,7 +153,7 @@ class ChatRequest(OpenAIRequest):
     def check(self) -> None:
         super().check()
         for i, m in enumerate(self.messages):
-            check_texts([m.text], f"messages[{i}].content")
+            check_one(m.text, f"messages[{i}].content")
         if self.max_tokens is not None and self.max_completion_tokens is not None:
             raise InputError("max_tokens", "max_tokens: give it or max_completion_tokens, not both")
 
