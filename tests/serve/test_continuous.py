@@ -114,3 +114,14 @@ def test_the_time_limit_gives_out_the_text_held_for_a_stop_string(scheduler) -> 
     s.submit([ticket])
     done = ticket.future.result(timeout=30)
     assert done.finish_reason == "length" and len(done.text) == done.tokens > 0
+
+
+def test_a_ticket_the_batch_cannot_take_fails_alone(scheduler) -> None:
+    """An empty prompt (refused by the routes, not by a Ticket) fails its own future; the
+    worker goes on (it died, and every later request waited forever)."""
+    s, e = scheduler
+    bad, good = Ticket([], Sampling(max_tokens=2)), Ticket(e.prompt_ids("to"), Sampling(2, 0.0))
+    s.submit([bad, good])
+    with pytest.raises(ValueError, match="at least one token"):
+        bad.future.result(timeout=10)
+    assert good.future.result(timeout=10).tokens == 2

@@ -112,7 +112,11 @@ class Scheduler:
                 return
             if not ticket.future.set_running_or_notify_cancel():
                 continue
-            seq = self.batch.add(ticket.prompt, ticket.sampling)
+            try:
+                seq = self.batch.add(ticket.prompt, ticket.sampling)
+            except Exception as e:  # its own fault (an empty prompt): the worker goes on
+                ticket.future.set_exception(e)
+                continue
             self.live[seq] = (ticket, time.monotonic() + self.time_limit_s, [])
 
     def _drop_ended(self) -> None:
