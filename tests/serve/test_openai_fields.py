@@ -25,6 +25,7 @@ from tests.serve.inprocess import call, engine, serving
         ({"stop": ["ok", 5]}, "stop[1]", "valid string"),
         ({"stop": "x" * 101}, "stop", "at most 100 characters"),
         ({"stop": ["a"] * 17}, "stop", "at most 16 items"),
+        ({"stream_options": {"include_usage": True}}, "stream_options", "stream: true"),
         ({"prompt": [1, 2]}, "prompt[0]", "valid string"),
         ({"prompt": None}, "prompt", "valid string"),
     ],

@@ -93,10 +93,13 @@ class OpenAIRequest(Request):
         return () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
 
     def check(self) -> None:
-        """Every text's size (413) and that it is text (422), as `Request.check`."""
+        """Every text's size (413) and that it is text (422), as `Request.check`; options
+        that would be ignored (422)."""
         for name in ("prompt", "stop"):
             value = getattr(self, name, None)
             check_texts([value] if isinstance(value, str) else value or [], name)
+        if self.stream_options is not None and not self.stream:
+            raise InputError("stream_options", "stream_options: only with stream: true")
 
 
 def _same(value: object, neutral: object) -> bool:
