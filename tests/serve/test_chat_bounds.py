@@ -35,6 +35,23 @@ def test_a_template_that_renders_huge_is_refused(template) -> None:
         ChatTemplate(template, TOK).render(MESSAGES)
 
 
+@pytest.mark.parametrize(
+    ("template", "said"),
+    [
+        ("{{ range(100000) | join('x' * 1000) }}", "a joined text"),
+        ("{{ ('x' * 1000).join(range(10000) | map('string')) }}", "a joined text"),
+        ("{{ ('x' * 1000) | join('y' * 10000) }}", "a joined text"),
+        ("{{ range(10000) | map('string') | join('x' * 1000) }}", "a joined text"),
+        ("{{ lipsum(n=100000) }}", "lorem ipsum"),
+    ],
+)
+def test_what_a_join_or_lipsum_would_make_is_refused_before_it_is_made(template, said) -> None:
+    """Checked after, a generator's 100,000 items joined by 2,000,000 characters would take
+    200 GB first."""
+    with pytest.raises(TemplateError, match=said):
+        ChatTemplate(template, TOK).render(MESSAGES)
+
+
 def test_a_template_that_raises_anything_is_a_template_error() -> None:
     with pytest.raises(TemplateError, match="RecursionError"):
         ChatTemplate("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", TOK).render([])

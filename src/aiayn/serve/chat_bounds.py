@@ -9,7 +9,8 @@ So a template renders within these bounds, each refused as a TemplateError namin
 - its text: at most MAX_RENDERED characters, counted as it is written;
 - every value an operator (`+`, `*`, `**`, `%`), a call or a filter is given or gives back: a
   text or list of at most MAX_RENDERED items, an int of at most MAX_DIGITS digits; a result
-  that could exceed this (`*`, `**`, `replace`, a format's width) is refused before it is made;
+  that could exceed this (`*`, `**`, `replace`, `join`, `lipsum`, a format's width) is refused
+  before it is made;
 - its time: RENDER_S seconds, checked at each line of the template's code (a trace function on
   the rendering thread alone, removed after), so that the thread that renders it ends.
 What is not bounded: `~` joins texts unchecked (at most doubling what exists, once per line
@@ -21,11 +22,12 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sized
 from functools import wraps
 from types import FrameType
 from typing import Any
 
+from jinja2.defaults import DEFAULT_NAMESPACE
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from aiayn.serve.schema import MAX_BODY
@@ -91,7 +93,15 @@ def check_call(function: Callable, args: tuple, kwargs: dict[str, Any]) -> None:
     owner, name = getattr(function, "__self__", None), getattr(function, "__name__", "")
     if isinstance(owner, str) and name in ("format", "format_map"):
         check_format(owner)
-    if name == "replace" or getattr(function, "jinja_filter", "") == "replace":
+    filter_name = getattr(function, "jinja_filter", "")
+    if name == "join" or filter_name == "join":  # sep.join(items), items|join(sep)
+        items, sep = join_parts(function, args)
+        if isinstance(sep, str) and isinstance(items, Sized):
+            check_value(len(sep) * max(len(items) - 1, 0), "a joined text", count=True)
+    if function is LIPSUM or filter_name == "lipsum":
+        words = kwargs.get("n", args[0] if args else 5) * kwargs.get("max", 100)
+        check_value(words * 10, "lorem ipsum", count=True)  # ~10 characters a word
+    if name == "replace" or filter_name == "replace":
         texts = [owner] if isinstance(owner, str) else []
         texts += [a for a in args if isinstance(a, str)]
         if len(texts) >= 3:
@@ -99,6 +109,33 @@ def check_call(function: Callable, args: tuple, kwargs: dict[str, Any]) -> None:
             times = len(text) + 1 if not old else text.count(old)
             made = len(text) + times * max(len(new) - len(old), 0)
             check_value(made, "a replaced text", count=True)
+
+
+def join_parts(function: Callable, args: tuple) -> tuple[Any, Any]:
+    """The items and separator of a call of `str.join` or of the `join` filter (`value`
+    after what Jinja passes first, then `d`)."""
+    owner = getattr(function, "__self__", None)
+    if isinstance(owner, str):
+        return (args[0] if args else None), owner
+    value_at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
+    rest = args[value_at:]
+    return (rest[0] if rest else None), (rest[1] if len(rest) > 1 else "")
+
+
+def sized(function: Callable, args: tuple) -> tuple:
+    """`args`, the items a join is given made a list, so that the size of what it makes is
+    known before it is made (a generator's items are taken as the join takes them anyway)."""
+    name = getattr(function, "__name__", "")
+    if name != "join" and getattr(function, "jinja_filter", "") != "join":
+        return args
+    items, _ = join_parts(function, args)
+    if items is None or isinstance(items, Sized):
+        return args
+    at = args.index(items)
+    return (*args[:at], list(items), *args[at + 1 :])
+
+
+LIPSUM = DEFAULT_NAMESPACE["lipsum"]
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
@@ -115,6 +152,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return check_value(super().call_binop(context, operator, left, right), "a result")
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        args = sized(__obj, args)
         check_call(__obj, args, kwargs)
         result = ImmutableSandboxedEnvironment.call(__self, __context, __obj, *args, **kwargs)
         return check_value(result, "a result")
@@ -126,6 +164,7 @@ def bounded_filter(name: str, f: Callable) -> Callable:
 
     @wraps(f)  # keeps `jinja_pass_arg`: what Jinja hands the filter first
     def checked(*args: Any, **kwargs: Any) -> Any:
+        args = sized(checked, args)
         check_call(checked, args, kwargs)
         if name == "format" and args and isinstance(args[0], str):
             check_format(args[0])
