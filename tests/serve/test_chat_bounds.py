@@ -43,6 +43,7 @@ def test_a_template_that_renders_huge_is_refused(template) -> None:
         ("{{ ('x' * 1000) | join('y' * 10000) }}", "a joined text"),
         ("{{ range(10000) | map('string') | join('x' * 1000) }}", "a joined text"),
         ("{{ lipsum(n=100000) }}", "lorem ipsum"),
+        ("{{ lipsum(1, false, 20, 10**6) }}", "lorem ipsum"),
     ],
 )
 def test_what_a_join_or_lipsum_would_make_is_refused_before_it_is_made(template, said) -> None:

@@ -98,9 +98,10 @@ def check_call(function: Callable, args: tuple, kwargs: dict[str, Any]) -> None:
         items, sep = join_parts(function, args)
         if isinstance(sep, str) and isinstance(items, Sized):
             check_value(len(sep) * max(len(items) - 1, 0), "a joined text", count=True)
-    if function is LIPSUM or filter_name == "lipsum":
-        words = kwargs.get("n", args[0] if args else 5) * kwargs.get("max", 100)
-        check_value(words * 10, "lorem ipsum", count=True)  # ~10 characters a word
+    if function is LIPSUM:  # lipsum(n=5, html=True, min=20, max=100): paragraphs, words
+        n, most = kwargs.get("n", (*args, 5)[0]), kwargs.get("max", (*args, 0, 0, 0, 100)[3])
+        if isinstance(n, int) and isinstance(most, int):
+            check_value(n * most * 10, "lorem ipsum", count=True)  # ~10 characters a word
     if name == "replace" or filter_name == "replace":
         texts = [owner] if isinstance(owner, str) else []
         texts += [a for a in args if isinstance(a, str)]
