@@ -90,7 +90,7 @@ def check_call(function: Callable, args: tuple, kwargs: dict[str, Any]) -> None:
     """Refuse a call given a value over the bounds, or one that would make one."""
     for value in (*args, *kwargs.values()):
         check_value(value, "an argument", count=True)
-    owner, name = getattr(function, "__self__", None), getattr(function, "__name__", "")
+    owner, name = owner_of(function), getattr(function, "__name__", "")
     if isinstance(owner, str) and name in ("format", "format_map"):
         check_format(owner)
     filter_name = getattr(function, "jinja_filter", "")
@@ -112,10 +112,17 @@ def check_call(function: Callable, args: tuple, kwargs: dict[str, Any]) -> None:
             check_value(made, "a replaced text", count=True)
 
 
+def owner_of(function: Callable) -> object:
+    """The object a method is bound to, also through the wrapper the sandbox puts around
+    `str.format` (which keeps its name, not its owner)."""
+    wrapped = getattr(function, "__wrapped__", function)
+    return getattr(function, "__self__", getattr(wrapped, "__self__", None))
+
+
 def join_parts(function: Callable, args: tuple) -> tuple[Any, Any]:
     """The items and separator of a call of `str.join` or of the `join` filter (`value`
     after what Jinja passes first, then `d`)."""
-    owner = getattr(function, "__self__", None)
+    owner = owner_of(function)
     if isinstance(owner, str):
         return (args[0] if args else None), owner
     value_at = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
