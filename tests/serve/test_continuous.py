@@ -103,3 +103,25 @@ def test_a_sequence_whose_step_fails_fails_alone(lm_run, monkeypatch) -> None:
     s.close()
     alone = [aiayn.generate(e.model, e.tok, p, 20, temperature=1.0, seed=n) for p, n in asks[::2]]
     assert got == alone
+
+
+def test_the_time_limit_gives_out_the_text_held_for_a_stop_string(scheduler) -> None:
+    """Every character the model writes may begin a stop string, so the last one is always
+    held back; at the time limit it is given out, as at max_tokens (a character a token)."""
+    s, e = scheduler
+    stops = tuple(f"{c}#" for c in " atoseiqub,hnrdm")
+    ticket = Ticket(e.prompt_ids("to"), Sampling(max_tokens=100_000, temperature=0.0, stop=stops))
+    s.submit([ticket])
+    done = ticket.future.result(timeout=30)
+    assert done.finish_reason == "length" and len(done.text) == done.tokens > 0
+
+
+def test_a_ticket_the_batch_cannot_take_fails_alone(scheduler) -> None:
+    """An empty prompt (refused by the routes, not by a Ticket) fails its own future; the
+    worker goes on (it died, and every later request waited forever)."""
+    s, e = scheduler
+    bad, good = Ticket([], Sampling(max_tokens=2)), Ticket(e.prompt_ids("to"), Sampling(2, 0.0))
+    s.submit([bad, good])
+    with pytest.raises(ValueError, match="at least one token"):
+        bad.future.result(timeout=10)
+    assert good.future.result(timeout=10).tokens == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -54,9 +55,31 @@ def error(
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
-def field_name(loc: tuple) -> str:
-    """("body", "text", 3) -> "text[3]"; the body itself -> "body"."""
-    parts = [p for p in loc if p != "body"] or ["body"]
+def first_error(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The error to report: the first; where its field may be of several types (a text or a
+    list of texts), the error of the type the value is (a list's length rather than "not a
+    text"), of the deepest into it (a list's bad item)."""
+    field = tuple(errors[0].get("loc", ()))[:2]
+    same = [e for e in errors if tuple(e.get("loc", ()))[:2] == field]
+
+    def fit(e: dict[str, Any]) -> tuple[bool, int]:  # "string_type": not of that type at all
+        return not str(e.get("type", "")).endswith("_type"), len(e.get("loc", ()))
+
+    return max(same, key=fit)  # the first of the best
+
+
+# how pydantic names a branch of a union in an error's place ("str", "list[constrained-str]")
+UNION_BRANCH = re.compile(r"[a-z-]*(str|int|float|bool|none)|.*\[.*\]")
+
+
+def field_name(loc: tuple, kind: str = "") -> str:
+    """("body", "text", 3) -> "text[3]"; the body itself -> "body"; ("body", "stop",
+    "list[str]", 0) -> "stop[0]" (but for an unknown field, named by the client)."""
+    last = len(loc) - 1 if kind == "extra_forbidden" else len(loc)
+    parts = [
+        p for i, p in enumerate(loc)
+        if p != "body" and (i == last or not UNION_BRANCH.fullmatch(str(p)))
+    ] or ["body"]  # fmt: skip
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
 
@@ -205,13 +228,15 @@ def stream_events(
 def add_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(req: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
+        first = first_error(exc.errors())
         if first.get("type") == "json_invalid":
             where = first.get("loc", ("body", "?"))[-1]
             return error(req, 422, f"body: not valid JSON (at character {where})", "body")
-        field = field_name(tuple(first.get("loc", ())))
+        field = field_name(tuple(first.get("loc", ())), first.get("type", ""))
         # a check of the schema's own: its message, without pydantic's "Value error, "
         cause = first.get("ctx", {}).get("error") if first.get("type") == "value_error" else None
+        if isinstance(cause, InputError):  # a check of the whole request, naming its field
+            return error(req, 422, str(cause), cause.field)
         return error(req, 422, f"{field}: {cause or first.get('msg', 'invalid')}", field)
 
     @app.exception_handler(InputError)

@@ -1,7 +1,8 @@
 """What one client can hold of the server: connections, time and memory.
 
 - At most `max_connections` connections are open at once; one more is answered 503 (JSON,
-  Retry-After) and closed, before anything of it is read.
+  Retry-After; OpenAI's error object on its paths) and closed, once its request line has
+  arrived (at most 8 KiB of it is kept, the rest discarded) or a second has passed without.
 - A request's head must arrive within `head_timeout_s` of the connection opening or of the
   previous response; the connection is closed otherwise. (h11 bounds a head to 16 KiB.)
 - Its body must arrive whole within `body_timeout_s` of its head (408, then the connection is
@@ -24,11 +25,14 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from aiayn.serve import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_CONNECTIONS
+from aiayn.serve.openai import PATHS, error_body
 from aiayn.serve.schema import MAX_BODY
 
 # each connection holds a file descriptor and up to a body's bytes: past this, no bound at all
 MAX_MAX_CONNECTIONS = 65_536
 LINGER_S = 2.0  # how long a refused connection is read (and discarded) so that its 503 arrives
+# a refused connection's request line (its path: which API's error shape) waited for this long
+REQUEST_LINE_S, MAX_REQUEST_LINE = 1.0, 8192
 TRIM_AFTER_S = 1.0  # memory is given back at most once a second, after connections close
 
 
@@ -95,6 +99,7 @@ class BoundedH11(H11Protocol):
         self.bounds, self.trim = bounds, trim
         self.deadline: asyncio.TimerHandle | None = None
         self.refused = False
+        self.request_line: bytes | None = None  # a refused connection's, until answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -104,9 +109,19 @@ class BoundedH11(H11Protocol):
             self.await_head()
 
     def refuse(self) -> None:
-        self.refused = True
-        limit = self.bounds.max_connections
-        body = {"error": f"the server has {limit} connections open, its limit; retry shortly"}
+        """Answer 503 once the request line names the path (OpenAI's error object on its
+        paths), or after REQUEST_LINE_S without one; close LINGER_S later."""
+        self.refused, self.request_line = True, b""
+        self.loop.call_later(REQUEST_LINE_S, self.answer_refusal)
+
+    def answer_refusal(self) -> None:
+        if self.request_line is None or self.transport.is_closing():
+            return
+        path = (self.request_line.split(b" ")[1:2] or [b""])[0].decode("latin-1")
+        self.request_line = None
+        message = f"the server has {self.bounds.max_connections} connections open, its limit"
+        message += "; retry shortly"
+        body = error_body(503, message, None) if path.startswith(PATHS) else {"error": message}
         self.transport.write(raw_response("503 Service Unavailable", body, "retry-after: 1"))
         # closed a little later: a client still sending would be reset, and lose the answer
         self.loop.call_later(LINGER_S, self.transport.close)
@@ -114,6 +129,10 @@ class BoundedH11(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if not self.refused:
             super().data_received(data)
+        elif self.request_line is not None:  # read up to its first line; the rest discarded
+            self.request_line = (self.request_line + data)[:MAX_REQUEST_LINE]
+            if b"\n" in self.request_line or len(self.request_line) == MAX_REQUEST_LINE:
+                self.answer_refusal()
 
     def await_head(self) -> None:
         if self.deadline is not None:

@@ -17,15 +17,13 @@ from typing import Any
 
 import jinja2
 import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.interop.hf_specials import chat_template
+from aiayn.serve.chat_bounds import BoundedSandbox, TemplateError, bounded, bounded_filter
 
-
-class TemplateError(ValueError):
-    """A template that cannot be rendered, or refused what it tried (the sandbox)."""
+__all__ = ["ChatTemplate", "TemplateError", "compile_template"]
 
 
 def _raise_exception(message: str) -> None:
@@ -77,10 +75,8 @@ class _Namespace(jinja2.utils.Namespace):
 
 def compile_template(source: str) -> jinja2.Template:
     """`source` compiled in the sandbox (TemplateError: not a valid template)."""
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-    )
-    env.filters["tojson"] = _tojson
+    env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = bounded_filter("tojson", _tojson)
     env.globals.update(
         raise_exception=_raise_exception,
         strftime_now=_strftime_now,
@@ -91,6 +87,8 @@ def compile_template(source: str) -> jinja2.Template:
         return env.from_string(source)
     except jinja2.exceptions.TemplateError as e:
         raise TemplateError(f"the chat template is not valid Jinja: {e}") from None
+    except (RecursionError, MemoryError, ValueError, ArithmeticError) as e:  # Jinja's folding
+        raise TemplateError(f"the chat template cannot compile: {type(e).__name__}: {e}") from None
 
 
 class ChatTemplate:
@@ -119,30 +117,36 @@ class ChatTemplate:
 
     def prompt_ids(self, messages: list[dict[str, Any]]) -> list[int]:
         """The ids of the prompt for `messages`, as `apply_chat_template(..., tokenize=True,
-        add_generation_prompt=True)` gives them. ValueError: a message holds a special token's
-        name (which would be read as that token), or the template fails."""
+        add_generation_prompt=True)` gives them. ValueError: a message's text (its content or
+        its name) holds a special token's name (which would be read as that token), or the
+        template fails."""
         for i, m in enumerate(messages):
-            if found := next((n for n in self.names if n in m["content"]), None):
-                raise ValueError(
-                    f"messages[{i}].content: holds the special token {found!r}, which only the "
-                    "chat template may write"
-                )
+            for key, text in m.items():  # the role is one of four names; content, name: any
+                if found := next((n for n in self.names if n in text), None):
+                    raise ValueError(
+                        f"messages[{i}].{key}: holds the special token {found!r}, which only "
+                        "the chat template may write"
+                    )
         return self.tok.encode(self.render(messages), add_special_tokens=False).ids
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
         """The prompt for `messages` (plain JSON values), ending where the assistant's next
         message begins. TemplateError: the template raised, or the sandbox refused it."""
         try:
-            return self.template.render(
-                **self.special_tokens,
-                messages=messages,
-                tools=None,
-                documents=None,
-                add_generation_prompt=add_generation_prompt,
+            return bounded(
+                self.template.generate(
+                    **self.special_tokens,
+                    messages=messages,
+                    tools=None,
+                    documents=None,
+                    add_generation_prompt=add_generation_prompt,
+                )
             )
+        except TemplateError:  # over a bound (aiayn.serve.chat_bounds)
+            raise
         except jinja2.exceptions.SecurityError as e:
             raise TemplateError(f"the chat template did what its sandbox refuses: {e}") from None
         except jinja2.exceptions.TemplateError as e:
             raise TemplateError(f"the chat template failed: {e}") from None
-        except (TypeError, ValueError, ArithmeticError, LookupError) as e:
+        except Exception as e:  # code from a checkpoint may raise anything (RecursionError)
             raise TemplateError(f"the chat template failed: {type(e).__name__}: {e}") from None

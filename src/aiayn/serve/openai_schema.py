@@ -17,6 +17,7 @@ from aiayn.serve.schema import (
     InputError,
     Request,
     StopString,
+    check_one,
     check_texts,
     greedy_or_not_tiny,
 )
@@ -25,6 +26,8 @@ MAX_CHOICES = 16  # n
 MAX_MESSAGES = 256
 MAX_TOKENS = 4096
 COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for /v1/completions
+# a list's validation stops at its first bad item (see aiayn.serve.schema)
+StopStrings = Annotated[list[StopString], Field(max_length=MAX_STOPS, fail_fast=True)]
 
 # OpenAI's fields that aiayn does not do, each with the value that asks for nothing
 NEUTRAL: dict[str, tuple[object, ...]] = {
@@ -67,7 +70,7 @@ class OpenAIRequest(Request):
     n: int = Field(1, ge=1, le=MAX_CHOICES, description="choices; choice i samples with seed + i")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: StopString | list[StopString] | None = Field(None, max_length=MAX_STOPS)
+    stop: StopString | StopStrings | None = None
     seed: int | None = Field(None, ge=0, lt=2**63)
     user: str | None = Field(None, max_length=1000, description="recorded nowhere")
 
@@ -80,7 +83,7 @@ class OpenAIRequest(Request):
         if isinstance(data, dict):
             for name, value in data.items():
                 if name in NEUTRAL and not any(_same(value, ok) for ok in NEUTRAL[name]):
-                    raise ValueError(f"{name}: not supported by this server (give it out)")
+                    raise InputError(name, f"{name}: not supported by this server (give it out)")
             return {k: v for k, v in data.items() if k not in NEUTRAL}
         return data
 
@@ -90,10 +93,13 @@ class OpenAIRequest(Request):
         return () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
 
     def check(self) -> None:
-        """Every text's size (413) and that it is text (422), as `Request.check`."""
+        """Every text's size (413) and that it is text (422), as `Request.check`; options
+        that would be ignored (422)."""
         for name in ("prompt", "stop"):
             value = getattr(self, name, None)
             check_texts([value] if isinstance(value, str) else value or [], name)
+        if self.stream_options is not None and not self.stream:
+            raise InputError("stream_options", "stream_options: only with stream: true")
 
 
 def _same(value: object, neutral: object) -> bool:
@@ -102,7 +108,9 @@ def _same(value: object, neutral: object) -> bool:
 
 
 class CompletionRequest(OpenAIRequest):
-    prompt: str | list[str] = Field(description=f"a text, or a list of at most {MAX_TEXTS}")
+    prompt: str | Annotated[list[str], Field(fail_fast=True)] = Field(
+        description=f"a text, or a list of at most {MAX_TEXTS}"
+    )
     max_tokens: int | None = Field(COMPLETION_TOKENS, ge=1, le=MAX_TOKENS)
 
     @property
@@ -124,7 +132,7 @@ class TextPart(BaseModel):
 class Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | Annotated[list[TextPart], Field(max_length=MAX_TEXTS)]
+    content: str | Annotated[list[TextPart], Field(max_length=MAX_TEXTS, fail_fast=True)]
     name: str | None = Field(None, max_length=100)
 
     @property
@@ -148,7 +156,7 @@ class ChatRequest(OpenAIRequest):
     def check(self) -> None:
         super().check()
         for i, m in enumerate(self.messages):
-            check_texts([m.text], f"messages[{i}].content")
+            check_one(m.text, f"messages[{i}].content")
         if self.max_tokens is not None and self.max_completion_tokens is not None:
             raise InputError("max_tokens", "max_tokens: give it or max_completion_tokens, not both")
 

@@ -112,11 +112,16 @@ class Scheduler:
                 return
             if not ticket.future.set_running_or_notify_cancel():
                 continue
-            seq = self.batch.add(ticket.prompt, ticket.sampling)
+            try:
+                seq = self.batch.add(ticket.prompt, ticket.sampling)
+            except Exception as e:  # its own fault (an empty prompt): the worker goes on
+                ticket.future.set_exception(e)
+                continue
             self.live[seq] = (ticket, time.monotonic() + self.time_limit_s, [])
 
     def _drop_ended(self) -> None:
-        """End the sequences whose caller went away or whose time is up."""
+        """End the sequences whose caller went away or whose time is up: the latter with the
+        text held back for a stop string or an unfinished character, as at max_tokens."""
         now, gone = time.monotonic(), []
         for seq, (ticket, deadline, _) in self.live.items():
             if ticket.cancelled.is_set() or now > deadline:
@@ -124,7 +129,10 @@ class Scheduler:
                 gone.append(seq)
         self.batch.remove(gone)
         for seq in gone:
-            self._deliver(seq, "")
+            held = (
+                "" if seq.finish == "cancelled" else seq.row.end(self.batch.tok, seq.sampling.stop)
+            )
+            self._deliver(seq, held)
 
     def _deliver(self, seq: Sequence, piece: str) -> None:
         ticket, _, text = self.live[seq]
