@@ -32,7 +32,7 @@ def random_words(n: int, seed: int) -> list[str]:
 
 def test_with_no_dropout_it_is_the_tokenizers_own_bpe() -> None:
     tok = fit_tokenizer("bpe", [" ".join(random_words(3000, 0))], 300, punctuation=False)
-    words = sorted(set(random_words(2000, 1)) | {"ünseen", "€uro", "x"})
+    words = sorted(set(random_words(2000, 1)) | {"ünseen", "€uro", "x", "two words", "ﬁne"})
     segmenter = BpeDropout(tok)
     assert [segmenter.pieces(w, 0.0, random.Random(0)) for w in words] == tok.encode(words)
 
@@ -48,10 +48,12 @@ def test_dropped_merges_cut_the_same_word_finer_and_a_seed_draws_the_same() -> N
         assert "".join(tok.tok.id_to_token(i) for i in pieces) == "▁" + word
 
 
-def test_a_word_level_tokenizer_is_refused() -> None:
-    tok = fit_tokenizer("word", ["a b c"], 20)
-    with pytest.raises(ValueError, match="BPE-dropout needs a BPE tokenizer, not WordLevel"):
-        BpeDropout(tok)
+def test_a_tagger_whose_tokenizer_is_not_bpe_is_refused_by_name(tmp_path: Path) -> None:
+    path = tagger_config(tmp_path, subword_dropout=0.1)
+    path.write_text(path.read_text().replace("[data]", '[data]\ntokenizer = "word"'))
+    cfg = RunConfig.load(path)
+    with pytest.raises(ValueError, match=r"train.subword_dropout=0.1: BPE-dropout needs a BPE"):
+        TaggingTask(cfg, tmp_path, resume=False, log=quiet)
 
 
 def test_a_taggers_rows_are_drawn_afresh_each_epoch_and_again_alike(tmp_path: Path) -> None:
@@ -72,5 +74,5 @@ def test_a_taggers_rows_are_drawn_afresh_each_epoch_and_again_alike(tmp_path: Pa
 
 def test_subword_dropout_is_refused_for_a_family_that_does_not_read_it() -> None:
     data = {"model": {"arch": "encoder_classifier"}, "train": {"subword_dropout": 0.1}}
-    with pytest.raises(ValueError, match="train.subword_dropout=0.1 is not read by model.arch"):
+    with pytest.raises(ValueError, match=r"train.subword_dropout=0.1 is not read by model.arch"):
         RunConfig.from_dict(data)

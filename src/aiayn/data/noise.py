@@ -31,17 +31,22 @@ class BpeDropout:
     def __init__(self, tok: TextTokenizer) -> None:
         model = json.loads(tok.tok.to_str())["model"]
         if model["type"] != "BPE":
-            raise ValueError(f"BPE-dropout needs a BPE tokenizer, not {model['type']}")
+            raise ValueError(f"BPE-dropout needs a BPE tokenizer; the run's is {model['type']}")
         self.ranks = {tuple(m.split(" ") if isinstance(m, str) else m): i
                       for i, m in enumerate(model["merges"])}  # fmt: skip
         self.tok = tok
 
     def pieces(self, word: str, p: float, rng: random.Random) -> list[int]:
         """The ids of `word`'s pieces, merges skipped with probability `p` drawn from `rng`."""
-        [(text, _)] = self.tok.tok.pre_tokenizer.pre_tokenize_str(
-            self.tok.tok.normalizer.normalize_str(word)
-        ) or [("", None)]
-        symbols = list(text)
+        tok = self.tok.tok
+        text = tok.normalizer.normalize_str(word) if tok.normalizer else word
+        symbols = [s for part, _ in tok.pre_tokenizer.pre_tokenize_str(text)
+                   for s in self.merged(list(part), p, rng)]  # fmt: skip
+        ids = [tok.token_to_id(s) for s in symbols]
+        return [self.tok.unk_id if i is None else i for i in ids]
+
+    def merged(self, symbols: list[str], p: float, rng: random.Random) -> list[str]:
+        """`symbols` merged by rank, each merge that could apply skipped with probability p."""
         while len(symbols) > 1:
             ranked = [
                 (rank, i)
@@ -52,6 +57,4 @@ class BpeDropout:
                 break
             _, i = min(ranked)
             symbols[i : i + 2] = [symbols[i] + symbols[i + 1]]
-        unk = self.tok.unk_id
-        return [self.tok.tok.token_to_id(s) if self.tok.tok.token_to_id(s) is not None else unk
-                for s in symbols]  # fmt: skip
+        return symbols

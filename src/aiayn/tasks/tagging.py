@@ -77,7 +77,10 @@ class TaggingTask:
         self.tagger = Tagger(self.model, tok, names, d.tag_len)
         self.words = [s.words for s in train]
         self.tags = tag_indices(train, names, d.train_tagged)
-        self.dropout = BpeDropout(tok) if cfg.train.subword_dropout else None
+        try:
+            self.dropout = BpeDropout(tok) if cfg.train.subword_dropout else None
+        except ValueError as e:
+            raise ValueError(f"train.subword_dropout={cfg.train.subword_dropout}: {e}") from None
         self.label_rows()
         log(
             f"{len(train):,} training sentences ({len(self.rows):,} rows of at most "
