@@ -222,10 +222,9 @@ class TrainConfig:
             "in [0, 1)",
         )
         require("train", "lr_floor", self.lr_floor, 0 <= self.lr_floor <= 1, "in [0, 1]")
-        wd = self.word_dropout
-        require("train", "word_dropout", wd, 0 <= wd < 1, "in [0, 1)")
-        sd = self.subword_dropout
-        require("train", "subword_dropout", sd, 0 <= sd < 1, "in [0, 1)")
+        for name in ("word_dropout", "subword_dropout"):
+            p = getattr(self, name)
+            require("train", name, p, 0 <= p < 1, "in [0, 1)")
         choices = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
         for name, allowed in {**choices, "decay": DECAYS}.items():
             value = getattr(self, name)
@@ -286,8 +285,7 @@ def other_fields(arch: str) -> set[str]:
 
 
 def _check_family_fields(data: dict[str, Any]) -> None:
-    """Refuse a data length or file, or a [train] field, of another family than the model's:
-    none would read it."""
+    """Refuse a data length or file or a [train] field of another family: none would read it."""
     model, table = data.get("model", {}), data.get("data", {})
     if not (isinstance(model, dict) and isinstance(table, dict)):
         return  # malformed tables, which from_dict names
@@ -302,9 +300,9 @@ def _check_family_fields(data: dict[str, Any]) -> None:
         raise ValueError(f"data.{name}={table[name]!r} is not read by model.arch = {arch!r}, {own}")
     train = data.get("train", {})
     others = {name for f in FAMILIES.values() for name in f.train_fields} - set(kind.train_fields)
-    defaults = {f.name: f.default for f in fields(TrainConfig)}  # a saved config writes them
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
     for name in sorted(set(train) & others if isinstance(train, dict) else ()):
-        if train[name] != defaults[name]:
+        if train[name] != defaults[name]:  # a saved config writes every field
             raise ValueError(f"train.{name}={train[name]!r} is not read by model.arch = {arch!r}")
 
 
