@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,3 +48,13 @@ def report(record: dict) -> None:
     RESULTS.parent.mkdir(exist_ok=True)
     with open(RESULTS, "a", encoding="utf-8") as f:
         f.write(line + "\n")
+
+
+def run_clients(threads: list[threading.Thread]) -> float:
+    """Start the clients' threads together and wait for them all: the seconds they took."""
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start

@@ -35,7 +35,7 @@ from aiayn.run.config import save_config
 from aiayn.run.files import CONFIG, MODEL, TOKENIZER
 from aiayn.run.weights import save_weights
 from aiayn.serve.client import Server
-from benchmarks.common import report
+from benchmarks.common import report, run_clients
 
 ALPHABET = string.ascii_lowercase + " "
 LENGTHS = (8, 16, 32, 64, 128, 256)
@@ -115,12 +115,7 @@ def phase(url: str, path: str, model: str, per_client: list[list[tuple[str, int]
             results.append((n, *one(url, path, body_of(path, model, prompt, n))))
 
     threads = [threading.Thread(target=client, args=(r,)) for r in per_client]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
+    seconds = run_clients(threads)
     ttft = sorted(r[1] for r in results)
     latency = sorted(r[2] for r in results)
     long = [r[2] for r in results if r[0] == max(LENGTHS)]

@@ -19,7 +19,7 @@ from pathlib import Path
 from aiayn.data.text import read_lines
 from aiayn.serve.client import Client, Server
 from aiayn.tasks import read_run_config
-from benchmarks.common import report
+from benchmarks.common import report, run_clients
 
 
 def send_all(url: str, sentences: list[str], latencies: list[float], errors: list[str]) -> None:
@@ -44,12 +44,7 @@ def phase(url: str, per_client: list[list[str]]) -> dict:
         threading.Thread(target=send_all, args=(url, chunk, latencies, errors))
         for chunk in per_client
     ]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
+    seconds = run_clients(threads)
     ordered = sorted(latencies)
     return {
         "requests": len(latencies),
