@@ -306,3 +306,8 @@ def test_evaluate_refuses_a_tag_unseen_in_training(tagger_run: Path, tmp_path: P
 def test_a_taggers_bad_data_fields_are_refused_by_name(data: dict, error: str) -> None:
     with pytest.raises(ValueError, match=f"^{error}"):
         RunConfig.from_dict({"version": 2, "model": {"arch": "encoder_tagger"}, "data": data})
+
+
+def test_an_unexportable_tagger_is_refused_naming_its_class(tagger_run, tmp_path, capsys):
+    assert main(["export-hf", str(tagger_run), "--out", str(tmp_path / "hf")]) == 2
+    assert ": BertForTokenClassification needs " in capsys.readouterr().err

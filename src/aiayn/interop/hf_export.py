@@ -126,7 +126,7 @@ def unmet(m: ModelConfig, kind: str) -> str | None:
                 f"{v!r} ({a})" if a in symbolic else repr(v)
                 for a, v in zip(allowed, values, strict=True)
             ]
-            return f"model.{field}={value!r}: {CLASS[kind]} needs {' or '.join(shown)}"
+            return f"model.{field}={value!r}: {hf_class(m, kind)} needs {' or '.join(shown)}"
     return None
 
 
