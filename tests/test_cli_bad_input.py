@@ -61,7 +61,12 @@ def test_an_alpha_that_overflows_the_length_penalty_is_refused(run, tmp_path, ca
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("decode.beam", "1000000000000"), ("decode.alpha", "1e308"), ("train.seed", "9" * 23)],
+    [
+        ("decode.beam", "1000000000000"),
+        ("decode.alpha", "1e308"),
+        ("decode.length_norm", '"gnmt2"'),
+        ("train.seed", "9" * 23),
+    ],
 )
 def test_decoding_settings_a_run_could_not_use_are_refused_at_load(tmp_path, capsys, key, value):
     # saved in a run, they failed every later translate and every default server request

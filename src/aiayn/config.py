@@ -13,6 +13,7 @@ from typing import Any
 from aiayn.configfile import apply_overrides, from_dict, load_toml, require
 from aiayn.configversion import VERSION, file_version, refuse_version_1_names, upgrade
 from aiayn.data.tokenizer import TOKENIZER_KINDS
+from aiayn.decodeconfig import DecodeConfig
 from aiayn.families import FAMILIES, family
 from aiayn.models.config import ModelConfig
 from aiayn.runtime.attention import ATTENTION_IMPLS
@@ -245,26 +246,6 @@ class TrainConfig:
             )
         if self.schedule != "noam" and self.lr is None:
             raise ValueError(f"train.lr is unset; the {self.schedule} schedule needs its peak rate")
-
-
-# Beam search keeps beam x vocabulary scores a sentence, and alpha is an exponent: past these
-# a search only costs memory and overflows
-MAX_BEAM = 64
-MAX_ALPHA = 10.0
-
-
-@dataclass(frozen=True)
-class DecodeConfig:
-    beam: int = 5
-    alpha: float = 0.6  # GNMT length penalty ((5 + len) / 6) ** alpha
-    max_extra: int = 50  # output length limit: source length + max_extra
-    batch_tokens: int = 8000
-
-    def __post_init__(self) -> None:
-        require("decode", "beam", self.beam, 1 <= self.beam <= MAX_BEAM, f"in [1, {MAX_BEAM}]")
-        ok = 0 <= self.alpha <= MAX_ALPHA
-        require("decode", "alpha", self.alpha, ok, f"in [0, {MAX_ALPHA:g}]")
-        require("decode", "max_extra", self.max_extra, self.max_extra >= 0, ">= 0")
 
 
 def stderr_line(text: str) -> None:

@@ -47,6 +47,22 @@ def test_beam_score_is_never_below_greedys(model, sources):
         assert score >= g_score - 1e-5
 
 
+@pytest.mark.parametrize("norm", ["gnmt", "length"])
+def test_beam_scores_are_log_probabilities_over_the_length_penalty(model, sources, norm):
+    alpha = 0.6
+    limits = ((sources != SPECIAL.pad).sum(1) + 50).tolist()
+    found = beam_search(model, sources, SPECIAL, beam=4, alpha=alpha, norm=norm)
+    for row, (hyp, score), limit in zip(sources, found, limits, strict=True):
+        src = row[row != SPECIAL.pad][None]
+        ends = len(hyp) < limit
+        total = sequence_score(model, src, hyp, SPECIAL, 0.0, ends=ends)
+        length = len(hyp) + ends  # </s> counted, as transformers and CTranslate2 count it
+        penalty = length if norm == "length" else (5 + length) / 6
+        assert score == pytest.approx(total / penalty**alpha, abs=1e-4)
+        rescored = sequence_score(model, src, hyp, SPECIAL, alpha, ends=ends, norm=norm)
+        assert score == pytest.approx(rescored, abs=1e-4)
+
+
 def test_outputs_stop_at_source_length_plus_max_extra(sources):
     torch.manual_seed(5)
     model = tiny_model().eval()

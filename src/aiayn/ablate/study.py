@@ -34,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from aiayn.ablate.result import RESULT, read_result
-from aiayn.config import MAX_BEAM, RunConfig, stderr_line
+from aiayn.config import RunConfig, stderr_line
 from aiayn.configfile import apply_overrides, load_toml
+from aiayn.decodeconfig import MAX_BEAM
 from aiayn.run.atomic import atomic_write
 from aiayn.run.folder import OutputFolder
 

@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from aiayn.commands.common import add_device, add_weights, cli_device, log
-from aiayn.config import MAX_ALPHA, MAX_BEAM
+from aiayn.decodeconfig import MAX_ALPHA, MAX_BEAM
 from aiayn.safeio import check_text
 
 if TYPE_CHECKING:

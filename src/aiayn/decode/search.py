@@ -1,7 +1,8 @@
 """Batched greedy and beam search for the encoder-decoder, over the decoder's KV cache.
 
 Each output may run to its source length + `max_extra` tokens (paper §6.1: input length + 50).
-Hypotheses are ranked by log-probability over the GNMT length penalty ((5 + |y|) / 6)^alpha.
+Hypotheses are ranked by log-probability over a length penalty: GNMT's ((5 + |y|) / 6)^alpha,
+or |y|^alpha as transformers and CTranslate2 count it (decode.length_norm).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ def _ban(scores: Tensor, special: Special) -> Tensor:
     return scores
 
 
-def length_penalty(length: Tensor | int, alpha: float) -> Tensor | float:
-    return ((5 + length) / 6) ** alpha
+def length_penalty(length: Tensor | int, alpha: float, norm: str = "gnmt") -> Tensor | float:
+    """What a hypothesis of `length` tokens (</s> counted) has its log-probability divided by."""
+    return (length if norm == "length" else (5 + length) / 6) ** alpha
 
 
 def _limits(src: Tensor, pad: int, max_extra: int, cap: int | None) -> Tensor:
@@ -104,10 +106,12 @@ def beam_search(
     alpha: float = 0.6,
     max_extra: int = 50,
     cap: int | None = None,
+    norm: str = "gnmt",
 ) -> list[tuple[list[int], float]]:
     """Keep the `beam` best prefixes per sentence; return each sentence's best finished one,
     as (tokens, length-normalised log-probability)."""
-    return [hyps[0] for hyps in n_best_search(model, src, special, beam, alpha, max_extra, cap)]
+    found = n_best_search(model, src, special, beam, alpha, max_extra, cap, norm=norm)
+    return [hyps[0] for hyps in found]
 
 
 @torch.inference_mode()
@@ -120,6 +124,7 @@ def n_best_search(
     max_extra: int = 50,
     cap: int | None = None,
     n_best: int = 1,
+    norm: str = "gnmt",
 ) -> list[list[tuple[list[int], float]]]:
     """Beam search that returns each sentence's `n_best` (<= `beam`) best finished hypotheses,
     best first, as (tokens, length-normalised log-probability)."""
@@ -145,7 +150,8 @@ def n_best_search(
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2K): at most K of them end in </s>
         parent, token = top_idx // each, best_token.view(n, k * each).gather(1, top_idx)
         is_eos = special.is_end(token)
-        _finish(active, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special)
+        lp = length_penalty(t + 1, alpha, norm)
+        _finish(active, top_scores, parent, token, is_eos, tokens, t, limit, k, lp, special)
         # the K best candidates that do not end in </s> go on
         order = (is_eos.long() * 2 * k + torch.arange(2 * k, device=src.device)).argsort(1)[:, :k]
         scores = top_scores.gather(1, order)
@@ -173,13 +179,12 @@ def n_best_search(
     ]
 
 
-def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, alpha, special):
+def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, lp, special):
     """Move hypotheses that end here (</s> among the top K, or the length limit) to `finished`,
     one list for each sentence searched, in row order."""
     ends = is_eos[:, :k].tolist()
     if not any(map(any, ends)) and all(t + 1 < n for n in limit):
         return  # the usual step: nothing ends (one transfer, no per-hypothesis work)
-    lp = length_penalty(t + 1, alpha)
     parents, tails, top = parent[:, :k].tolist(), token[:, :k].tolist(), top_scores.tolist()
     for i, done in enumerate(finished):
         if len(done) >= k:
@@ -201,6 +206,7 @@ def sequence_score(
     special: Special,
     alpha: float,
     ends: bool = True,
+    norm: str = "gnmt",
 ) -> float:
     """Length-normalised log-probability of `hyp` (then </s> when `ends`) given one source."""
     # src: (1, S)
@@ -209,4 +215,4 @@ def sequence_score(
     memory, src_pad = model.encode(src)
     logp = model.decode(tgt_in, memory, src_pad)[0].float().log_softmax(-1)
     total = logp.gather(-1, torch.tensor(target, device=src.device)[:, None]).sum()
-    return float(total) / length_penalty(len(target), alpha)
+    return float(total) / length_penalty(len(target), alpha, norm)

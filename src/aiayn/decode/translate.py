@@ -10,13 +10,13 @@ from functools import partial
 
 import torch
 
-from aiayn.config import DecodeConfig
 from aiayn.data.batching import token_budget_batches
 from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import chunked
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.search import Special, beam_search, greedy, n_best_search
 from aiayn.decode.weights import InputMajor
+from aiayn.decodeconfig import DecodeConfig
 from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.attention import record_attention
 
@@ -61,7 +61,8 @@ class Translator:
         """Each sentence's `n_best` translations by beam search, best first, with their
         length-normalised log-probabilities (beam 1 gives greedy search's, scored). An empty
         line gives [("", 0.0)]."""
-        kw = {"max_extra": self.decode.max_extra, "cap": self.max_len, "n_best": n_best}
+        d = self.decode
+        kw = dict(max_extra=d.max_extra, cap=self.max_len, n_best=n_best, norm=d.length_norm)
 
         def search(src: torch.Tensor) -> list[list[tuple[list[int], float]]]:
             return n_best_search(self.model, src, self.special, beam, alpha, **kw)
@@ -154,10 +155,9 @@ class Translator:
         return maps
 
     def _search(self, src: torch.Tensor, beam: int) -> list[list[tuple[list[int], float]]]:
-        kw = {"max_extra": self.decode.max_extra, "cap": self.max_len}
+        d = self.decode
+        kw = {"max_extra": d.max_extra, "cap": self.max_len}
         if beam == 1:  # unscored: nothing needs greedy search's log-probabilities here
             return [[(tokens, 0.0)] for tokens in greedy(self.model, src, self.special, **kw)]
-        return [
-            [best]
-            for best in beam_search(self.model, src, self.special, beam, self.decode.alpha, **kw)
-        ]
+        found = beam_search(self.model, src, self.special, beam, d.alpha, **kw, norm=d.length_norm)
+        return [[best] for best in found]

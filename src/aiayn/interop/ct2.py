@@ -188,7 +188,8 @@ def export_ct2(
 class CT2Translator(Translator):
     """A Translator that decodes with CTranslate2: the same tokenizers, batches, length
     limits, banned tokens, recaser and output as aiayn's own, another engine's search. Beam
-    search ranks by CTranslate2's length normalisation (score / length ** alpha), not GNMT's."""
+    search ranks by CTranslate2's length normalisation (score / length ** alpha): aiayn's own
+    with `decode.length_norm = "length"`, not with GNMT's."""
 
     def __init__(self, base: Translator, engine: Any) -> None:
         super().__init__(

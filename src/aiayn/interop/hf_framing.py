@@ -13,12 +13,13 @@ generation_config.json holds the run's decoding.
 
 Decoding: aiayn's searches never choose <s>, <pad> (nor, for a language model, <unk>): the
 generation config bans them. Beam search ends a sentence once it has `beam` finished
-hypotheses (`early_stopping`). aiayn ranks finished hypotheses by log-probability over the
-GNMT penalty ((5 + |y|) / 6)^alpha; transformers divides by |y|^length_penalty, which no
-setting makes equal for alpha > 0: alpha = 0 is the same ranking (no penalty) in both, and
-otherwise `length_penalty = alpha` is written, which ranks the same whenever the finished
-hypotheses of a sentence are of equal length. aiayn stops an output at source length +
-`decode.max_extra` tokens or max_len; transformers has one limit for all sentences, max_len.
+hypotheses (`early_stopping`). `length_penalty = alpha` is written: with
+`decode.length_norm = "length"` aiayn ranks finished hypotheses by log-probability over
+|y|^alpha (</s> counted) as transformers does, and the searches are the same; with GNMT's
+((5 + |y|) / 6)^alpha, which no transformers setting equals for alpha > 0, they rank the same
+whenever a sentence's finished hypotheses are of equal length (alpha = 0 always). aiayn stops
+an output at source length + `decode.max_extra` tokens or max_len; transformers has one limit
+for all sentences, max_len.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from aiayn.config import MAX_ALPHA, MAX_BEAM
 from aiayn.decode.text import MAX_TEMPERATURE, MIN_TEMPERATURE
+from aiayn.decodeconfig import MAX_ALPHA, MAX_BEAM
 from aiayn.safeio import check_text
 
 MAX_BODY = 1_000_000  # bytes

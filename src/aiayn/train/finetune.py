@@ -27,7 +27,7 @@ from aiayn.run.weights import SafetensorsFile, check_tensors, unique_state
 from aiayn.safeio import open_input
 
 # what a fine-tuning config's [model] sets itself: the rest is the init run's
-OWN_MODEL = ("arch", "dropout", "attn_dropout", "n_classes")
+OWN_MODEL = ("arch", "dropout", "attn_dropout", "n_classes", "pooling")
 # the [data] fields that say what the tokenizer is: the init run's
 TOKENIZER_FIELDS = ("tokenizer", "vocab_size", "joint_vocab", "lowercase", "end_token")
 LAYER = re.compile(r"(.*\blayers)\.(\d+)(\.|$)")
@@ -61,7 +61,7 @@ def start_from(cfg: RunConfig) -> RunConfig:
                 raise ValueError(
                     f"{section}.{name}={new!r}: train.init={run} holds a model with "
                     f"{section}.{name}={old!r}; a fine-tuned model keeps its base's shape and "
-                    "tokenizer (its [model] may set dropout and attn_dropout)"
+                    "tokenizer (its [model] may set dropout, attn_dropout and pooling)"
                 )
         changes[section] = {name: getattr(theirs, name) for name in names}
     cfg = cfg.replace("model", **changes["model"]).replace("data", **changes["data"])
