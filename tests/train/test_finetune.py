@@ -242,6 +242,15 @@ def test_what_does_not_fit_is_refused_by_name(base, tmp_path, capsys) -> None:
     assert "--init" in capsys.readouterr().err
 
 
+def test_a_fine_tuning_may_pool_otherwise_than_its_base(base, tmp_path) -> None:
+    # pooling changes no weight's shape: e.g. the mean of a sentence embedder's tokens, as its
+    # training pooled, rather than its untrained <s>
+    pooled = RunConfig.load(base[1] / "config.toml").model.pooling
+    other = {"cls": "mean", "mean": "cls"}[pooled]
+    assert finetune(base, tmp_path / "ft", "--set", f"model.pooling='{other}'") == 0
+    assert RunConfig.load(tmp_path / "ft" / "config.toml").model.pooling == other
+
+
 @pytest.mark.parametrize("option", [{"head_lr": 0.01}, {"new_head": True}])
 def test_head_options_need_a_family_with_a_head(option) -> None:
     train = {"init": "base", "lr": 1e-3, **option}
