@@ -89,7 +89,9 @@ def allow_tf32(device: torch.device) -> None:
 
 
 def compiled(forward: nn.Module, on: bool) -> nn.Module:
-    """`forward` compiled by torch.compile for training when `on` (train.compile). Token-budget
+    """`forward` compiled by torch.compile for training when `on` (train.compile), as one
+    graph (fullgraph: a graph break is an error, not a silent split into several graphs with
+    Python between them; tests/train/test_compile.py holds every family to it). Token-budget
     batches change shape at every step: after the first change, torch compiles once for
     symbolic sizes instead of once per shape."""
-    return torch.compile(forward) if on else forward
+    return torch.compile(forward, fullgraph=True) if on else forward
