@@ -63,7 +63,7 @@ def test_chunks_with_activation_checkpointing_give_the_whole_logits_gradients():
     grads = []
     for model, rows in ((plain, 0), (both, 5)):
         torch.manual_seed(3)  # the same dropout masks
-        loss, nll, logits = output_loss(
+        loss, _, logits = output_loss(
             lambda m=model: m(blocks[:, :-1]), model.lm_head, blocks[:, 1:], 0.1, PAD, rows
         )
         assert (logits is None) == bool(rows)
@@ -87,3 +87,22 @@ def test_chunks_with_activation_checkpointing_give_the_whole_logits_gradients():
 def test_loss_chunk_is_refused_where_it_cannot_apply(arch, train, error):
     with pytest.raises(ValueError, match=error):
         RunConfig.from_dict({"version": 2, "model": {"arch": arch}, "train": train})
+
+
+@pytest.mark.slow  # 2.4 s of tracing under load; benchmarks/gpu_train.py --loss-chunk compiles it
+def test_the_chunked_loss_traces_into_one_graph_with_the_same_values():
+    head, target = nn.Linear(D, V), torch.randint(0, V, (3, 5))
+    h = torch.randn(3, 5, D, requires_grad=True)
+    graphs = []
+
+    def backend(gm: torch.fx.GraphModule, _) -> object:
+        graphs.append(gm)
+        return gm.forward
+
+    traced = torch.compile(lambda h: chunked_loss(h, head, target, 0.1, PAD, 4), backend=backend,
+                           fullgraph=True)(h)  # fmt: skip
+    eager = chunked_loss(h, head, target, 0.1, PAD, 4)
+    assert len(graphs) == 1
+    torch.testing.assert_close(traced, eager)
+    grads = [torch.autograd.grad(loss[0], (h, head.weight)) for loss in (traced, eager)]
+    torch.testing.assert_close(*grads)
