@@ -13,8 +13,12 @@ from torch import nn
 from aiayn.config import RunConfig
 from aiayn.models import ModelConfig
 from aiayn.models.decoder_only import DecoderOnlyLM
+from aiayn.tasks.language_model import LanguageModelTask
+from aiayn.tasks.translation import TranslationTask
 from aiayn.train.chunked import chunked_loss, output_loss
 from aiayn.train.recompute import recompute_layers
+from tests.cli_helpers import write_config
+from tests.tasks.test_language_model import lm_config
 
 PAD, V, D = 0, 50, 16
 
@@ -106,3 +110,26 @@ def test_the_chunked_loss_traces_into_one_graph_with_the_same_values():
     torch.testing.assert_close(traced, eager)
     grads = [torch.autograd.grad(loss[0], (h, head.weight)) for loss in (traced, eager)]
     torch.testing.assert_close(*grads)
+
+
+# translation's task fits a BPE first: 2-3x the language model's 3 s under load
+@pytest.mark.parametrize(
+    "name", [pytest.param("translation", marks=pytest.mark.slow), "language model"]
+)
+def test_each_task_trains_on_the_same_loss_and_gradients_with_loss_chunk(tmp_path, name):
+    make_task, make_config = {
+        "translation": (TranslationTask, write_config),
+        "language model": (LanguageModelTask, lm_config),
+    }[name]
+    task = make_task(RunConfig.load(make_config(tmp_path)), tmp_path, False, log=lambda _: None)
+    batch = task.collate(task.epoch_batches(0)[0])
+    found = []
+    for rows in (0, 7):
+        task.cfg = task.cfg.replace("train", loss_chunk=rows)
+        torch.manual_seed(0)  # the same dropout masks
+        loss, nll, _ = task.train_loss(batch, torch.device("cpu"), task.model)
+        loss.backward()
+        found.append([loss, nll, *(p.grad.clone() for p in task.model.parameters())])
+        task.model.zero_grad()
+    for got, want in zip(found[1], found[0], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
