@@ -6,9 +6,10 @@ the same run. `--batch 16 32 64 --modes compiled eager` sweeps batch sizes and b
 running, one JSON record each; `compiled` is torch.compile of the whole step's forward, the
 model and its loss, as one graph (fullgraph), `--loss-chunk N` the output layer and loss over N
 positions at a time (train.loss_chunk). A batch that does not fit is recorded as such and the
-sweep goes on. `--size tiny` runs anywhere. `--size paper_base`: the encoder-decoder of
-configs/wmt14_en_de_base.toml (vocabulary 37,000) on pairs of 32 source and 32 target tokens,
-its target tokens/s per GPU, from which the hours of that config's 100,000 steps follow.
+sweep goes on. `--size tiny` and `paper_tiny` run anywhere. `--size paper_base`: the
+encoder-decoder of configs/wmt14_en_de_base.toml (vocabulary 37,000) on pairs of 32 source and
+32 target tokens, its target tokens/s per GPU, from which the hours of that config's 100,000
+steps follow.
 
 Not part of `make bench` (it needs a GPU): `python -m benchmarks.gpu_train`.
 """
@@ -31,6 +32,15 @@ SIZES = {
     "gpt2": {"d_model": 768, "n_heads": 12, "d_ff": 3072, "n_layers": 12, "max_len": 1024},
     "paper_base": {},  # from configs/wmt14_en_de_base.toml
     "tiny": {"d_model": 64, "n_heads": 2, "d_ff": 128, "n_layers": 2, "max_len": 64},
+    # the paper-base config at toy size, to try `paper_base`'s path on a CPU
+    "paper_tiny": {
+        "d_model": 64,
+        "n_heads": 2,
+        "d_ff": 128,
+        "n_layers": 1,
+        "n_decoder_layers": 1,
+        "vocab_size": 1000,
+    },
 }
 VOCAB = 50304  # GPT-2's 50,257 rounded up to a multiple of 64
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "wmt14_en_de_base.toml"
@@ -56,8 +66,8 @@ def step_flops(cfg: ModelConfig, batch: int, block: int) -> float:
 
 
 def model_config(size: str) -> ModelConfig:
-    if size == "paper_base":
-        return replace(ModelConfig.from_toml(PAPER), vocab_size=PAPER_VOCAB)
+    if size.startswith("paper"):
+        return replace(ModelConfig.from_toml(PAPER), **{"vocab_size": PAPER_VOCAB, **SIZES[size]})
     return ModelConfig(arch="decoder_only", vocab_size=VOCAB, dropout=0.0, activation="gelu",
                        positional="learned", norm_first=True, **SIZES[size])  # fmt: skip
 
@@ -96,7 +106,7 @@ def main() -> None:
     modes = ["compiled"] if args.compile else args.modes
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    paper = args.size == "paper_base"
+    paper = args.size.startswith("paper")
     cfg = model_config(args.size)
     model = build_model(cfg).to(device).train()
     use_attention(model, "auto")  # as the trainer runs it by default: SDPA on GPUs

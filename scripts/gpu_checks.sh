@@ -46,12 +46,12 @@ keep() {  # keep the benchmarks' records so far
 }
 
 if [ -n "${SMOKE:-}" ]; then
-  SIZE=tiny BATCHES=(2 4) PAPER_BATCH=2 ROUNDS=2 LM=(--set train.max_steps=20
+  SIZE=tiny BATCHES=(2 4) PAPER=paper_tiny PAPER_BATCH=2 ROUNDS=2 LM=(--set train.max_steps=20
     --set train.eval_every=10 --set train.batch_tokens=1024 --set model.n_layers=2)
   WMT=(--set train.max_steps=4 --set train.batch_tokens=2000 --set model.n_layers=1
     --set model.n_decoder_layers=1 --set data.vocab_size=2000)
 else
-  SIZE=gpt2 BATCHES=(16 32 64) PAPER_BATCH=512 ROUNDS=10 LM=()
+  SIZE=gpt2 BATCHES=(16 32 64) PAPER=paper_base PAPER_BATCH=512 ROUNDS=10 LM=()
   WMT=(--set train.max_steps=60)
 fi
 rm -rf /tmp/shakespeare_gpu /tmp/wmt14_gpu
@@ -63,7 +63,7 @@ step 210 $PY -m benchmarks.gpu_train --size $SIZE --batch "${BATCHES[@]}" --mode
 keep
 step 60 $PY -m benchmarks.gpu_train --size $SIZE --batch "${BATCHES[@]}" --modes eager --rounds $ROUNDS
 keep
-step 90 $PY -m benchmarks.gpu_train --size paper_base --batch $PAPER_BATCH --modes compiled \
+step 90 $PY -m benchmarks.gpu_train --size $PAPER --batch $PAPER_BATCH --modes compiled \
   --rounds 5
 keep
 # 4. CUDA-graph decoding: reserved for the change that writes it (see the header); no step yet.
