@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from aiayn.models import EncoderDecoder, ModelConfig
+from aiayn.models import ModelConfig
+from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.runtime.attention import use_attention
 from aiayn.train.recompute import recompute_layers
 from benchmarks.common import report

@@ -21,7 +21,7 @@ from aiayn.config import RunConfig
 from aiayn.data.parallel import ParallelData
 from aiayn.data.text import read_parallel
 from aiayn.data.tokenizer import fit_tokenizer
-from aiayn.models import EncoderDecoder
+from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.runtime.attention import use_attention
 from aiayn.train.loss import label_smoothed_loss
 from benchmarks.common import report

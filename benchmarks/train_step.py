@@ -14,7 +14,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from aiayn.models import EncoderDecoder, ModelConfig
+from aiayn.models import ModelConfig
+from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.positional import sinusoid_table
 from aiayn.runtime.attention import use_attention
 from aiayn.train.loss import label_smoothed_loss

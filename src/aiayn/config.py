@@ -147,7 +147,7 @@ class TrainConfig:
     # auto: per call, the path measured faster (aiayn.runtime.attention.auto_impl); sdpa: torch's
     # fused kernels; math: written out
     attn_impl: str = "auto"
-    compile: bool = False  # torch.compile the model's forward for training
+    compile: bool = False  # torch.compile the model's forward for training, as one graph
     eval_every: int = 1000  # steps between validations (loss, and BLEU when bleu is set)
     bleu: bool = True  # translate the validation set at each validation (greedy)
     patience: int = 0  # stop after this many validations without improvement; 0: never
@@ -159,6 +159,9 @@ class TrainConfig:
     # recompute each layer's activations in the backward pass instead of keeping them: less
     # memory (the paper's base model: about half) for about a third more compute per step
     activation_checkpointing: bool = False
+    # the output layer and loss over this many positions at a time, so that the whole float32
+    # logits never exist (aiayn.train.chunked); 0: all at once. Language models and translation
+    loss_chunk: int = 0
     log_every: int = 50
     # also write the logged scalars as TensorBoard event files in RUN_DIR/tensorboard (the
     # optional extra: pip install 'aiayn[tensorboard]')
@@ -179,15 +182,8 @@ class TrainConfig:
     layer_decay: float = 1.0  # layer l of a stack of L learns at lr * layer_decay ** (L + 1 - l)
 
     def __post_init__(self) -> None:
-        for name in (
-            "max_steps",
-            "batch_tokens",
-            "accumulate",
-            "eval_every",
-            "log_every",
-            "average_last",
-            "max_bad_steps",
-        ):
+        positive = ("max_steps", "batch_tokens", "accumulate", "eval_every", "log_every")
+        for name in (*positive, "average_last", "max_bad_steps"):
             require("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
         require("train", "lora_rank", self.lora_rank, self.lora_rank >= 0, ">= 0")
         for name in ("lora_alpha", "head_lr"):
@@ -196,6 +192,7 @@ class TrainConfig:
         require("train", "lora_dropout", self.lora_dropout, 0 <= self.lora_dropout < 1, "in [0, 1)")
         require("train", "layer_decay", self.layer_decay, 0 < self.layer_decay <= 1, "in (0, 1]")
         require("train", "loader_workers", self.loader_workers, self.loader_workers >= -1, ">= -1")
+        self._check_loss_chunk()
         for name in ("warmup", "patience"):
             require("train", name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         for name in ("max_minutes", "clip", "weight_decay", "rdrop"):
@@ -215,13 +212,8 @@ class TrainConfig:
             DEVICE.fullmatch(self.device) is not None,
             "auto, cpu, cuda, cuda:N or mps",
         )
-        require(
-            "train",
-            "label_smoothing",
-            self.label_smoothing,
-            0 <= self.label_smoothing < 1,
-            "in [0, 1)",
-        )
+        eps = self.label_smoothing
+        require("train", "label_smoothing", eps, 0 <= eps < 1, "in [0, 1)")
         require("train", "lr_floor", self.lr_floor, 0 <= self.lr_floor <= 1, "in [0, 1]")
         for name in ("word_dropout", "subword_dropout"):
             p = getattr(self, name)
@@ -232,6 +224,14 @@ class TrainConfig:
             require("train", name, value, value in allowed, f"one of {', '.join(allowed)}")
         impls = ATTENTION_IMPLS
         require("train", "attn_impl", self.attn_impl, self.attn_impl in impls, ", ".join(impls))
+
+    def _check_loss_chunk(self) -> None:
+        require("train", "loss_chunk", self.loss_chunk, self.loss_chunk >= 0, ">= 0")
+        for name, why in (("rdrop", "R-Drop's KL needs"), ("fsdp", "sharding gathers")):
+            if self.loss_chunk and getattr(self, name):
+                raise ValueError(f"train.loss_chunk={self.loss_chunk} with train.{name}="
+                                 f"{getattr(self, name)!r}: {why} the whole output layer in "
+                                 "one pass; set train.loss_chunk = 0")  # fmt: skip
 
     def _check_rate(self) -> None:
         if self.noam_scale is not None and self.lr is not None:

@@ -47,7 +47,7 @@ class Family:
     # the names' prefixes of the task's own tensors, which a fine-tuning from another task's
     # run initialises anew (train.init); the rest is the body, taken from that run
     head: tuple[str, ...] = ()
-    train_fields: tuple[str, ...] = ()  # the [train] fields only this family reads
+    train_fields: tuple[str, ...] = ()  # the [train] fields only such families read
 
     def part(self, name: str) -> Any:
         """The part `name` of this family, imported now."""
@@ -107,6 +107,7 @@ register(
         export_hf=HF_EXPORT,
         hf_format="marian",
         ct2=True,
+        train_fields=("loss_chunk",),
     )
 )
 register(
@@ -126,6 +127,7 @@ register(
         prepare="aiayn.prepare.build:LANGUAGE_MODEL",
         export_hf=HF_EXPORT,
         hf_format="gpt2",
+        train_fields=("loss_chunk",),
     )
 )
 register(

@@ -72,9 +72,10 @@ def test_tf32_is_left_alone_off_gpus():
 
 
 def test_compile_wraps_the_forward_only_when_asked(monkeypatch):
-    monkeypatch.setattr(torch, "compile", lambda m: ("compiled", m))
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: ("compiled", m, kw))
     m = nn.Linear(2, 2)
-    assert compiled(m, False) is m and compiled(m, True) == ("compiled", m)
+    assert compiled(m, False) is m and compiled(m, True) == ("compiled", m, {"fullgraph": True})
+    assert compiled(m, True, single=False) == ("compiled", m, {"fullgraph": False})
 
 
 def test_the_fused_optimizer_is_chosen_for_cuda_only():

@@ -25,8 +25,9 @@ def keep_mask(shape: torch.Size, p: float, device: torch.device) -> Tensor:
 
 
 def written_out(device: torch.device) -> bool:
-    """Whether dropout on `device` draws its mask as above: on CPUs only."""
-    return device.type == "cpu"
+    """Whether dropout on `device` draws its mask as above: on CPUs only, and not inside
+    torch.compile, which cannot trace the in-place draw and fuses torch's own."""
+    return device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:

@@ -64,7 +64,11 @@ class Learned(PositionalEncoding):
         nn.init.normal_(self.table.weight, std=0.02)
 
     def embed(self, x: Tensor, positions: Tensor) -> Tensor:
-        # x: (B, T, d_model)
+        # x: (B, T, d_model). The check reads the largest position back to the host, which a
+        # compiled graph cannot do without a break: a compiled training step's positions are
+        # 0 ... T-1, and its task checks T against max_len.
+        if torch.compiler.is_compiling():
+            return x + self.table(positions)
         if positions.numel() and int(positions.max()) >= self.table.num_embeddings:
             raise ValueError(
                 f"position {int(positions.max())} is beyond the learned encoding's "

@@ -16,7 +16,8 @@ from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.prepare.dataset import IdArray, check_dataset, prepared_tokenizer, read_manifest
 from aiayn.run.files import TOKENIZER
 from aiayn.tasks import load_run, load_tokenizer, run_tokenizer, vocabulary
-from aiayn.train.loss import label_smoothed_loss, rdrop_kl
+from aiayn.train.chunked import output_loss
+from aiayn.train.loss import rdrop_kl
 
 
 def encode_text(tok: TextTokenizer, text: str) -> Tensor:
@@ -160,9 +161,11 @@ class LanguageModelTask:
         # counted here, before the copy to the device, so that no step waits for it
         scored = int((blocks[:, 1:] != self.tok.pad_id).sum()) * passes
         blocks = blocks.repeat(passes, 1).to(device, non_blocking=True)
-        logits = model(blocks[:, :-1])
-        eps = self.cfg.train.label_smoothing
-        loss, nll = label_smoothed_loss(logits, blocks[:, 1:], eps, self.tok.pad_id)
+        t = self.cfg.train
+        loss, nll, logits = output_loss(
+            lambda: model(blocks[:, :-1]),
+            *(self.model.lm_head, blocks[:, 1:], t.label_smoothing, self.tok.pad_id, t.loss_chunk),
+        )
         if rdrop:
             keep = blocks[:rows, 1:] != self.tok.pad_id
             loss = loss + rdrop * rdrop_kl(logits, keep)

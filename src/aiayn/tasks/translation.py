@@ -30,7 +30,8 @@ from aiayn.run.atomic import atomic_write_text
 from aiayn.run.files import RECASER, SRC_TOKENIZER, TOKENIZER
 from aiayn.run.paths import inside
 from aiayn.tasks import check_vocabulary, load_run, load_tokenizer, place, vocabulary
-from aiayn.train.loss import label_smoothed_loss, rdrop_kl
+from aiayn.train.chunked import output_loss
+from aiayn.train.loss import rdrop_kl
 
 
 def load_tokenizers(run_dir: Path, cfg: RunConfig) -> tuple[TextTokenizer, TextTokenizer]:
@@ -155,9 +156,11 @@ class TranslationTask:
         src, tgt_in, tgt_out = (
             x.repeat(passes, 1).to(device, non_blocking=True) for x in (src, b.tgt_in, b.tgt_out)
         )
-        logits = model(src, tgt_in)
-        pad = self.tgt_tok.pad_id
-        loss, nll = label_smoothed_loss(logits, tgt_out, self.cfg.train.label_smoothing, pad)
+        t, pad = self.cfg.train, self.tgt_tok.pad_id
+        loss, nll, logits = output_loss(
+            lambda: model(src, tgt_in),
+            *(self.model.generator, tgt_out, t.label_smoothing, pad, t.loss_chunk),
+        )
         if rdrop:
             loss = loss + rdrop * rdrop_kl(logits, tgt_out[: len(b.tgt_out)] != pad)
         return loss, nll, passes * b.n_tokens

@@ -79,14 +79,38 @@ class _SmoothedCrossEntropy(torch.autograd.Function):
         return grad, None, None, None
 
 
+def traced_smoothed_loss(
+    logits: Tensor, target: Tensor, keep: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """What _SmoothedCrossEntropy computes, in torch's operations and without a branch on the
+    data, for torch.compile: it traces this into the step's graph and fuses it itself, where
+    the autograd function's test for masked columns would break the graph."""
+    # logits: (N, V), target and keep: (N,) -> two scalars
+    logp = logits.to(torch.promote_types(logits.dtype, torch.float32)).log_softmax(-1)
+    nll = -logp.gather(-1, target[:, None]).squeeze(-1)
+    finite = logp.isfinite()
+    uniform = -logp.where(finite, 0).sum(-1) / finite.sum(-1)
+    nll, uniform = nll.where(keep, 0), uniform.where(keep, 0)
+    return ((1.0 - eps) * nll + eps * uniform).sum(), nll.sum()
+
+
 def label_smoothed_loss(
     logits: Tensor, target: Tensor, epsilon: float, pad_id: int
 ) -> tuple[Tensor, Tensor]:
     """Summed smoothed loss and summed NLL over non-padding targets (in float32 or wider)."""
     # logits: (B, T, V), target: (B, T) -> two scalars
-    flat = logits.reshape(-1, logits.size(-1))
     target = target.reshape(-1)
-    return _SmoothedCrossEntropy.apply(flat, target, target != pad_id, epsilon)
+    return smoothed_sums(logits.reshape(-1, logits.size(-1)), target, target != pad_id, epsilon)
+
+
+def smoothed_sums(
+    logits: Tensor, target: Tensor, keep: Tensor, eps: float
+) -> tuple[Tensor, Tensor]:
+    """(summed smoothed loss, summed NLL) of the rows `keep` of (N, V) logits: the autograd
+    function above, or its traced form inside torch.compile."""
+    if torch.compiler.is_compiling():
+        return traced_smoothed_loss(logits, target, keep, eps)
+    return _SmoothedCrossEntropy.apply(logits, target, keep, eps)
 
 
 class _RDropKL(torch.autograd.Function):

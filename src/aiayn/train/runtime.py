@@ -88,8 +88,14 @@ def allow_tf32(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def compiled(forward: nn.Module, on: bool) -> nn.Module:
-    """`forward` compiled by torch.compile for training when `on` (train.compile). Token-budget
-    batches change shape at every step: after the first change, torch compiles once for
-    symbolic sizes instead of once per shape."""
-    return torch.compile(forward) if on else forward
+def compiled(forward: nn.Module, on: bool, single: bool = True) -> nn.Module:
+    """`forward` compiled by torch.compile for training when `on` (train.compile). In a single
+    process as one graph (fullgraph: a graph break is an error, not a silent split into
+    several graphs with Python between them; tests/train/test_compile.py holds every family
+    to it); under DDP or FSDP (`single` False) their wrappers' hooks split it where gradients
+    are reduced, by design, so there it is compiled without fullgraph. Token-budget batches
+    change shape at every step: after the first change, torch compiles once for symbolic
+    sizes instead of once per shape."""
+    if not on:
+        return forward
+    return torch.compile(forward, fullgraph=single)

@@ -82,7 +82,7 @@ class Trainer:
             recompute_layers(self.model)
         self.precision = Precision(self.t.precision, self.device)
         allow_tf32(self.device)
-        self.forward = compiled(self.group.wrap(self.model), self.t.compile)
+        self.forward = compiled(self.group.wrap(self.model), self.t.compile, self.group.world == 1)
         if self.group.rank:  # each rank its own dropout; rank 0 keeps the single-process stream
             torch.manual_seed(self.t.seed * 1_000_003 + self.group.rank)
         scales = rate_scales(self.model, self.cfg)
