@@ -1,9 +1,13 @@
-"""Fine-tune a run (`make finetune-sst2`, `make ud-upos`) and print a JSON summary: the best dev
-accuracy, steps and minutes, trainable parameters, optimizer state and peak RSS.
+"""Fine-tune a run (`make finetune-sst2`, `make ud-upos`) and print a JSON summary: the dev
+accuracy of the weights aiayn decodes with by default (the average of the last checkpoints
+when train.average_last is set, else the best validation's) and of the best validation's,
+steps and minutes, trainable parameters, optimizer state and peak RSS.
 
 usage: python scripts/finetune.py CONFIG INIT_RUN OUT [--set section.key=value ...]
 """
 
+import contextlib
+import io
 import json
 import resource
 import sys
@@ -12,6 +16,21 @@ from pathlib import Path
 import torch
 
 from aiayn.cli import main
+from aiayn.run.config import read_run_config
+from aiayn.run.files import AVERAGE
+
+
+def dev_accuracy(out: Path, weights: str) -> float:
+    """`aiayn evaluate`'s accuracy of the run's `weights` on its validation file."""
+    data = read_run_config(out).data
+    valid = data.valid_tsv or data.valid_tagged  # a classifier's, or a tagger's
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        args = ["--model", str(out), "--weights", weights, "--src", valid, "--json"]
+        code = main(["evaluate", *args])
+    if code:
+        sys.exit(code)
+    return json.loads(printed.getvalue())["accuracy"]
 
 
 def summary(config: str, out: Path) -> dict:
@@ -21,7 +40,8 @@ def summary(config: str, out: Path) -> dict:
     tensors = [t for t in moments if isinstance(t, torch.Tensor)]
     return {
         "config": config,
-        "dev_accuracy": max(m["val_acc"] for m in metrics if "val_acc" in m),
+        "dev_accuracy": dev_accuracy(out, "average" if (out / AVERAGE).exists() else "best"),
+        "best_validation": max(m["val_acc"] for m in metrics if "val_acc" in m),
         "steps": state["step"],
         "minutes": round(state["elapsed"] / 60, 1),
         "trainable_parameters": sum(
