@@ -23,16 +23,13 @@ class LayerCache:
     """One layer's self-attention keys and values so far, and its cross-attention memory's.
 
     Keys and values live in buffers with room to spare, doubled when full, so a step writes
-    its own keys instead of copying all earlier ones (as concatenation would). Beam search's
-    reorder writes the chosen rows into a second pair of buffers of that size (`spare`) and
-    keeps the first pair for its next reorder, so that no step allocates and faults in pages.
+    its own keys instead of copying all earlier ones (as concatenation would).
     """
 
     k: Tensor | None = None  # (B, H_kv, capacity, d_head), filled up to `length`
     v: Tensor | None = None
     length: int = 0
     memory_kv: tuple[Tensor, Tensor] | None = None  # computed once from the encoder's output
-    spare: tuple[Tensor, Tensor] | None = None  # what the next reorder writes into
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add this step's keys and values; return all of them."""
@@ -41,20 +38,10 @@ class LayerCache:
         if self.k is None or end > self.k.size(2):
             self.k = _grown(self.k, k, self.length, end)
             self.v = _grown(self.v, v, self.length, end)
-            self.spare = None  # of the old capacity
         self.k[:, :, self.length : end] = k
         self.v[:, :, self.length : end] = v
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
-
-    def reorder(self, heads: Tensor) -> None:
-        """Keep the head rows `heads` of the (B * H_kv) of the keys and values, in that order."""
-        k_spare, v_spare = self.spare or (None, None)
-        k, v = (
-            _rows_into(k_spare, self.k, heads, self.length),
-            _rows_into(v_spare, self.v, heads, self.length),
-        )
-        self.spare, self.k, self.v = (self.k, self.v), k, v
 
     def cross_attention(
         self, attn: CrossAttention, x: Tensor, memory: Tensor, mask: Mask
@@ -178,13 +165,10 @@ class KVCache(RowPositions):
         """Keep the batch rows `index`: each surviving beam's parent. Beams move only among
         their own sentence's rows, which share one row of cross-attention memory: it stays,
         but for keeping `memory_rows` alone when sentences leave the batch."""
-        heads: dict[int, Tensor] = {}
         for layer in self.layers:
             if layer.k is not None:
-                h = layer.k.size(1)
-                if h not in heads:
-                    heads[h] = (index[:, None] * h + torch.arange(h, device=index.device)).view(-1)
-                layer.reorder(heads[h])
+                layer.k = _rows(layer.k, index, layer.length)
+                layer.v = _rows(layer.v, index, layer.length)
             if memory_rows is not None and layer.memory_kv is not None:
                 k, v = layer.memory_kv
                 layer.memory_kv = (k[memory_rows], v[memory_rows])
@@ -192,24 +176,9 @@ class KVCache(RowPositions):
             self.key_pad, self.key_pos = self.key_pad[index], self.key_pos[index]
 
 
-def _head_rows(buf: Tensor, length: int) -> Tensor:
-    """(B, H, capacity, d) -> (B * H, length * d): each head's filled part, one row of memory."""
-    return buf.flatten(0, 1)[:, :length].flatten(1)
-
-
-def _rows_into(spare: Tensor | None, buf: Tensor, heads: Tensor, length: int) -> Tensor:
-    """Head rows `heads` of `buf`'s first `length` positions, written into `spare` when it has
-    `buf`'s capacity and room enough (else into a new buffer); the spare room past `length`
-    is not copied.
-
-    Each head's filled positions are one stretch of memory, copied whole (torch's
-    index_select copies such rows by memcpy; selecting from (B, H, length, d) views copied
-    each beam's H pieces through a general strided copy, several times slower at the few
-    positions of a search's early steps)."""
-    # buf: (B, H, capacity, d), heads: (n * H,) -> (n, H, capacity, d)
-    n = heads.numel() // buf.size(1)
-    if spare is None or spare.shape[1:] != buf.shape[1:] or spare.size(0) < n:
-        spare = buf.new_empty(n, *buf.shape[1:])
-    out = spare[:n]
-    torch.index_select(_head_rows(buf, length), 0, heads, out=_head_rows(out, length))
+def _rows(buf: Tensor, index: Tensor, length: int) -> Tensor:
+    """A buffer of `buf`'s capacity holding rows `index` of its first `length` positions: the
+    spare room past `length` (up to as much again) is not copied."""
+    out = buf.new_empty(index.numel(), *buf.shape[1:])
+    torch.index_select(buf[:, :, :length], 0, index, out=out[:, :, :length])
     return out

@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from aiayn.decode.cache import KVCache
-from aiayn.decode.vocab import BestTokens
 from aiayn.models.encoder_decoder import EncoderDecoder
 
 NOT_FINITE = "the model gave NaN scores; its weights or inputs are broken"
@@ -140,13 +139,13 @@ def n_best_search(
     scores[:, 0] = 0.0  # at the start only one prefix exists per sentence
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     active = finished  # the sentences still searched, in the order of the batch's rows
-    best_tokens = BestTokens(special.banned)
     for t in range(max(limit)):
         logits = model.decode(tokens[:, -1:], memory, src_pad, cache)[:, -1]
-        n, each = len(active), min(2 * k, logits.size(-1))
+        logp = _ban(logits.float().log_softmax(-1), special)
+        n, each = len(active), min(2 * k, logp.size(-1))
         # a sentence's 2K best continuations lie among each of its beams' 2K best tokens:
         # only those are added to their beam's score
-        best, best_token = best_tokens(logits, each)  # (n * K, each)
+        best, best_token = logp.topk(each, dim=1)  # (n * K, each)
         cand = (scores.view(-1, 1) + best).view(n, k * each)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2K): at most K of them end in </s>
         parent, token = top_idx // each, best_token.view(n, k * each).gather(1, top_idx)
