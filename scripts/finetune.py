@@ -17,17 +17,15 @@ import torch
 
 from aiayn.cli import main
 from aiayn.run.config import read_run_config
-from aiayn.run.files import AVERAGE
 
 
-def dev_accuracy(out: Path, weights: str) -> float:
-    """`aiayn evaluate`'s accuracy of the run's `weights` on its validation file."""
+def dev_accuracy(out: Path) -> float:
+    """`aiayn evaluate`'s accuracy, on the run's validation file, of the weights it picks."""
     data = read_run_config(out).data
     valid = data.valid_tsv or data.valid_tagged  # a classifier's, or a tagger's
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        args = ["--model", str(out), "--weights", weights, "--src", valid, "--json"]
-        code = main(["evaluate", *args])
+        code = main(["evaluate", "--model", str(out), "--src", valid, "--json"])
     if code:
         sys.exit(code)
     return json.loads(printed.getvalue())["accuracy"]
@@ -40,7 +38,7 @@ def summary(config: str, out: Path) -> dict:
     tensors = [t for t in moments if isinstance(t, torch.Tensor)]
     return {
         "config": config,
-        "dev_accuracy": dev_accuracy(out, "average" if (out / AVERAGE).exists() else "best"),
+        "dev_accuracy": dev_accuracy(out),
         "best_validation": max(m["val_acc"] for m in metrics if "val_acc" in m),
         "steps": state["step"],
         "minutes": round(state["elapsed"] / 60, 1),
