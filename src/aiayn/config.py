@@ -182,8 +182,15 @@ class TrainConfig:
     layer_decay: float = 1.0  # layer l of a stack of L learns at lr * layer_decay ** (L + 1 - l)
 
     def __post_init__(self) -> None:
-        positive = ("max_steps", "batch_tokens", "accumulate", "eval_every", "log_every")
-        for name in (*positive, "average_last", "max_bad_steps"):
+        for name in (
+            "max_steps",
+            "batch_tokens",
+            "accumulate",
+            "eval_every",
+            "log_every",
+            "average_last",
+            "max_bad_steps",
+        ):
             require("train", name, getattr(self, name), getattr(self, name) > 0, "positive")
         require("train", "lora_rank", self.lora_rank, self.lora_rank >= 0, ">= 0")
         for name in ("lora_alpha", "head_lr"):
@@ -229,9 +236,11 @@ class TrainConfig:
         require("train", "loss_chunk", self.loss_chunk, self.loss_chunk >= 0, ">= 0")
         for name, why in (("rdrop", "R-Drop's KL needs"), ("fsdp", "sharding gathers")):
             if self.loss_chunk and getattr(self, name):
-                raise ValueError(f"train.loss_chunk={self.loss_chunk} with train.{name}="
-                                 f"{getattr(self, name)!r}: {why} the whole output layer in "
-                                 "one pass; set train.loss_chunk = 0")  # fmt: skip
+                raise ValueError(
+                    f"train.loss_chunk={self.loss_chunk} with train.{name}="
+                    f"{getattr(self, name)!r}: {why} the whole output layer in one pass; "
+                    "set train.loss_chunk = 0"
+                )
 
     def _check_rate(self) -> None:
         if self.noam_scale is not None and self.lr is not None:
