@@ -57,9 +57,9 @@ def tiny_run(folder: Path, change: dict, steps: int = 150) -> Path:
     return folder / "run"
 
 
-def translate(run: Path, inputs: Path, capsys, *engine: str) -> list[str]:
+def translate(run: Path, inputs: Path, capsys, *engine: str, beam: int = 1) -> list[str]:
     capsys.readouterr()
-    args = ["translate", "--model", str(run), "--beam", "1", "--input", str(inputs), *engine]
+    args = ["translate", "--model", str(run), "--beam", str(beam), "--input", str(inputs), *engine]
     assert main(args) == 0
     return capsys.readouterr().out.splitlines()
 
@@ -74,6 +74,22 @@ def test_ct2_translates_exactly_as_aiayns_greedy_search(variant, tmp_path_factor
     theirs = translate(run, inputs, capsys, "--engine", "ct2")
     assert len(ours) == 20 and sum(len(t.split()) for t in ours) > 40
     assert theirs == ours
+
+
+def test_ct2_beam_search_is_aiayns_with_length_normalisation(tmp_path, tmp_path_factory, capsys):
+    """Beam 4 at alpha 1: CTranslate2 ranks by score / length ** alpha, as aiayn's
+    `decode.length_norm = "length"` does; every sentence under its own length limit."""
+    source = trained("pre-norm, shared", tmp_path_factory)
+    run = Path(shutil.copytree(source, tmp_path / "run"))
+    shutil.rmtree(run / "ct2", ignore_errors=True)
+    config = tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))
+    config.setdefault("decode", {}).update(length_norm="length", alpha=1.0)
+    (run / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
+    assert main(["export-ct2", str(run)]) == 0
+    inputs = source.parent / "valid.src"
+    ours = translate(run, inputs, capsys, beam=4)
+    assert ours != translate(run, inputs, capsys, beam=1)  # the beam searched
+    assert translate(run, inputs, capsys, "--engine", "ct2", beam=4) == ours
 
 
 def test_int8_exports_and_translates(tmp_path, tmp_path_factory, capsys):

@@ -209,21 +209,24 @@ class CT2Translator(Translator):
         # without the </s> that ends each source: CTranslate2 adds it (add_source_eos)
         rows = [[i for i in row if i != self.special.pad][:-1] for row in src.tolist()]
         # aiayn's limit per sentence (search._limits): its length + max_extra, capped at the
-        # model's positions
+        # model's positions. CTranslate2 takes one limit a call, so one call per limit: a
+        # beam cut at a batch's limit afterwards is not the beam searched within it.
         limits = [min(len(r) + 1 + self.decode.max_extra, self.max_len) for r in rows]
-        results = self.engine.translate_batch(
-            [[self.src_tokens[i] for i in r] for r in rows],
-            beam_size=beam,
-            max_decoding_length=max(limits),
-            min_decoding_length=0,  # aiayn may end at once, with </s> (CTranslate2: 1 token)
-            length_penalty=self.decode.alpha,
-            suppress_sequences=self.banned,
-            return_scores=False,
-        )
-        return [
-            [([self.tgt_ids[t] for t in res.hypotheses[0]][:limit], 0.0)]
-            for res, limit in zip(results, limits, strict=True)
-        ]
+        found: list[list[tuple[list[int], float]]] = [[] for _ in rows]
+        for limit in sorted(set(limits)):
+            which = [i for i, n in enumerate(limits) if n == limit]
+            results = self.engine.translate_batch(
+                [[self.src_tokens[t] for t in rows[i]] for i in which],
+                beam_size=beam,
+                max_decoding_length=limit,
+                min_decoding_length=0,  # aiayn may end at once, with </s> (CTranslate2: 1 token)
+                length_penalty=self.decode.alpha,
+                suppress_sequences=self.banned,
+                return_scores=False,
+            )
+            for i, res in zip(which, results, strict=True):
+                found[i] = [([self.tgt_ids[t] for t in res.hypotheses[0]], 0.0)]
+        return found
 
 
 def ct2_translator(base: Translator, run_dir: str | Path, folder: str | Path | None) -> Translator:
