@@ -191,11 +191,11 @@ class CT2Translator(Translator):
     search ranks by CTranslate2's length normalisation (score / length ** alpha): aiayn's own
     with `decode.length_norm = "length"`, not with GNMT's."""
 
-    def __init__(self, base: Translator, engine: Any) -> None:
+    def __init__(self, base: Translator, engine: Any, one_call: bool = False) -> None:
         super().__init__(
             base.model, base.src_tok, base.tgt_tok, base.decode, base.max_len, base.recase
         )
-        self.engine = engine  # a ctranslate2.Translator
+        self.engine, self.one_call = engine, one_call  # a ctranslate2.Translator
         cfg = self.model.cfg
         self.src_tokens = vocabulary(self.src_tok, cfg.source_vocab)
         self.tgt_ids = {t: i for i, t in enumerate(vocabulary(self.tgt_tok, cfg.vocab_size))}
@@ -210,22 +210,24 @@ class CT2Translator(Translator):
         rows = [[i for i in row if i != self.special.pad][:-1] for row in src.tolist()]
         # aiayn's limit per sentence (search._limits): its length + max_extra, capped at the
         # model's positions. CTranslate2 takes one limit a call, so one call per limit: a
-        # beam cut at a batch's limit afterwards is not the beam searched within it.
+        # beam cut at a batch's limit afterwards is not the beam searched within it (greedy's
+        # is). `one_call` makes one call a batch instead, as a CTranslate2 user's timing would.
         limits = [min(len(r) + 1 + self.decode.max_extra, self.max_len) for r in rows]
+        caps = [max(limits)] if self.one_call else sorted(set(limits))
         found: list[list[tuple[list[int], float]]] = [[] for _ in rows]
-        for limit in sorted(set(limits)):
-            which = [i for i, n in enumerate(limits) if n == limit]
+        for cap in caps:
+            which = [i for i, n in enumerate(limits) if n == cap or self.one_call]
             results = self.engine.translate_batch(
                 [[self.src_tokens[t] for t in rows[i]] for i in which],
                 beam_size=beam,
-                max_decoding_length=limit,
+                max_decoding_length=cap,
                 min_decoding_length=0,  # aiayn may end at once, with </s> (CTranslate2: 1 token)
                 length_penalty=self.decode.alpha,
                 suppress_sequences=self.banned,
                 return_scores=False,
             )
             for i, res in zip(which, results, strict=True):
-                found[i] = [([self.tgt_ids[t] for t in res.hypotheses[0]], 0.0)]
+                found[i] = [([self.tgt_ids[t] for t in res.hypotheses[0]][: limits[i]], 0.0)]
         return found
 
 
