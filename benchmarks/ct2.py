@@ -59,7 +59,9 @@ def trained(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
     outputs = {name: t.translate(sentences, 5) for name, t in engines.items()}
     greedy = {name: greedy_ids(t, sentences) for name, t in engines.items()}
     # timed as a CTranslate2 user calls it: one call a batch, at the batch's longest limit
-    timed = engines | {f"ct2 {q}": CT2Translator(translator, e, True) for q, e in ct2.items()}
+    timed = engines | {
+        f"ct2 {q}": CT2Translator(translator, e, one_call=True) for q, e in ct2.items()
+    }
     seconds = interleaved(
         {name: (lambda t=t: t.translate(sentences, 5)) for name, t in timed.items()},
         args.rounds,
