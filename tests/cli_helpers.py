@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import shutil
+import tomllib
 from pathlib import Path
 
 import tomli_w
@@ -72,3 +74,12 @@ def write_config(folder: Path, **train: object) -> Path:
     path = folder / "tiny.toml"
     path.write_text(tomli_w.dumps(config), encoding="utf-8")
     return path
+
+
+def copy_decoding_otherwise(run: Path, copy: Path, **decode: object) -> Path:
+    """A copy of `run` at `copy` whose config's [decode] table has `decode` set."""
+    shutil.copytree(run, copy)
+    config = tomllib.loads((copy / "config.toml").read_text(encoding="utf-8"))
+    config.setdefault("decode", {}).update(decode)
+    (copy / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
+    return copy

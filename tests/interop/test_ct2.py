@@ -11,7 +11,7 @@ import tomli_w
 from aiayn.cli import main
 from aiayn.interop.ct2 import check_convertible
 from aiayn.models import ModelConfig
-from tests.cli_helpers import write_config
+from tests.cli_helpers import copy_decoding_otherwise, write_config
 
 VARIANTS = {
     "pre-norm, shared": {"model": {"norm_first": True}},
@@ -80,11 +80,8 @@ def test_ct2_beam_search_is_aiayns_with_length_normalisation(tmp_path, tmp_path_
     """Beam 4 at alpha 1: CTranslate2 ranks by score / length ** alpha, as aiayn's
     `decode.length_norm = "length"` does; every sentence under its own length limit."""
     source = trained("pre-norm, shared", tmp_path_factory)
-    run = Path(shutil.copytree(source, tmp_path / "run"))
+    run = copy_decoding_otherwise(source, tmp_path / "run", length_norm="length", alpha=1.0)
     shutil.rmtree(run / "ct2", ignore_errors=True)
-    config = tomllib.loads((run / "config.toml").read_text(encoding="utf-8"))
-    config.setdefault("decode", {}).update(length_norm="length", alpha=1.0)
-    (run / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
     assert main(["export-ct2", str(run)]) == 0
     inputs = source.parent / "valid.src"
     ours = translate(run, inputs, capsys, beam=4)

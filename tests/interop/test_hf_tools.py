@@ -3,10 +3,7 @@ defaults and no framing by hand: the answers are aiayn's."""
 
 import dataclasses
 import json
-import shutil
-import tomllib
 
-import tomli_w
 import torch
 import transformers
 
@@ -14,6 +11,7 @@ from aiayn.cli import main
 from aiayn.tasks.classification import load_classifier
 from aiayn.tasks.language_model import load_language_model
 from aiayn.tasks.translation import load_translator
+from tests.cli_helpers import copy_decoding_otherwise
 from tests.interop.test_hf_export import export
 
 QUIET = {"log": lambda _: None}
@@ -74,12 +72,9 @@ def test_generate_ranks_hypotheses_as_aiayn_with_the_tools_length_normalisation(
 ):
     _, _, _, run, _ = export("encoder_decoder", tmp_path_factory)
     sources = (run.parent / "valid.src").read_text().splitlines()
-    copy = tmp_path_factory.mktemp("length_norm") / "run"
-    shutil.copytree(run, copy)
-    config = tomllib.loads((copy / "config.toml").read_text(encoding="utf-8"))
     # a strong penalty, so that hypotheses of other lengths compete
-    config["decode"] |= {"alpha": 2.0, "length_norm": "length"}
-    (copy / "config.toml").write_text(tomli_w.dumps(config), encoding="utf-8")
+    folder = tmp_path_factory.mktemp("length_norm") / "run"
+    copy = copy_decoding_otherwise(run, folder, alpha=2.0, length_norm="length")
     assert main(["export-hf", str(copy), "--out", str(copy.parent / "hf")]) == 0
     tokenizer = transformers.AutoTokenizer.from_pretrained(copy.parent / "hf")
     model = transformers.MarianMTModel.from_pretrained(copy.parent / "hf").eval()
