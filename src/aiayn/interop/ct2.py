@@ -213,10 +213,12 @@ class CT2Translator(Translator):
         # beam cut at a batch's limit afterwards is not the beam searched within it (greedy's
         # is). `one_call` makes one call a batch instead, as a CTranslate2 user's timing would.
         limits = [min(len(r) + 1 + self.decode.max_extra, self.max_len) for r in rows]
-        caps = [max(limits)] if self.one_call else sorted(set(limits))
+        longest = max(limits)
+        groups: dict[int, list[int]] = {}  # a call's limit: the rows it decodes
+        for i, n in enumerate(limits):
+            groups.setdefault(longest if self.one_call else n, []).append(i)
         found: list[list[tuple[list[int], float]]] = [[] for _ in rows]
-        for cap in caps:
-            which = [i for i, n in enumerate(limits) if n == cap or self.one_call]
+        for cap, which in groups.items():
             results = self.engine.translate_batch(
                 [[self.src_tokens[t] for t in rows[i]] for i in which],
                 beam_size=beam,

@@ -164,7 +164,11 @@ class LanguageModelTask:
         t = self.cfg.train
         loss, nll, logits = output_loss(
             lambda: model(blocks[:, :-1]),
-            *(self.model.lm_head, blocks[:, 1:], t.label_smoothing, self.tok.pad_id, t.loss_chunk),
+            self.model.lm_head,
+            blocks[:, 1:],
+            t.label_smoothing,
+            self.tok.pad_id,
+            t.loss_chunk,
         )
         if rdrop:
             keep = blocks[:rows, 1:] != self.tok.pad_id

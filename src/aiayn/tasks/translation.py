@@ -159,7 +159,11 @@ class TranslationTask:
         t, pad = self.cfg.train, self.tgt_tok.pad_id
         loss, nll, logits = output_loss(
             lambda: model(src, tgt_in),
-            *(self.model.generator, tgt_out, t.label_smoothing, pad, t.loss_chunk),
+            self.model.generator,
+            tgt_out,
+            t.label_smoothing,
+            pad,
+            t.loss_chunk,
         )
         if rdrop:
             loss = loss + rdrop * rdrop_kl(logits, tgt_out[: len(b.tgt_out)] != pad)
