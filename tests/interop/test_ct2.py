@@ -87,6 +87,8 @@ def test_ct2_beam_search_is_aiayns_with_length_normalisation(tmp_path, tmp_path_
     ours = translate(run, inputs, capsys, beam=4)
     assert ours != translate(run, inputs, capsys, beam=1)  # the beam searched
     assert translate(run, inputs, capsys, "--engine", "ct2", beam=4) == ours
+    # and a CTranslate2 user's own calls, its length_penalty the run's alpha
+    assert ctranslate2_alone(run / "ct2", inputs, beam_size=4, length_penalty=1.0) == ours
 
 
 def test_int8_exports_and_translates(tmp_path, tmp_path_factory, capsys):
@@ -165,22 +167,28 @@ def test_a_ct2_folder_that_links_out_of_the_run_is_not_written_through(tiny_run,
 def test_the_folders_tokenizer_and_ctranslate2_alone_translate_as_aiayn(
     variant, tmp_path_factory, capsys
 ):
-    """A CTranslate2 user's calls, with no aiayn: the folder's tokenizer.json gives the tokens
-    (CTranslate2 appends </s>, add_source_eos), translate_batch greedy, the target tokenizer
+    """A CTranslate2 user's greedy calls give aiayn's greedy translations."""
+    run = trained(variant, tmp_path_factory)
+    if not (run / "ct2").exists():
+        assert main(["export-ct2", str(run)]) == 0
+    inputs = run.parent / "valid.src"
+    ours = translate(run, inputs, capsys)
+    target_file = run / "ct2" / "target_tokenizer.json"
+    assert target_file.exists() == (variant != "pre-norm, shared")
+    assert ctranslate2_alone(run / "ct2", inputs, beam_size=1) == ours
+
+
+def ctranslate2_alone(folder: Path, inputs: Path, **options: object) -> list[str]:
+    """`inputs` translated by a CTranslate2 user's calls on export-ct2's `folder`, with no
+    aiayn: the folder's tokenizer.json gives the tokens (CTranslate2 appends </s>,
+    add_source_eos), translate_batch with `options`, the target tokenizer
     (target_tokenizer.json where the vocabularies are separate) decodes."""
     import ctranslate2
     from tokenizers import Tokenizer
 
-    run = trained(variant, tmp_path_factory)
-    if not (run / "ct2").exists():
-        assert main(["export-ct2", str(run)]) == 0
-    folder = run / "ct2"
-    inputs = run.parent / "valid.src"
-    ours = translate(run, inputs, capsys)
     src = Tokenizer.from_file(str(folder / "tokenizer.json"))
     tgt_file = folder / "target_tokenizer.json"
     tgt = Tokenizer.from_file(str(tgt_file if tgt_file.exists() else folder / "tokenizer.json"))
-    assert tgt_file.exists() == (variant != "pre-norm, shared")
     engine = ctranslate2.Translator(str(folder), device="cpu")
     tokens = [e.tokens for e in src.encode_batch(inputs.read_text().splitlines())]
     # the folder holds no decoding options: aiayn's limit, the source's tokens and </s> plus
@@ -188,15 +196,14 @@ def test_the_folders_tokenizer_and_ctranslate2_alone_translate_as_aiayn(
     results = [
         engine.translate_batch(
             [t],
-            beam_size=1,
             max_decoding_length=min(len(t) + 1 + 5, 24),
             min_decoding_length=0,  # aiayn may end at once (CTranslate2's default: 1 token)
             suppress_sequences=[["<s>"], ["<pad>"]],
+            **options,
         )[0]
         for t in tokens
     ]
-    ids = [[tgt.token_to_id(t) for t in r.hypotheses[0]] for r in results]
-    assert tgt.decode_batch(ids) == ours
+    return tgt.decode_batch([[tgt.token_to_id(t) for t in r.hypotheses[0]] for r in results])
 
 
 def test_ct2_transformers_converter_on_an_hf_export_translates_as_aiayn(
