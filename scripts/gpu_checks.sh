@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Every GPU check and figure in one call, for a session lent a GPU (15 minutes in all, at most 10
-# per command; the limits below add up to 9 minutes), most wanted first, each step's output kept
+# per command; the limits below add up to 9.5 minutes), most wanted first, each step's output kept
 # as it ends so that a call cut short still returns what ran:
 #   1. GPT-2 small's training step compiled (the forward and loss as one graph, fused AdamW,
 #      bf16, flash SDPA) at batch 16, 32 and 64: tokens/s and MFU against the nominal bf16
 #      peak, with issue 45's target of 50% (benchmarks/gpu_train.py);
 #   2. the same step eager at the same batch sizes, the reference the compiled one is read by;
 #   3. the paper-base encoder-decoder's training step compiled, target tokens/s per GPU;
-#   4. (reserved) CUDA-graph decoding against eager, greedy and beam: not written yet (issue
-#      45's decoding part, another change); nothing runs for it here;
+#   4. decoding with the decoder's step replayed as a CUDA graph against the same search
+#      eager and against transformers' generate, greedy and beam 5, with whether the graph's
+#      tokens equal eager's (benchmarks/graph_decode.py; transformers only where installed:
+#      its wheel may be put in .gpu/ too);
 #   5. the gpu tests;
 #   6. configs/wmt14_en_de_base.toml itself through `aiayn train` on the Multi30k files in data/
 #      (one GPU, 25,000-token steps): steps/s per GPU with the real data path.
-# With FULL=1 (over the 9 minutes: for a session with the time), also
+# With FULL=1 (over the 9.5 minutes: for a session with the time), also
 #   7. configs/shakespeare_char.toml trained to its validation loss, with its time.
 #
 # The GPU machine has torch and most dependencies but not tomli_w nor the Shakespeare text;
@@ -46,19 +48,20 @@ keep() {  # keep the benchmarks' records so far
 }
 
 if [ -n "${SMOKE:-}" ]; then
-  SIZE=tiny BATCHES=(2 4) PAPER=paper_tiny PAPER_BATCH=2 ROUNDS=2 LM=(--set train.max_steps=20
+  SIZE=tiny BATCHES=(2 4) PAPER=paper_tiny PAPER_BATCH=2 ROUNDS=2 GRAPH=(--smoke --batch 2
+    --new-tokens 8 --rounds 1) LM=(--set train.max_steps=20
     --set train.eval_every=10 --set train.batch_tokens=1024 --set model.n_layers=2)
   WMT=(--set train.max_steps=4 --set train.batch_tokens=2000 --set model.n_layers=1
     --set model.n_decoder_layers=1 --set data.vocab_size=2000)
 else
-  SIZE=gpt2 BATCHES=(16 32 64) PAPER=paper_base PAPER_BATCH=512 ROUNDS=10 LM=()
+  SIZE=gpt2 BATCHES=(16 32 64) PAPER=paper_base PAPER_BATCH=512 ROUNDS=10 GRAPH=() LM=()
   WMT=(--set train.max_steps=60)
 fi
 rm -rf /tmp/shakespeare_gpu /tmp/wmt14_gpu
 command -v nvidia-smi >/dev/null && nvidia-smi -L | tee -a "$LOG"
 $PY -c "import torch; print('torch', torch.__version__)" | tee -a "$LOG"
 
-step 210 $PY -m benchmarks.gpu_train --size $SIZE --batch "${BATCHES[@]}" --modes compiled \
+step 180 $PY -m benchmarks.gpu_train --size $SIZE --batch "${BATCHES[@]}" --modes compiled \
   --rounds $ROUNDS
 keep
 step 60 $PY -m benchmarks.gpu_train --size $SIZE --batch "${BATCHES[@]}" --modes eager --rounds $ROUNDS
@@ -66,7 +69,8 @@ keep
 step 90 $PY -m benchmarks.gpu_train --size $PAPER --batch $PAPER_BATCH --modes compiled \
   --rounds 5
 keep
-# 4. CUDA-graph decoding: reserved for the change that writes it (see the header); no step yet.
+step 60 $PY -m benchmarks.graph_decode "${GRAPH[@]}"
+grep -h '"bench": "graph_decode"' results/bench.jsonl | tail -4 > "$OUT/graph_decode.jsonl"
 step 120 $PY -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
 step 60 $PY -m aiayn train configs/wmt14_en_de_base.toml --out /tmp/wmt14_gpu \
   --set data.train_src=$M30K/train.en.gz --set data.train_tgt=$M30K/train.de.gz \

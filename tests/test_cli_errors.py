@@ -104,6 +104,14 @@ def test_bad_override_on_resume_leaves_the_run_intact(existing_run, capsys):
             ["evaluate", "--model", "{run}", "--model", "{run}", "--src", "{tmp}/a"],
             "several --model (an ensemble) are for classifiers, not encoder_decoder models",
         ),
+        (
+            ["translate", "--model", "{run}", "--cuda-graph", "--device", "cpu"],
+            "--cuda-graph needs a CUDA device; --device gave cpu",
+        ),
+        (
+            ["translate", "--model", "{run}", "--cuda-graph", "--engine", "ct2"],
+            "--cuda-graph is aiayn's own decoding; ct2 runs its own",
+        ),
     ],
 )
 def test_decoding_commands_report_bad_paths(args, message, existing_run, tmp_path, capsys):

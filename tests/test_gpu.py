@@ -56,6 +56,34 @@ def test_greedy_decoding_on_cuda_gives_the_cpus_tokens_in_fp32(tiny_run, monkeyp
     assert gpu == cpu
 
 
+@pytest.mark.parametrize("beam", [1, 4])
+def test_cuda_graph_decoding_replays_a_graph_and_gives_the_eager_tokens(
+    tiny_run, monkeypatch, beam
+):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    replays = []
+    replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda g: replays.append(g) or replay(g))
+    sentences = ["a man sees the dog", "the small cat eats a red ball", "a woman sleeps"] * 3
+    translator = load_translator(tiny_run, device=CUDA, log=lambda _: None)
+    eager = translator.translate(sentences, beam=beam)
+    assert not replays
+    translator.graph = True
+    assert translator.translate(sentences, beam=beam) == eager
+    assert len(replays) > 1  # captured once, replayed at every later step
+
+
+def test_translate_with_cuda_graph_prints_what_it_prints_without(tiny_run, tmp_path, capsys):
+    text = tmp_path / "in.txt"
+    text.write_text("a man sees the dog\nthe small cat eats a red ball\n\na woman sleeps\n")
+    outputs = []
+    for extra in ([], ["--cuda-graph"]):
+        args = ["translate", "--model", str(tiny_run), "--input", str(text), "--device", "cuda"]
+        assert main([*args, *extra]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[1] == outputs[0] and outputs[0].count("\n") == 4
+
+
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="DDP over NCCL needs 2 GPUs")
 def test_ddp_over_nccl_on_two_gpus(tmp_path):
     config = write_config(tmp_path, max_steps=20, eval_every=20)

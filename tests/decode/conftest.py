@@ -51,3 +51,12 @@ def trained() -> EncoderDecoder:
 @pytest.fixture(scope="session")
 def sources() -> torch.Tensor:
     return reversal_batch(torch.Generator().manual_seed(1), 50)[0]
+
+
+@pytest.fixture(params=["trained", "random-rope", "random-alibi", "random-learned"])
+def model(request, trained) -> EncoderDecoder:
+    """The trained model, and untrained ones with each other kind of positions."""
+    if request.param == "trained":
+        return trained
+    torch.manual_seed(3)
+    return tiny_model(request.param.split("-")[1]).eval()

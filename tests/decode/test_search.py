@@ -5,14 +5,6 @@ from aiayn.decode.search import Special, beam_search, greedy, n_best_search, seq
 from tests.decode.conftest import SPECIAL, VOCAB, tiny_model
 
 
-@pytest.fixture(params=["trained", "random-rope", "random-alibi"])
-def model(request, trained):
-    if request.param == "trained":
-        return trained
-    torch.manual_seed(3)
-    return tiny_model(request.param.split("-")[1]).eval()
-
-
 def test_the_trained_fixture_really_reverses(trained, sources):
     hyps = greedy(trained, sources, SPECIAL)
     expected = [[t for t in row if t > 2][::-1] for row in sources.tolist()]

@@ -42,8 +42,10 @@ def evaluate_classifier(args: argparse.Namespace) -> None:
     from aiayn.data.text import read_labelled
     from aiayn.tasks.classification import load_classifiers
 
-    if args.int8:
-        raise ValueError("--int8 decodes translation models; this run is a classifier")
+    for flag in ("int8", "cuda_graph"):
+        if getattr(args, flag):
+            name = flag.replace("_", "-")
+            raise ValueError(f"--{name} decodes translation models; this run is a classifier")
     texts, labels = read_labelled(args.src)
     classifier = load_classifiers(args.model, args.weights, cli_device(args), log=log)
     predicted = [label for label, _ in classifier.predict(texts)]

@@ -35,6 +35,11 @@ def add_decoding(cmd: argparse.ArgumentParser) -> None:
     add_weights(cmd)
     cmd.add_argument("--int8", action="store_true", help="int8 linear layers (CPU)")
     add_device(cmd)
+    cmd.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay the decoder's step as a CUDA graph (CUDA; the same translations)",
+    )
 
 
 def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
@@ -45,7 +50,11 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
         raise ValueError(f"--beam {args.beam} must be in [1, {MAX_BEAM}] (1: greedy search)")
     if args.alpha is not None and not 0 <= args.alpha <= MAX_ALPHA:  # NaN too
         raise ValueError(f"--alpha {args.alpha}: the length penalty must be in [0, {MAX_ALPHA:g}]")
-    translator = load_translator(model_dir, args.weights, cli_device(args), log=log)
+    device = cli_device(args)
+    if args.cuda_graph and device.type != "cuda":
+        raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
+    translator = load_translator(model_dir, args.weights, device, log=log)
+    translator.graph = args.cuda_graph
     if args.alpha is not None:
         translator.decode = dataclasses.replace(translator.decode, alpha=args.alpha)
     if getattr(args, "int8", False):
@@ -60,6 +69,8 @@ def run(args: argparse.Namespace) -> None:
 
     if args.engine == "ct2" and args.int8:  # refused before anything is loaded
         raise ValueError("--int8 is aiayn's own int8; give ct2 export-ct2's int8 model")
+    if args.engine == "ct2" and args.cuda_graph:
+        raise ValueError("--cuda-graph is aiayn's own decoding; ct2 runs its own")
     lines = stream_lines(args.input)
     translator = cli_translator(args, args.model)
     if args.engine == "ct2":

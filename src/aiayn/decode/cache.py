@@ -182,3 +182,69 @@ def _rows(buf: Tensor, index: Tensor, length: int) -> Tensor:
     out = buf.new_empty(index.numel(), *buf.shape[1:])
     torch.index_select(buf[:, :, :length], 0, index, out=out[:, :, :length])
     return out
+
+
+class StaticLayerCache(LayerCache):
+    """A layer's keys and values in buffers of a fixed capacity, allocated at the first step:
+    a step writes its own position (a tensor, not a Python int) and attends over the whole
+    buffer, the positions not yet written masked, so every step has the same shapes and reads
+    the same memory: what a CUDA graph captured once and replayed needs."""
+
+    def __init__(self, step: Tensor, capacity: int) -> None:
+        super().__init__()
+        self.step, self.capacity = step, capacity
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        # k, v: (B, H_kv, 1, d_head) -> (B, H_kv, capacity, d_head) each
+        if self.k is None:
+            # zeros, not empty(): a masked key's weight is 0, and 0 * NaN left in memory is NaN
+            shape = (k.size(0), k.size(1), self.capacity, k.size(3))
+            self.k, self.v = k.new_zeros(shape), v.new_zeros(shape)
+        self.k.index_copy_(2, self.step, k)
+        self.v.index_copy_(2, self.step, v)
+        return self.k, self.v
+
+
+class StaticCache:
+    """The `StackState` of a decoder read one token a row per step at the position `step`
+    (a (1,) tensor the caller sets), with buffers of `capacity` positions: the encoder-decoder's
+    decoder, whose rows have no padding. Beams are reordered in place (`reorder`), so the
+    buffers never move."""
+
+    def __init__(self, capacity: int, device: torch.device) -> None:
+        self.capacity = capacity
+        self.step = torch.zeros(1, dtype=torch.long, device=device)
+        self.layers: list[StaticLayerCache] = []
+
+    def layer(self, i: int) -> StaticLayerCache:
+        while len(self.layers) <= i:
+            self.layers.append(StaticLayerCache(self.step, self.capacity))
+        return self.layers[i]
+
+    def positions(
+        self,
+        pos: PositionalEncoding,
+        drop: Callable[[Tensor], Tensor],
+        x: Tensor,
+        pad_mask: Tensor | None,
+        causal: bool,
+        window: int | None,
+    ) -> tuple[Tensor, Mask, Rotation | None]:
+        # x: (B, 1, d_model) -> (B, 1, d_model), mask (1 or H, 1, capacity) over the buffer
+        if x.size(1) != 1 or pad_mask is not None or not causal or window is not None:
+            raise ValueError(
+                f"a static cache reads one unpadded token a row under full causal attention; "
+                f"got {x.size(1)} tokens, padding {pad_mask is not None}, causal {causal}, "
+                f"window {window}"
+            )
+        keys = torch.arange(self.capacity, device=x.device)
+        bias = pos.score_bias(self.step, keys)
+        mask = attention_mask(1, self.capacity, (keys > self.step)[None], False, bias, x.device)
+        return drop(pos.embed(x, self.step)), mask, pos.rotation(self.step)
+
+    def reorder(self, index: Tensor) -> None:
+        """Row i of every buffer becomes row `index[i]`, in place."""
+        for layer in self.layers:
+            if layer.k is not None:
+                layer.k.copy_(layer.k.index_select(0, index))
+                layer.v.copy_(layer.v.index_select(0, index))

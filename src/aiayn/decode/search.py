@@ -1,4 +1,5 @@
-"""Batched greedy and beam search for the encoder-decoder, over the decoder's KV cache.
+"""Batched greedy and beam search for the encoder-decoder, over the decoder's KV cache
+(the decoder run a step at a time as `aiayn.decode.steps` says).
 
 Each output may run to its source length + `max_extra` tokens (paper §6.1: input length + 50).
 Hypotheses are ranked by log-probability over a length penalty: GNMT's ((5 + |y|) / 6)^alpha,
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from aiayn.decode.cache import KVCache
+from aiayn.decode.steps import decoder_steps
 from aiayn.models.encoder_decoder import EncoderDecoder
 
 NOT_FINITE = "the model gave NaN scores; its weights or inputs are broken"
@@ -64,18 +65,20 @@ def greedy(
     max_extra: int = 50,
     cap: int | None = None,
     use_cache: bool = True,
+    graph: bool = False,
 ) -> list[list[int]]:
-    """The most likely next token at each step, until </s> or the length limit."""
+    """The most likely next token at each step, until </s> or the length limit. `graph`: the
+    step with static shapes, in a CUDA graph on CUDA (`aiayn.decode.steps`)."""
     # src: (B, S) -> B token lists without <s> or </s>
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap)
-    cache = KVCache() if use_cache else None
+    steps = decoder_steps(model, memory, src_pad, 1, int(limit.max()), graph, use_cache)
     ys = torch.full((src.size(0), 1), special.bos, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     broken = torch.zeros((), dtype=torch.bool, device=src.device)
     for t in range(int(limit.max())):
         step_in = ys[:, -1:] if use_cache else ys
-        logits = model.decode(step_in, memory, src_pad, cache)[:, -1]
+        logits = steps.logits(step_in)
         broken |= logits.isnan().any()
         nxt = _ban(logits, special).argmax(-1)
         nxt = nxt.masked_fill(done, special.pad)
@@ -107,10 +110,11 @@ def beam_search(
     max_extra: int = 50,
     cap: int | None = None,
     norm: str = "gnmt",
+    graph: bool = False,
 ) -> list[tuple[list[int], float]]:
     """Keep the `beam` best prefixes per sentence; return each sentence's best finished one,
     as (tokens, length-normalised log-probability)."""
-    found = n_best_search(model, src, special, beam, alpha, max_extra, cap, norm=norm)
+    found = n_best_search(model, src, special, beam, alpha, max_extra, cap, norm=norm, graph=graph)
     return [hyps[0] for hyps in found]
 
 
@@ -125,22 +129,24 @@ def n_best_search(
     cap: int | None = None,
     n_best: int = 1,
     norm: str = "gnmt",
+    graph: bool = False,
 ) -> list[list[tuple[list[int], float]]]:
     """Beam search that returns each sentence's `n_best` (<= `beam`) best finished hypotheses,
-    best first, as (tokens, length-normalised log-probability)."""
+    best first, as (tokens, length-normalised log-probability). `graph`: as greedy's."""
     if not 1 <= n_best <= beam:
         raise ValueError(f"n_best {n_best} must be in [1, beam = {beam}]")
     b, k = src.size(0), beam
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap).tolist()
-    cache = KVCache()  # the K beams of a sentence share its row of the memory
+    # the K beams of a sentence share its row of the memory
+    steps = decoder_steps(model, memory, src_pad, k, max(limit), graph)
     tokens = torch.full((b * k, 1), special.bos, dtype=torch.long, device=src.device)
     scores = torch.full((b, k), float("-inf"), device=src.device)
     scores[:, 0] = 0.0  # at the start only one prefix exists per sentence
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     active = finished  # the sentences still searched, in the order of the batch's rows
     for t in range(max(limit)):
-        logits = model.decode(tokens[:, -1:], memory, src_pad, cache)[:, -1]
+        logits = steps.logits(tokens[:, -1:])
         logp = _ban(logits.float().log_softmax(-1), special)
         n, each = len(active), min(2 * k, logp.size(-1))
         # a sentence's 2K best continuations lie among each of its beams' 2K best tokens:
@@ -165,9 +171,8 @@ def n_best_search(
             keep = torch.tensor(going, device=src.device)
             scores, rows, token = scores[keep], rows[keep], token[keep]
             active, limit = [active[i] for i in going], [limit[i] for i in going]
-            memory, src_pad = memory[keep], src_pad[keep]
         tokens = torch.cat([tokens[rows.view(-1)], token.view(-1, 1)], dim=1)
-        cache.reorder_beams(rows.view(-1), memory_rows=keep)
+        steps.reorder(rows.view(-1), keep)
     # a stable sort: among equal scores the first found stays first, as max() would pick it
     ranked = [sorted(f, key=lambda h: -h[0])[:n_best] for f in finished]
     if any(math.isnan(score) for f in ranked for score, _ in f):

@@ -49,6 +49,7 @@ class Translator:
         self.decode, self.max_len, self.recase = decode, max_len, recase
         self.special = Special(tgt_tok.bos_id, tgt_tok.eos_id, tgt_tok.pad_id, tgt_tok.end_ids[1:])
         self.device = next(model.parameters()).device
+        self.graph = False  # searches step with static shapes, in a CUDA graph on CUDA
 
     def translate(self, sentences: list[str], beam: int | None = None) -> list[str]:
         """Translate each sentence; beam 1 is greedy search. Empty lines stay empty."""
@@ -63,6 +64,7 @@ class Translator:
         line gives [("", 0.0)]."""
         d = self.decode
         kw = dict(max_extra=d.max_extra, cap=self.max_len, n_best=n_best, norm=d.length_norm)
+        kw["graph"] = self.graph
 
         def search(src: torch.Tensor) -> list[list[tuple[list[int], float]]]:
             return n_best_search(self.model, src, self.special, beam, alpha, **kw)
@@ -156,7 +158,7 @@ class Translator:
 
     def _search(self, src: torch.Tensor, beam: int) -> list[list[tuple[list[int], float]]]:
         d = self.decode
-        kw = {"max_extra": d.max_extra, "cap": self.max_len}
+        kw = {"max_extra": d.max_extra, "cap": self.max_len, "graph": self.graph}
         if beam == 1:  # unscored: nothing needs greedy search's log-probabilities here
             return [[(tokens, 0.0)] for tokens in greedy(self.model, src, self.special, **kw)]
         found = beam_search(self.model, src, self.special, beam, d.alpha, **kw, norm=d.length_norm)

@@ -64,10 +64,12 @@ class Learned(PositionalEncoding):
         nn.init.normal_(self.table.weight, std=0.02)
 
     def embed(self, x: Tensor, positions: Tensor) -> Tensor:
-        # x: (B, T, d_model). The check reads the largest position back to the host, which a
-        # compiled graph cannot do without a break: a compiled training step's positions are
-        # 0 ... T-1, and its task checks T against max_len.
-        if torch.compiler.is_compiling():
+        # x: (B, T, d_model). The check reads the largest position back to the host, which
+        # neither a compiled graph can do without a break nor a CUDA graph's capture at all:
+        # a compiled training step's positions are 0 ... T-1, and its task checks T against
+        # max_len; a captured decoder step's stay below a capacity checked when it was set.
+        capturing = positions.is_cuda and torch.cuda.is_current_stream_capturing()
+        if torch.compiler.is_compiling() or capturing:
             return x + self.table(positions)
         if positions.numel() and int(positions.max()) >= self.table.num_embeddings:
             raise ValueError(

@@ -1,0 +1,123 @@
+"""How a search runs the encoder-decoder's decoder, a step at a time: the seam between the
+search (`aiayn.decode.search`) and the machine.
+
+`EagerSteps` feeds each step through a growing KV cache, and beams' rows and finished
+sentences' rows leave the batch as the search goes. `GraphSteps` keeps every shape fixed (a
+`StaticCache`; finished sentences stay in the batch, their rows unread) so that on CUDA the
+step is captured once in a CUDA graph and then replayed, one launch instead of one per kernel:
+Python no longer sits between the GPU's kernels. On a CPU it runs the same fixed-shape step
+eagerly, which is how the tests prove its tokens equal the eager path's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from aiayn.decode.cache import KVCache, StaticCache
+from aiayn.models.encoder_decoder import EncoderDecoder
+
+
+class EagerSteps:
+    """The decoder over a `KVCache` (or, without one, over the whole prefix each step)."""
+
+    def __init__(
+        self, model: EncoderDecoder, memory: Tensor, src_pad: Tensor, cache: KVCache | None
+    ) -> None:
+        self.model, self.memory, self.src_pad, self.cache = model, memory, src_pad, cache
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        """The next token's logits after `tokens` (the last one, with a cache)."""
+        # tokens: (n, T) -> (n, V)
+        return self.model.decode(tokens, self.memory, self.src_pad, self.cache)[:, -1]
+
+    def reorder(self, rows: Tensor, keep: Tensor | None) -> None:
+        """Continue from rows `rows` (each beam's parent); of the sentences, only `keep`."""
+        self.cache.reorder_beams(rows, memory_rows=keep)
+        if keep is not None:
+            self.memory, self.src_pad = self.memory[keep], self.src_pad[keep]
+
+
+class GraphSteps:
+    """The decoder over a `StaticCache` of `capacity` positions, for `beam` rows a sentence;
+    on CUDA its step is captured in a CUDA graph at the second step and replayed after."""
+
+    def __init__(
+        self, model: EncoderDecoder, memory: Tensor, src_pad: Tensor, beam: int, capacity: int
+    ) -> None:
+        cfg = model.cfg
+        if cfg.positional == "learned" and capacity > cfg.max_len:  # unchecked once captured
+            raise ValueError(
+                f"a search to {capacity} positions is beyond the learned encoding's "
+                f"max_len={cfg.max_len}; cap the output length"
+            )
+        self.model, self.memory, self.src_pad, self.beam = model, memory, src_pad, beam
+        self.cache = StaticCache(capacity, memory.device)
+        self.tokens = torch.zeros(memory.size(0) * beam, 1, dtype=torch.long, device=memory.device)
+        # the batch rows of the sentences still searched, in the search's order
+        self.sentences = torch.arange(memory.size(0), device=memory.device)
+        self.t, self.graph, self.out = 0, None, None
+
+    def rows(self) -> Tensor:
+        """The buffer rows of the sentences searched, each sentence's beams together."""
+        beams = torch.arange(self.beam, device=self.sentences.device)
+        return (self.sentences[:, None] * self.beam + beams).view(-1)
+
+    def logits(self, tokens: Tensor) -> Tensor:
+        # tokens: (n, 1), the last token of each row searched -> (n, V)
+        rows = self.rows()
+        self.tokens[rows] = tokens
+        self.cache.step.fill_(self.t)
+        out = self._run()
+        self.t += 1
+        return out[rows]  # a copy: a replay overwrites `out`
+
+    def reorder(self, rows: Tensor, keep: Tensor | None) -> None:
+        searched = self.rows()  # before `keep`: the numbering `rows` is in
+        if keep is not None:
+            self.sentences = self.sentences[keep]
+        index = torch.arange(self.tokens.size(0), device=rows.device)
+        index[self.rows()] = searched[rows]
+        self.cache.reorder(index)
+
+    def _forward(self) -> Tensor:
+        return self.model.decode(self.tokens, self.memory, self.src_pad, self.cache)[:, -1]
+
+    def _run(self) -> Tensor:
+        # the first step computes the memory's keys and values, which the graph then reads
+        if self.graph is not None:
+            self.graph.replay()
+            return self.out
+        if self.t == 0 or not self.memory.is_cuda:
+            return self._forward()
+        # a step is idempotent (it writes the same keys at the same position), so the
+        # warm-up on a side stream (lazy cuBLAS set-up, off the capture) may run it first
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._forward()
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.out = self._forward()
+        self.graph.replay()
+        return self.out
+
+
+def decoder_steps(
+    model: EncoderDecoder,
+    memory: Tensor,
+    src_pad: Tensor,
+    beam: int,
+    capacity: int,
+    graph: bool,
+    use_cache: bool = True,
+) -> EagerSteps | GraphSteps:
+    """The steps of a search for `beam` rows a sentence, to at most `capacity` positions:
+    `graph` for static shapes (in a CUDA graph on CUDA), else eager, over a cache unless
+    `use_cache` is False (the whole prefix recomputed each step, for tests)."""
+    if graph and not use_cache:
+        raise ValueError("graph=True decodes over a static cache; it needs use_cache=True")
+    if graph:
+        return GraphSteps(model, memory, src_pad, beam, capacity)
+    return EagerSteps(model, memory, src_pad, KVCache() if use_cache else None)
