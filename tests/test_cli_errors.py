@@ -109,6 +109,10 @@ def test_bad_override_on_resume_leaves_the_run_intact(existing_run, capsys):
             "--cuda-graph needs a CUDA device; --device gave cpu",
         ),
         (
+            ["translate", "--model", "{run}", "--cuda-graph", "--int8"],
+            "--int8 decodes on a CPU and --cuda-graph on CUDA; choose one",
+        ),
+        (
             ["translate", "--model", "{run}", "--cuda-graph", "--engine", "ct2"],
             "--cuda-graph is aiayn's own decoding; ct2 runs its own",
         ),

@@ -10,10 +10,13 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from aiayn.cli import main
+from aiayn.decode.search import greedy, n_best_search
+from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.masks import CAUSAL
 from aiayn.runtime.attention import attention
 from aiayn.tasks.translation import load_translator
 from tests.cli_helpers import write_config
+from tests.decode.conftest import SPECIAL, reversal_batch, tiny_config
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
@@ -71,6 +74,27 @@ def test_cuda_graph_decoding_replays_a_graph_and_gives_the_eager_tokens(
     translator.graph = True
     assert translator.translate(sentences, beam=beam) == eager
     assert len(replays) > 1  # captured once, replayed at every later step
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"positional": "rope", "n_kv_heads": 2},
+        {"positional": "alibi"},
+        {"positional": "learned"},
+    ],
+    ids=["sinusoidal", "rope-gqa", "alibi", "learned"],
+)
+def test_cuda_graph_search_gives_the_eager_tokens_for_each_kind_of_positions(changes, monkeypatch):
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch.manual_seed(3)
+    model = EncoderDecoder(tiny_config(**changes)).eval().to(CUDA)
+    src = reversal_batch(torch.Generator().manual_seed(1), 20)[0].to(CUDA)
+    assert greedy(model, src, SPECIAL, graph=True) == greedy(model, src, SPECIAL)
+    eager = n_best_search(model, src, SPECIAL, beam=4, n_best=2)
+    graphed = n_best_search(model, src, SPECIAL, beam=4, n_best=2, graph=True)
+    assert [[t for t, _ in h] for h in graphed] == [[t for t, _ in h] for h in eager]
 
 
 def test_translate_with_cuda_graph_prints_what_it_prints_without(tiny_run, tmp_path, capsys):

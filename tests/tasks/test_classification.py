@@ -78,6 +78,11 @@ def test_train_classify_and_evaluate(tmp_path: Path, capsys) -> None:
     assert len(lines) == 3
     (first, p1), (second, p2) = (line.split("\t") for line in lines[:2])
     assert (first, second) == ("1", "0") and float(p1) > 0.5 and float(p2) > 0.5
+    evaluate = ["evaluate", "--model", str(out), "--src", str(tmp_path / "dev.tsv")]
+    for flag in ("--int8", "--cuda-graph"):  # a translation model's decoding
+        assert main([*evaluate, flag]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} decodes translation models; this run is a classifier" in err
 
 
 def test_an_unseen_validation_label_is_named(tmp_path: Path, capsys) -> None:

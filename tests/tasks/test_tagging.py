@@ -285,6 +285,14 @@ def test_evaluate_scores_word_accuracy(tagger_run: Path, tmp_path: Path, capsys)
     assert capsys.readouterr().out == f'{{"accuracy": {accuracy}, "words": {len(pairs)}}}\n'
 
 
+@pytest.mark.parametrize("flag", ["--int8", "--cuda-graph"])
+def test_evaluate_refuses_a_translation_models_decoding_flags(tagger_run, capsys, flag):
+    data = tagger_run.parent / "train.conllu"
+    assert main(["evaluate", "--model", str(tagger_run), "--src", str(data), flag]) == 2
+    err = capsys.readouterr().err
+    assert "a tagger is evaluated alone" in err and err.count("\n") == 1
+
+
 def test_evaluate_refuses_a_tag_unseen_in_training(tagger_run: Path, tmp_path: Path, capsys):
     bad = tmp_path / "bad.conllu"
     bad.write_text("1\tcat\t_\tNOUN\t_\t_\t_\t_\t_\t_\n\n1\tcat\t_\tADJ\t_\t_\t_\t_\t_\t_\n")

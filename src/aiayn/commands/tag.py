@@ -54,8 +54,11 @@ def evaluate_tagger(args: argparse.Namespace) -> None:
     from aiayn.run.config import read_run_config
     from aiayn.tasks.tagging import load_tagger, read_sentences, tag_indices
 
-    if len(args.model) > 1 or args.int8:
-        raise ValueError("a tagger is evaluated alone (one --model) with its float weights")
+    if len(args.model) > 1 or args.int8 or args.cuda_graph:
+        raise ValueError(
+            "a tagger is evaluated alone (one --model) with its float weights and without "
+            "--cuda-graph, a translation model's"
+        )
     tagger = load_tagger(args.model[0], args.weights, cli_device(args), log=log)
     sentences = read_sentences(read_run_config(args.model[0]), args.src)
     tag_indices(sentences, tagger.labels, args.src)  # a tag the run never saw is an error

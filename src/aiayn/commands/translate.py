@@ -51,6 +51,8 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
     if args.alpha is not None and not 0 <= args.alpha <= MAX_ALPHA:  # NaN too
         raise ValueError(f"--alpha {args.alpha}: the length penalty must be in [0, {MAX_ALPHA:g}]")
     device = cli_device(args)
+    if args.cuda_graph and args.int8:
+        raise ValueError("--int8 decodes on a CPU and --cuda-graph on CUDA; choose one")
     if args.cuda_graph and device.type != "cuda":
         raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
     translator = load_translator(model_dir, args.weights, device, log=log)

@@ -242,9 +242,11 @@ class StaticCache:
         mask = attention_mask(1, self.capacity, (keys > self.step)[None], False, bias, x.device)
         return drop(pos.embed(x, self.step)), mask, pos.rotation(self.step)
 
-    def reorder(self, index: Tensor) -> None:
-        """Row i of every buffer becomes row `index[i]`, in place."""
+    def reorder(self, index: Tensor, length: int) -> None:
+        """Row i of every buffer becomes row `index[i]`, in place, for the `length` positions
+        written so far (the rest is masked until written)."""
         for layer in self.layers:
-            if layer.k is not None:
-                layer.k.copy_(layer.k.index_select(0, index))
-                layer.v.copy_(layer.v.index_select(0, index))
+            for buf in (layer.k, layer.v):
+                if buf is not None:
+                    filled = buf[:, :, :length]
+                    filled.copy_(filled.index_select(0, index))

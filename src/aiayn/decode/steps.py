@@ -78,7 +78,7 @@ class GraphSteps:
             self.sentences = self.sentences[keep]
         index = torch.arange(self.tokens.size(0), device=rows.device)
         index[self.rows()] = searched[rows]
-        self.cache.reorder(index)
+        self.cache.reorder(index, self.t)
 
     def _forward(self) -> Tensor:
         return self.model.decode(self.tokens, self.memory, self.src_pad, self.cache)[:, -1]
@@ -92,7 +92,7 @@ class GraphSteps:
             return self._forward()
         # a step is idempotent (it writes the same keys at the same position), so the
         # warm-up on a side stream (lazy cuBLAS set-up, off the capture) may run it first
-        side = torch.cuda.Stream()
+        side = _side_stream(self.memory.device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             self._forward()
@@ -102,6 +102,17 @@ class GraphSteps:
             self.out = self._forward()
         self.graph.replay()
         return self.out
+
+
+_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
+
+
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """One warm-up stream per device for every capture: each new stream would keep its own
+    cuBLAS workspace (33 MiB a batch on an H100 at the paper-base size, never freed)."""
+    if device not in _SIDE_STREAMS:
+        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
+    return _SIDE_STREAMS[device]
 
 
 def decoder_steps(

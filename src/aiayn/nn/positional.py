@@ -123,14 +123,26 @@ class Rotary(PositionalEncoding):
         if d_head % 2:
             raise ValueError(f"rope needs an even head size; got d_head={d_head}")
         self.d_head, self.base, self.scaling = d_head, base, scaling
+        self.frequencies: dict[torch.device, Tensor] = {}  # float32 whatever the model's dtype
 
     def rotation(self, positions: Tensor) -> Rotation:
-        inv_freq = rope_frequencies(self.d_head, self.base, self.scaling).to(positions.device)
+        inv_freq = self.on(positions.device)
         angles = positions[..., None].to(inv_freq.dtype) * inv_freq  # (..., T, d_head / 2)
         angles = torch.cat([angles, angles], dim=-1)
         if angles.dim() == 3:  # per-row positions: make room for the head axis
             angles = angles[:, None]
         return angles.cos(), angles.sin()
+
+    def on(self, device: torch.device) -> Tensor:
+        """theta on `device`, made there once: a CUDA graph's capture may not copy from the
+        host, and a step need not (a compiled graph folds the copy into a constant itself)."""
+        if torch.compiler.is_compiling():
+            return rope_frequencies(self.d_head, self.base, self.scaling).to(device)
+        if device not in self.frequencies:
+            self.frequencies[device] = rope_frequencies(self.d_head, self.base, self.scaling).to(
+                device
+            )
+        return self.frequencies[device]
 
 
 def apply_rotary(x: Tensor, rotation: Rotation) -> Tensor:
