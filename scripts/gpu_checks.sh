@@ -7,10 +7,11 @@
 #      peak, with issue 45's target of 50% (benchmarks/gpu_train.py);
 #   2. the same step eager at the same batch sizes, the reference the compiled one is read by;
 #   3. the paper-base encoder-decoder's training step compiled, target tokens/s per GPU;
-#   4. decoding with the decoder's step replayed as a CUDA graph against the same search
-#      eager and against transformers' generate, greedy and beam 5, with whether the graph's
-#      tokens equal eager's (benchmarks/graph_decode.py; transformers only where installed:
-#      its wheel may be put in .gpu/ too);
+#   4. decoding with each step replayed as a CUDA graph against the same decoding eager and
+#      against transformers' generate, with whether the graph's tokens equal eager's: the
+#      paper-base encoder-decoder, greedy and beam 5 (benchmarks/graph_decode.py), and GPT-2
+#      small's shape, greedy (benchmarks/graph_generate.py); transformers only where
+#      installed (its wheel may be put in .gpu/ too);
 #   5. the gpu tests;
 #   6. configs/wmt14_en_de_base.toml itself through `aiayn train` on the Multi30k files in data/
 #      (one GPU, 25,000-token steps): steps/s per GPU with the real data path.
@@ -66,13 +67,14 @@ step 180 $PY -m benchmarks.gpu_train --size $SIZE --batch "${BATCHES[@]}" --mode
 keep
 step 60 $PY -m benchmarks.gpu_train --size $SIZE --batch "${BATCHES[@]}" --modes eager --rounds $ROUNDS
 keep
-step 90 $PY -m benchmarks.gpu_train --size $PAPER --batch $PAPER_BATCH --modes compiled \
+step 75 $PY -m benchmarks.gpu_train --size $PAPER --batch $PAPER_BATCH --modes compiled \
   --rounds 5
 keep
-step 60 $PY -m benchmarks.graph_decode "${GRAPH[@]}"
-grep -h '"bench": "graph_decode"' results/bench.jsonl | tail -4 > "$OUT/graph_decode.jsonl"
-step 120 $PY -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
-step 60 $PY -m aiayn train configs/wmt14_en_de_base.toml --out /tmp/wmt14_gpu \
+step 50 $PY -m benchmarks.graph_decode "${GRAPH[@]}"
+step 60 $PY -m benchmarks.graph_generate "${GRAPH[@]}"
+grep -h '"bench": "graph_' results/bench.jsonl | tail -6 > "$OUT/graph_decode.jsonl"
+step 110 $PY -m pytest -q -p no:cacheprovider -m gpu -rs tests/test_gpu.py
+step 35 $PY -m aiayn train configs/wmt14_en_de_base.toml --out /tmp/wmt14_gpu \
   --set data.train_src=$M30K/train.en.gz --set data.train_tgt=$M30K/train.de.gz \
   --set data.valid_src=$M30K/val.en.gz --set data.valid_tgt=$M30K/val.de.gz \
   --set data.test_src=$M30K/test_2016_flickr.en.gz --set data.test_tgt=$M30K/test_2016_flickr.de.gz \

@@ -82,9 +82,11 @@ def test_sampling_settings_are_checked_before_anything_is_printed(tmp_path, caps
         main(["train", str(lm_config(tmp_path, max_steps=2, eval_every=2)), "--out", str(lm)]) == 0
     )
     capsys.readouterr()
-    for flags in (["--stop", ""], ["--temperature", "1e300"]):
+    for flags in (["--stop", ""], ["--temperature", "1e300"], ["--cuda-graph", "--device", "cpu"]):
         assert main(["generate", "--model", str(lm), "--prompt", "hi", *flags]) == 2
         assert capsys.readouterr().out == ""  # the prompt was echoed, then the error came
+    assert main(["generate", "--model", str(lm), "--cuda-graph", "--device", "cpu"]) == 2
+    assert "--cuda-graph needs a CUDA device; --device gave cpu" in error_line(capsys)
 
 
 def test_non_utf8_stdin_names_the_line(run, classifier, capsys, monkeypatch):

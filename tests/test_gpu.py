@@ -17,6 +17,8 @@ from aiayn.runtime.attention import attention
 from aiayn.tasks.translation import load_translator
 from tests.cli_helpers import write_config
 from tests.decode.conftest import SPECIAL, reversal_batch, tiny_config
+from tests.decode.test_lm_steps import padded_batch
+from tests.decode.test_sample import lm, run
 
 pytestmark = pytest.mark.gpu
 CUDA = torch.device("cuda")
@@ -95,6 +97,21 @@ def test_cuda_graph_search_gives_the_eager_tokens_for_each_kind_of_positions(cha
     eager = n_best_search(model, src, SPECIAL, beam=4, n_best=2)
     graphed = n_best_search(model, src, SPECIAL, beam=4, n_best=2, graph=True)
     assert [[t for t, _ in h] for h in graphed] == [[t for t, _ in h] for h in eager]
+
+
+@pytest.mark.parametrize("positional", ["sinusoidal", "learned", "rope", "alibi"])
+def test_cuda_graph_generation_gives_the_eager_tokens(positional, monkeypatch):
+    # a left-padded batch past max_len: the prompt read eagerly, steps replayed, contexts rebuilt
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    replays = []
+    replay = torch.cuda.CUDAGraph.replay
+    monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", lambda g: replays.append(g) or replay(g))
+    model = lm(positional, max_len=16).to(CUDA)
+    batch = padded_batch([2, 13, 20, 7], seed=5).to(CUDA)
+    eager = run(model, batch, 40, temperature=0.0, pad_mask=batch == 0)
+    assert not replays
+    graphed = run(model, batch, 40, temperature=0.0, pad_mask=batch == 0, graph=True)
+    assert graphed.tolist() == eager.tolist() and len(replays) > 30
 
 
 def test_translate_with_cuda_graph_prints_what_it_prints_without(tiny_run, tmp_path, capsys):

@@ -25,6 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, help="the same seed gives the same text")
     add_weights(gen)
     add_device(gen)
+    gen.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay each step as a CUDA graph (CUDA; the same text)",
+    )
     gen.set_defaults(run=run)
 
 
@@ -37,17 +42,21 @@ def run(args: argparse.Namespace) -> None:
     check_options(
         *options, label=lambda name, value: f"--{name.replace('_', '-')} {value}", stop=args.stop
     )
+    device = cli_device(args)
+    if args.cuda_graph and device.type != "cuda":
+        raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
     model, tok = load_language_model(args.model, args.weights, log=log)
-    model = place(model, cli_device(args))
+    model = place(model, device)
     prompts = args.prompt or ["\n"]
+    settings = (*options[:4], args.stop, args.seed, None, args.cuda_graph)
     if len(prompts) == 1:  # one prompt: its text as it comes
         print(tok.decode(tok.encode_prompts(prompts))[0], end="", flush=True)
-        for pieces in stream(model, tok, prompts, *options[:4], args.stop, args.seed):
+        for pieces in stream(model, tok, prompts, *settings):
             print(pieces[0], end="", flush=True)
         print()
         return
     texts = [""] * len(prompts)  # several: decoded as one batch, each printed at the end
-    for pieces in stream(model, tok, prompts, *options[:4], args.stop, args.seed):
+    for pieces in stream(model, tok, prompts, *settings):
         texts = [t + p for t, p in zip(texts, pieces, strict=True)]
     for prompt, text in zip(tok.decode(tok.encode_prompts(prompts)), texts, strict=True):
         print(f"{prompt}{text}\n", flush=True)

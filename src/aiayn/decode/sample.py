@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from aiayn.decode.cache import KVCache, RowPositions
+from aiayn.decode.steps import LMGraphSteps
 from aiayn.decode.weights import InputMajor
 from aiayn.models.decoder_only import DecoderOnlyLM
 
@@ -75,6 +76,7 @@ def generate(
     banned: Sequence[int] = (),
     pad_mask: Tensor | None = None,
     on_probs: Callable[[Tensor], None] | None = None,
+    graph: bool = False,
 ) -> Iterator[Tensor]:
     """Yield each new token (B,) as soon as it is chosen, continuing `prompt` (B, T), whose
     rows may begin with padding (`pad_mask`, True there: a batch of prompts of different
@@ -86,24 +88,41 @@ def generate(
     The context is the model's max_len: when a row's tokens fill it, the cache is rebuilt
     from that row's last half, so that long generations cost one re-read per max_len / 2
     tokens. Each row keeps its own context, as it would alone (`refill`).
+
+    `graph`: the cache's buffers of a fixed size, and each step after the prompt's a CUDA graph
+    replayed on CUDA (`aiayn.decode.steps.LMGraphSteps`); the same tokens.
     """
+    if graph and not use_cache:
+        raise ValueError("graph=True decodes over a static cache; it needs use_cache=True")
     model.eval()
     window = model.cfg.max_len
     tokens = prompt[:, -window:]
     pad = None if pad_mask is None else pad_mask[:, -window:]
+    # buffers for the prompt and every new token (but the last, never read), or the context
+    capacity = min(window, tokens.size(1) + max_new_tokens - 1)
+
+    def fresh() -> KVCache | LMGraphSteps:
+        if graph:
+            return LMGraphSteps(model, tokens.size(0), max(capacity, 1), prompt.device)
+        return KVCache()
+
     # without a cache, each step recomputes all positions, counted per row past the padding
-    cache = KVCache() if use_cache else RowPositions()
+    cache = fresh() if use_cache else RowPositions()
     step_in, step_pad = tokens, pad
     banned_ids = torch.tensor(list(banned), dtype=torch.long, device=prompt.device)
     weights = InputMajor(model)  # lent around each step only: the caller runs between yields
     for _ in range(max_new_tokens):
         if use_cache and cache.length + step_in.size(1) > window:
             step_in, step_pad = refill(tokens, cache, window)
-            cache = KVCache()
+            capacity = window
+            cache = fresh()
         elif not use_cache:
             step_in, step_pad = tokens, pad
         with weights.active():
-            logits = model(step_in, cache, step_pad, last_only=True)[:, -1]
+            if graph:
+                logits = cache.logits(step_in, step_pad)
+            else:
+                logits = model(step_in, cache, step_pad, last_only=True)[:, -1]
         if len(banned_ids):
             logits[:, banned_ids] = float("-inf")
         nxt = next_token(logits, temperature, top_k, top_p, generator)
@@ -116,7 +135,9 @@ def generate(
         step_in, step_pad = nxt[:, None], None
 
 
-def refill(tokens: Tensor, cache: KVCache, window: int) -> tuple[Tensor, Tensor | None]:
+def refill(
+    tokens: Tensor, cache: KVCache | LMGraphSteps, window: int
+) -> tuple[Tensor, Tensor | None]:
     """The input (and its padding) that refills an emptied cache once the last of `tokens`
     no longer fits beside `cache` in the context of `window` tokens: a row whose own tokens
     filled it keeps its last `window // 2`, any other row all of its cached tokens, as each

@@ -14,7 +14,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from aiayn.decode.cache import KVCache, StaticCache
+from aiayn.decode.cache import KVCache
+from aiayn.decode.replay import Replayed
+from aiayn.decode.static import StaticCache, StaticRows
+from aiayn.models.decoder_only import DecoderOnlyLM
 from aiayn.models.encoder_decoder import EncoderDecoder
 
 
@@ -40,7 +43,8 @@ class EagerSteps:
 
 class GraphSteps:
     """The decoder over a `StaticCache` of `capacity` positions, for `beam` rows a sentence;
-    on CUDA its step is captured in a CUDA graph at the second step and replayed after."""
+    on CUDA its step is captured in a CUDA graph at the second step and replayed after
+    (`aiayn.decode.replay`)."""
 
     def __init__(
         self, model: EncoderDecoder, memory: Tensor, src_pad: Tensor, beam: int, capacity: int
@@ -56,7 +60,7 @@ class GraphSteps:
         self.tokens = torch.zeros(memory.size(0) * beam, 1, dtype=torch.long, device=memory.device)
         # the batch rows of the sentences still searched, in the search's order
         self.sentences = torch.arange(memory.size(0), device=memory.device)
-        self.t, self.graph, self.out = 0, None, None
+        self.t, self.step = 0, Replayed(self._forward, memory.device)
 
     def rows(self) -> Tensor:
         """The buffer rows of the sentences searched, each sentence's beams together."""
@@ -68,7 +72,8 @@ class GraphSteps:
         rows = self.rows()
         self.tokens[rows] = tokens
         self.cache.step.fill_(self.t)
-        out = self._run()
+        # the first step computes the memory's keys and values, which the graph then reads
+        out = self._forward() if self.t == 0 else self.step()
         self.t += 1
         return out[rows]  # a copy: a replay overwrites `out`
 
@@ -82,37 +87,6 @@ class GraphSteps:
 
     def _forward(self) -> Tensor:
         return self.model.decode(self.tokens, self.memory, self.src_pad, self.cache)[:, -1]
-
-    def _run(self) -> Tensor:
-        # the first step computes the memory's keys and values, which the graph then reads
-        if self.graph is not None:
-            self.graph.replay()
-            return self.out
-        if self.t == 0 or not self.memory.is_cuda:
-            return self._forward()
-        # a step is idempotent (it writes the same keys at the same position), so the
-        # warm-up on a side stream (lazy cuBLAS set-up, off the capture) may run it first
-        side = _side_stream(self.memory.device)
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self._forward()
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = self._forward()
-        self.graph.replay()
-        return self.out
-
-
-_SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
-
-
-def _side_stream(device: torch.device) -> torch.cuda.Stream:
-    """One warm-up stream per device for every capture: each new stream would keep its own
-    cuBLAS workspace (33 MiB a batch on an H100 at the paper-base size, never freed)."""
-    if device not in _SIDE_STREAMS:
-        _SIDE_STREAMS[device] = torch.cuda.Stream(device)
-    return _SIDE_STREAMS[device]
 
 
 def decoder_steps(
@@ -132,3 +106,38 @@ def decoder_steps(
     if graph:
         return GraphSteps(model, memory, src_pad, beam, capacity)
     return EagerSteps(model, memory, src_pad, KVCache() if use_cache else None)
+
+
+class LMGraphSteps:
+    """A decoder-only model over `StaticRows` of `capacity` columns: the prompt read eagerly,
+    then each token a row through a step captured in a CUDA graph on CUDA. `length` and
+    `key_pad` say what a `KVCache`'s would (`aiayn.decode.sample.refill` reads them)."""
+
+    def __init__(
+        self, model: DecoderOnlyLM, rows: int, capacity: int, device: torch.device
+    ) -> None:
+        self.model, self.cache = model, StaticRows(rows, capacity, device)
+        self.tokens = torch.zeros(rows, 1, dtype=torch.long, device=device)
+        self.step = Replayed(self._forward, device)
+
+    @property
+    def length(self) -> int:
+        return self.cache.length
+
+    @property
+    def key_pad(self) -> Tensor | None:
+        return self.cache.written_pad()
+
+    def logits(self, tokens: Tensor, pad_mask: Tensor | None) -> Tensor:
+        """The next token's logits after `tokens` (B, T) (`pad_mask`: True at padding)."""
+        # -> (B, V)
+        if tokens.size(1) == 1 and pad_mask is None:
+            self.tokens.copy_(tokens)
+            out = self.step().clone()  # the caller may change it; a replay would overwrite it
+        else:
+            out = self.model(tokens, self.cache, pad_mask, last_only=True)[:, -1]
+        self.cache.advance(pad_mask, tokens.size(1))
+        return out
+
+    def _forward(self) -> Tensor:
+        return self.model(self.tokens, self.cache, None, last_only=True)[:, -1]

@@ -129,10 +129,12 @@ def stream(
     stop: Sequence[str] = (),
     seed: int | None = None,
     on_probs: Callable[[torch.Tensor], None] | None = None,
+    graph: bool = False,
 ) -> Iterator[list[str]]:
     """After each step, each prompt's new text ("" where nothing is certain yet or the row has
     ended); the last item gives out what was held back. Ends when every row has ended.
-    `on_probs` is called at each step with the chosen tokens' probabilities (B,)."""
+    `on_probs` is called at each step with the chosen tokens' probabilities (B,). `graph`:
+    each step a CUDA graph replayed, on CUDA (`aiayn.decode.sample.generate`)."""
     check_options(max_new_tokens, temperature, top_k, top_p, seed, stop=stop)
     if isinstance(prompts, str) or not prompts:
         raise ValueError("prompts must be a non-empty list of strings")
@@ -159,6 +161,7 @@ def stream(
         banned=tokenizer.never_chosen,
         pad_mask=pad.to(device) if bool(pad.any()) else None,
         on_probs=on_probs,
+        graph=graph,
     )
     for tokens in steps:
         yield [row.step(t, tokenizer, stop) for row, t in zip(rows, tokens.tolist(), strict=True)]
