@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections.abc import Callable
 
 import torch
 
@@ -34,9 +35,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as the CPU computes it
-    torch.manual_seed(0)
+    device = fp32_device()
     dims = TOY if args.smoke else BASE
     ours, hf = models(dims)
     ours, hf = ours.to(device).eval(), hf and hf.to(device).eval()
@@ -50,10 +49,8 @@ def main() -> None:
                 "eager": lambda b=beam, s=src: search(ours, s, special, b, n, graph=False),
                 "graph": lambda b=beam, s=src: search(ours, s, special, b, n, graph=True),
             }
-            same = fns["graph"]() == fns["eager"]()
             if hf is not None:
                 fns["transformers"] = lambda b=beam, s=src: generate(hf, s, b, n)
-            seconds = interleaved(fns, args.rounds, warmup=1)
             record = {
                 "bench": "graph_decode",
                 "model": f"d{dims['d_model']} {dims['n_layers']}+{dims['n_layers']} vocab {VOCAB}",
@@ -61,15 +58,30 @@ def main() -> None:
                 "batch": batch,
                 "beam": beam,
                 "new_tokens": n,
-                "tokens_per_s": {k: round(batch * n / v, 1) for k, v in seconds.items()},
-                "graph_vs_eager": round(seconds["eager"] / seconds["graph"], 2),
-                "graph_tokens_equal_eager": same,
             }
-            if hf is not None:
-                record["graph_vs_transformers"] = round(
-                    seconds["transformers"] / seconds["graph"], 2
-                )
-            report(record)
+            report(record | against_eager(fns, batch * n, args.rounds))
+
+
+def fp32_device() -> torch.device:
+    """The GPU if there is one, else the CPU; fp32 without TF32, as a CPU computes it; seeded."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.manual_seed(0)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def against_eager(fns: dict[str, Callable[[], object]], tokens: int, rounds: int) -> dict:
+    """Whether fns["graph"] returns fns["eager"]'s tokens, and each one's tokens/s (`tokens` a
+    call, interleaved after warm-up) with the graph's speed-ups."""
+    same = fns["graph"]() == fns["eager"]()
+    seconds = interleaved(fns, rounds, warmup=1)
+    figures = {
+        "tokens_per_s": {k: round(tokens / v, 1) for k, v in seconds.items()},
+        "graph_vs_eager": round(seconds["eager"] / seconds["graph"], 2),
+        "graph_tokens_equal_eager": same,
+    }
+    if "transformers" in seconds:
+        figures["graph_vs_transformers"] = round(seconds["transformers"] / seconds["graph"], 2)
+    return figures
 
 
 def models(dims: dict) -> tuple[EncoderDecoder, object | None]:

@@ -18,7 +18,8 @@ import torch
 from aiayn.decode.sample import generate
 from aiayn.models import ModelConfig
 from aiayn.models.decoder_only import DecoderOnlyLM
-from benchmarks.common import interleaved, report
+from benchmarks.common import report
+from benchmarks.graph_decode import against_eager, fp32_device
 
 PROMPT = 16
 GPT2 = {"n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257, "n_positions": 1024}
@@ -32,9 +33,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--smoke", action="store_true")
     args = p.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.backends.cuda.matmul.allow_tf32 = False  # fp32 as the CPU computes it
-    torch.manual_seed(0)
+    device = fp32_device()
     dims = TOY if args.smoke else GPT2
     ours, hf = models(dims)
     ours, hf = ours.to(device).eval(), hf and hf.to(device).eval()
@@ -45,10 +44,8 @@ def main() -> None:
             "eager": lambda p=prompt: tokens(ours, p, n, graph=False),
             "graph": lambda p=prompt: tokens(ours, p, n, graph=True),
         }
-        same = fns["graph"]() == fns["eager"]()
         if hf is not None:
             fns["transformers"] = lambda p=prompt: hf_generate(hf, p, n)
-        seconds = interleaved(fns, args.rounds, warmup=1)
         record = {
             "bench": "graph_generate",
             "model": f"gpt2-shaped d{dims['n_embd']} L{dims['n_layer']} vocab {dims['vocab_size']}",
@@ -56,13 +53,8 @@ def main() -> None:
             "batch": batch,
             "prompt": PROMPT,
             "new_tokens": n,
-            "tokens_per_s": {k: round(batch * n / v, 1) for k, v in seconds.items()},
-            "graph_vs_eager": round(seconds["eager"] / seconds["graph"], 2),
-            "graph_tokens_equal_eager": same,
         }
-        if hf is not None:
-            record["graph_vs_transformers"] = round(seconds["transformers"] / seconds["graph"], 2)
-        report(record)
+        report(record | against_eager(fns, batch * n, args.rounds))
 
 
 def models(dims: dict) -> tuple[DecoderOnlyLM, object | None]:
