@@ -1,12 +1,13 @@
-"""How a search runs the encoder-decoder's decoder, a step at a time: the seam between the
-search (`aiayn.decode.search`) and the machine.
+"""How decoding runs a model a step at a time: the seam between a search
+(`aiayn.decode.search`) or a generation (`aiayn.decode.sample`) and the machine.
 
-`EagerSteps` feeds each step through a growing KV cache, and beams' rows and finished
-sentences' rows leave the batch as the search goes. `GraphSteps` keeps every shape fixed (a
-`StaticCache`; finished sentences stay in the batch, their rows unread) so that on CUDA the
-step is captured once in a CUDA graph and then replayed, one launch instead of one per kernel:
-Python no longer sits between the GPU's kernels. On a CPU it runs the same fixed-shape step
-eagerly, which is how the tests prove its tokens equal the eager path's.
+For the encoder-decoder, `EagerSteps` feeds each step through a growing KV cache, and beams'
+rows and finished sentences' rows leave the batch as the search goes. `GraphSteps` keeps every
+shape fixed (a `StaticCache`; finished sentences stay in the batch, their rows unread) so that
+on CUDA the step is captured once in a CUDA graph and then replayed, one launch instead of one
+per kernel: Python no longer sits between the GPU's kernels (`aiayn.decode.replay`). For a
+language model, `LMGraphSteps` does the same over `StaticRows`. On a CPU they run the same
+fixed-shape step eagerly, which is how the tests prove their tokens equal the eager path's.
 """
 
 from __future__ import annotations
