@@ -87,6 +87,23 @@ def test_damaged_ct2_model_files_load_or_refuse(ct2, flips: list, data) -> None:
     load_or_refuse(ct2, damaged(ct2, change))
 
 
+def test_a_damaged_activation_is_refused_at_load(ct2) -> None:
+    """Found by the test above: CTranslate2 reads a spec's activation only when it first
+    decodes, so a damaged one loaded and failed the first translation instead."""
+
+    def change(folder: Path) -> None:
+        model = bytearray((folder / "model.bin").read_bytes())
+        name = model.index(b"activation\x00") + len(b"activation\x00")
+        assert model[name] == 0  # a scalar: rank 0, then its dtype, byte count and value
+        model[name + 6] = 7  # no activation's number
+        (folder / "model.bin").write_bytes(bytes(model))
+
+    from aiayn.interop.ct2 import ct2_translator
+
+    with pytest.raises(ValueError, match=r"could not load the model \(invalid activation type"):
+        ct2_translator(ct2[1], ct2[0], damaged(ct2, change))
+
+
 # -- ablation results and studies ------------------------------------------------------------
 
 

@@ -286,8 +286,12 @@ def load_engine(folder: Path, tokens: list[str], threads: int = 0) -> Any:
         inside(folder, "model.bin"), ct2.specs.model_spec.CURRENT_BINARY_VERSION, folder
     )
     try:
-        return ct2.Translator(str(folder), device="cpu", intra_threads=threads)
+        engine = ct2.Translator(str(folder), device="cpu", intra_threads=threads)
+        # some of the spec's values (an activation's, say) are read only when a model first
+        # decodes: one step of one token, so that a damaged one is refused here, by name
+        engine.translate_batch([[tokens[0]]], max_decoding_length=1, beam_size=1)
     except Exception as e:  # the C++ reader raises RuntimeError, IndexError, MemoryError...
         raise ValueError(
             f"{folder}: CTranslate2 could not load the model ({first_line(e)}); export-ct2 again"
         ) from None
+    return engine
