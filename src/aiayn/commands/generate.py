@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="replay each step as a CUDA graph (CUDA; the same text)",
+        help="replay each step as a CUDA graph (CUDA; the same text to rounding)",
     )
     gen.set_defaults(run=run)
 

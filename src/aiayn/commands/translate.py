@@ -38,7 +38,7 @@ def add_decoding(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--cuda-graph",
         action="store_true",
-        help="replay the decoder's step as a CUDA graph (CUDA; the same translations)",
+        help="replay the decoder's step as a CUDA graph (CUDA; the same output to rounding)",
     )
 
 

@@ -98,24 +98,23 @@ def generate(
     window = model.cfg.max_len
     tokens = prompt[:, -window:]
     pad = None if pad_mask is None else pad_mask[:, -window:]
-    # buffers for the prompt and every new token (but the last, never read), or the context
-    capacity = min(window, tokens.size(1) + max_new_tokens - 1)
-
-    def fresh() -> KVCache | LMGraphSteps:
-        if graph:
-            return LMGraphSteps(model, tokens.size(0), max(capacity, 1), prompt.device)
-        return KVCache()
-
     # without a cache, each step recomputes all positions, counted per row past the padding
-    cache = fresh() if use_cache else RowPositions()
+    cache = RowPositions()
+    if use_cache:
+        # static buffers for the prompt and every new token but the last (never read), or the
+        # context: refilled in place, so that a CUDA graph captured once serves to the end
+        capacity = max(min(window, tokens.size(1) + max_new_tokens - 1), 1)
+        cache = LMGraphSteps(model, len(tokens), capacity, prompt.device) if graph else KVCache()
     step_in, step_pad = tokens, pad
     banned_ids = torch.tensor(list(banned), dtype=torch.long, device=prompt.device)
     weights = InputMajor(model)  # lent around each step only: the caller runs between yields
     for _ in range(max_new_tokens):
         if use_cache and cache.length + step_in.size(1) > window:
             step_in, step_pad = refill(tokens, cache, window)
-            capacity = window
-            cache = fresh()
+            if graph:
+                cache.reset()
+            else:
+                cache = KVCache()
         elif not use_cache:
             step_in, step_pad = tokens, pad
         with weights.active():

@@ -12,6 +12,8 @@ fixed-shape step eagerly, which is how the tests prove their tokens equal the ea
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor
 
@@ -61,7 +63,10 @@ class GraphSteps:
         self.tokens = torch.zeros(memory.size(0) * beam, 1, dtype=torch.long, device=memory.device)
         # the batch rows of the sentences still searched, in the search's order
         self.sentences = torch.arange(memory.size(0), device=memory.device)
-        self.t, self.step = 0, Replayed(self._forward, memory.device)
+        # a function of the buffers, not of `self`: a bound method would make a reference cycle
+        # that keeps a dropped search's buffers (and graph) until the cycle collector runs
+        forward = partial(_decode, model, self.tokens, memory, src_pad, self.cache)
+        self.t, self.step = 0, Replayed(forward, memory.device)
 
     def rows(self) -> Tensor:
         """The buffer rows of the sentences searched, each sentence's beams together."""
@@ -74,7 +79,7 @@ class GraphSteps:
         self.tokens[rows] = tokens
         self.cache.step.fill_(self.t)
         # the first step computes the memory's keys and values, which the graph then reads
-        out = self._forward() if self.t == 0 else self.step()
+        out = self.step.forward() if self.t == 0 else self.step()
         self.t += 1
         return out[rows]  # a copy: a replay overwrites `out`
 
@@ -86,8 +91,11 @@ class GraphSteps:
         index[self.rows()] = searched[rows]
         self.cache.reorder(index, self.t)
 
-    def _forward(self) -> Tensor:
-        return self.model.decode(self.tokens, self.memory, self.src_pad, self.cache)[:, -1]
+
+def _decode(
+    model: EncoderDecoder, tokens: Tensor, memory: Tensor, src_pad: Tensor, cache: StaticCache
+) -> Tensor:
+    return model.decode(tokens, memory, src_pad, cache)[:, -1]
 
 
 def decoder_steps(
@@ -119,7 +127,7 @@ class LMGraphSteps:
     ) -> None:
         self.model, self.cache = model, StaticRows(rows, capacity, device)
         self.tokens = torch.zeros(rows, 1, dtype=torch.long, device=device)
-        self.step = Replayed(self._forward, device)
+        self.step = Replayed(partial(_next, model, self.tokens, self.cache), device)
 
     @property
     def length(self) -> int:
@@ -140,5 +148,10 @@ class LMGraphSteps:
         self.cache.advance(pad_mask, tokens.size(1))
         return out
 
-    def _forward(self) -> Tensor:
-        return self.model(self.tokens, self.cache, None, last_only=True)[:, -1]
+    def reset(self) -> None:
+        """Empty, to be refilled: the buffers and the captured graph are kept."""
+        self.cache.reset()
+
+
+def _next(model: DecoderOnlyLM, tokens: Tensor, cache: StaticRows) -> Tensor:
+    return model(tokens, cache, None, last_only=True)[:, -1]

@@ -180,14 +180,16 @@ def generate(
     top_p: float = 1.0,
     stop: Sequence[str] = (),
     seed: int | None = None,
+    graph: bool = False,
 ) -> str | list[str]:
     """The continuation of each prompt (of the prompt, when given one string), up to
     `max_new_tokens` tokens, the end-of-sequence token or a stop string; temperature 0 is
-    greedy, else a sample filtered by top-k and top-p, the same for the same seed."""
+    greedy, else a sample filtered by top-k and top-p, the same for the same seed. `graph`:
+    as `stream`'s."""
     batch = [prompts] if isinstance(prompts, str) else list(prompts)
     texts = [""] * len(batch)
     for pieces in stream(
-        model, tokenizer, batch, max_new_tokens, temperature, top_k, top_p, stop, seed
+        model, tokenizer, batch, max_new_tokens, temperature, top_k, top_p, stop, seed, None, graph
     ):
         texts = [t + p for t, p in zip(texts, pieces, strict=True)]
     return texts[0] if isinstance(prompts, str) else texts
