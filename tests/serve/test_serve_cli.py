@@ -1,8 +1,10 @@
 import socket
 
 import pytest
+import torch
 
 from aiayn.cli import main
+from aiayn.serve.engines import LanguageEngine, TranslationEngine
 from aiayn.serve.server import is_loopback
 
 
@@ -16,6 +18,7 @@ from aiayn.serve.server import is_loopback
         (["--max-rows", "0"], "--max-rows 0 must be in [1, 4096]"),
         (["--time-limit", "nan"], "--time-limit nan must be in (0, 86400] seconds"),
         (["--device", "tpu"], "--device='tpu'"),
+        (["--cuda-graph", "--device", "cpu"], "--cuda-graph needs a CUDA device; --device gave"),
     ],
 )
 def test_bad_serve_arguments_are_one_line_errors(translation_run, tmp_path, capsys, argv, message):
@@ -39,3 +42,21 @@ def test_a_port_in_use_is_named(translation_run, capsys) -> None:
 def test_only_loopback_addresses_pass_without_a_warning() -> None:
     assert all(map(is_loopback, ["127.0.0.1", "127.3.0.1", "::1", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.2", "::", "example.org"]))
+
+
+def test_cuda_graph_serves_translation_models_only(translation_run, lm_run) -> None:
+    """A translation engine's searches take the static-shape step (eager on this CPU) with the
+    same answers; a language model's engine refuses the flag by name."""
+    cpu, quiet = torch.device("cpu"), lambda _: None
+    engine = TranslationEngine.load(translation_run, None, cpu, quiet)
+    texts = ["a man sees the dog", "a woman sleeps"]
+
+    def answers() -> list:
+        job = engine.translate_job(texts, 4, 0.6, 2)
+        return job.run(job.items)
+
+    eager = answers()
+    engine.use_cuda_graph()
+    assert engine.translator.graph and answers() == eager
+    with pytest.raises(ValueError, match="this run is a decoder_only model"):
+        LanguageEngine.load(lm_run, None, cpu, quiet).use_cuda_graph()

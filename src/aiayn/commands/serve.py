@@ -50,6 +50,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds a generation may run before it ends as if at max_tokens (%(default)s)",
     )
     add_device(cmd)
+    cmd.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="translation models: replay the decoder's step as a CUDA graph (CUDA)",
+    )
     cmd.set_defaults(run=run)
 
 
@@ -65,12 +70,15 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-rows {args.max_rows} must be in [1, 4096]")
     if not 0 < args.time_limit <= 86_400:  # NaN too
         raise ValueError(f"--time-limit {args.time_limit} must be in (0, 86400] seconds")
+    device = cli_device(args)
+    if args.cuda_graph and device.type != "cuda":
+        raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
     bounds = Bounds(args.max_connections, args.head_timeout, args.body_timeout)
     serve(
         args.model,
         args.host,
         args.port,
-        cli_device(args),
+        device,
         args.weights,
         log,
         args.max_queue,
@@ -78,4 +86,5 @@ def run(args: argparse.Namespace) -> None:
         bounds,
         args.max_rows,
         args.time_limit,
+        args.cuda_graph,
     )

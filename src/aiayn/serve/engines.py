@@ -52,6 +52,12 @@ class Engine:
     def attention_job(self, text: str, target: str | None) -> Job:
         raise NotImplementedError
 
+    def use_cuda_graph(self) -> None:
+        """Decode with each step replayed as a CUDA graph (`serve --cuda-graph`)."""
+        raise ValueError(
+            f"--cuda-graph decodes translation models; this run is a {self.family} model"
+        )
+
 
 def attention_maps(
     model: nn.Module, tokens: torch.Tensor, labels: list[str], kind: str, **kw: Any
@@ -85,6 +91,9 @@ class TranslationEngine(Engine):
         from aiayn.tasks.translation import load_translator
 
         return cls(run_dir, load_translator(run_dir, weights, device, log))
+
+    def use_cuda_graph(self) -> None:
+        self.translator.graph = True
 
     def translate_job(self, texts: list[str], beam: int, alpha: float, n_best: int) -> Job:
         def run(items: list[str]) -> list[dict[str, Any]]:

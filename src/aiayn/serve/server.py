@@ -64,9 +64,12 @@ def serve(
     bounds: Bounds | None = None,
     max_rows: int = MAX_ROWS,
     time_limit_s: float = TIME_LIMIT_S,
+    graph: bool = False,
 ) -> None:
     bounds = bounds or Bounds()
     engine = load_engine(model_dir, weights, device, log)
+    if graph:  # one worker thread decodes, so no other CUDA work runs beside a capture
+        engine.use_cuda_graph()
     sock = bind(host, port)
     if not is_loopback(host):
         log(f"warning: listening on {host}, beyond this machine: the API has no authentication")
