@@ -24,9 +24,21 @@ def add_device(cmd: argparse.ArgumentParser) -> None:
 
 
 def cli_device(args: argparse.Namespace) -> torch.device:
+    """--device's, refused by name when --cuda-graph (`add_cuda_graph`) asks for CUDA."""
     from aiayn.device import pick_device
 
-    return pick_device(args.device, "--device")
+    device = pick_device(args.device, "--device")
+    if getattr(args, "cuda_graph", False) and device.type != "cuda":
+        raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
+    return device
+
+
+def add_cuda_graph(cmd: argparse.ArgumentParser, what: str) -> None:
+    cmd.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help=f"replay {what} as a CUDA graph (CUDA; the same output to rounding)",
+    )
 
 
 def add_weights(cmd: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from aiayn.commands.common import add_device, add_weights, cli_device, log
+from aiayn.commands.common import add_cuda_graph, add_device, add_weights, cli_device, log
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,11 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--seed", type=int, help="the same seed gives the same text")
     add_weights(gen)
     add_device(gen)
-    gen.add_argument(
-        "--cuda-graph",
-        action="store_true",
-        help="replay each step as a CUDA graph (CUDA; the same text to rounding)",
-    )
+    add_cuda_graph(gen, "each step")
     gen.set_defaults(run=run)
 
 
@@ -43,8 +39,6 @@ def run(args: argparse.Namespace) -> None:
         *options, label=lambda name, value: f"--{name.replace('_', '-')} {value}", stop=args.stop
     )
     device = cli_device(args)
-    if args.cuda_graph and device.type != "cuda":
-        raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
     model, tok = load_language_model(args.model, args.weights, log=log)
     model = place(model, device)
     prompts = args.prompt or ["\n"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from aiayn.commands.common import add_device, add_weights, cli_device, log
+from aiayn.commands.common import add_cuda_graph, add_device, add_weights, cli_device, log
 from aiayn.serve import BODY_TIMEOUT_S, HEAD_TIMEOUT_S, MAX_CONNECTIONS, MAX_ROWS, TIME_LIMIT_S
 
 
@@ -50,11 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds a generation may run before it ends as if at max_tokens (%(default)s)",
     )
     add_device(cmd)
-    cmd.add_argument(
-        "--cuda-graph",
-        action="store_true",
-        help="translation models: replay the decoder's step as a CUDA graph (CUDA)",
-    )
+    add_cuda_graph(cmd, "a translation model's decoder step")
     cmd.set_defaults(run=run)
 
 
@@ -70,15 +66,12 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--max-rows {args.max_rows} must be in [1, 4096]")
     if not 0 < args.time_limit <= 86_400:  # NaN too
         raise ValueError(f"--time-limit {args.time_limit} must be in (0, 86400] seconds")
-    device = cli_device(args)
-    if args.cuda_graph and device.type != "cuda":
-        raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
     bounds = Bounds(args.max_connections, args.head_timeout, args.body_timeout)
     serve(
         args.model,
         args.host,
         args.port,
-        device,
+        cli_device(args),
         args.weights,
         log,
         args.max_queue,

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 from typing import TYPE_CHECKING
 
-from aiayn.commands.common import add_device, add_weights, cli_device, log
+from aiayn.commands.common import add_cuda_graph, add_device, add_weights, cli_device, log
 from aiayn.decodeconfig import MAX_ALPHA, MAX_BEAM
 from aiayn.safeio import check_text
 
@@ -35,11 +35,7 @@ def add_decoding(cmd: argparse.ArgumentParser) -> None:
     add_weights(cmd)
     cmd.add_argument("--int8", action="store_true", help="int8 linear layers (CPU)")
     add_device(cmd)
-    cmd.add_argument(
-        "--cuda-graph",
-        action="store_true",
-        help="replay the decoder's step as a CUDA graph (CUDA; the same output to rounding)",
-    )
+    add_cuda_graph(cmd, "the decoder's step")
 
 
 def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
@@ -50,12 +46,9 @@ def cli_translator(args: argparse.Namespace, model_dir: str) -> Translator:
         raise ValueError(f"--beam {args.beam} must be in [1, {MAX_BEAM}] (1: greedy search)")
     if args.alpha is not None and not 0 <= args.alpha <= MAX_ALPHA:  # NaN too
         raise ValueError(f"--alpha {args.alpha}: the length penalty must be in [0, {MAX_ALPHA:g}]")
-    device = cli_device(args)
     if args.cuda_graph and args.int8:
         raise ValueError("--int8 decodes on a CPU and --cuda-graph on CUDA; choose one")
-    if args.cuda_graph and device.type != "cuda":
-        raise ValueError(f"--cuda-graph needs a CUDA device; --device gave {device}")
-    translator = load_translator(model_dir, args.weights, device, log=log)
+    translator = load_translator(model_dir, args.weights, cli_device(args), log=log)
     translator.graph = args.cuda_graph
     if args.alpha is not None:
         translator.decode = dataclasses.replace(translator.decode, alpha=args.alpha)
