@@ -72,11 +72,12 @@ def greedy(
     # src: (B, S) -> B token lists without <s> or </s>
     memory, src_pad = model.encode(src)
     limit = _limits(src, special.pad, max_extra, cap)
-    steps = decoder_steps(model, memory, src_pad, 1, int(limit.max()), graph, use_cache)
+    longest = int(limit.max())
+    steps = decoder_steps(model, memory, src_pad, 1, longest, graph, use_cache)
     ys = torch.full((src.size(0), 1), special.bos, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     broken = torch.zeros((), dtype=torch.bool, device=src.device)
-    for t in range(int(limit.max())):
+    for t in range(longest):
         step_in = ys[:, -1:] if use_cache else ys
         logits = steps.logits(step_in)
         broken |= logits.isnan().any()
