@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from aiayn.decode.steps import decoder_steps
+from aiayn.decode.topk import row_topk
 from aiayn.models.encoder_decoder import EncoderDecoder
 
 NOT_FINITE = "the model gave NaN scores; its weights or inputs are broken"
@@ -147,12 +148,14 @@ def n_best_search(
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     active = finished  # the sentences still searched, in the order of the batch's rows
     for t in range(max(limit)):
-        logits = steps.logits(tokens[:, -1:])
-        logp = _ban(logits.float().log_softmax(-1), special)
+        logits = steps.logits(tokens[:, -1:]).float()
+        # in place: a second (n, V) block each step would be fresh pages for the kernel to
+        # fault in (a beam of 1,650 rows over 8,000 tokens: 53 MB, mapped anew by malloc)
+        logp = _ban(torch.log_softmax(logits, -1, out=logits), special)
         n, each = len(active), min(2 * k, logp.size(-1))
         # a sentence's 2K best continuations lie among each of its beams' 2K best tokens:
         # only those are added to their beam's score
-        best, best_token = logp.topk(each, dim=1)  # (n * K, each)
+        best, best_token = row_topk(logp, each)  # (n * K, each), as logp.topk(each, dim=1)
         cand = (scores.view(-1, 1) + best).view(n, k * each)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2K): at most K of them end in </s>
         parent, token = top_idx // each, best_token.view(n, k * each).gather(1, top_idx)
