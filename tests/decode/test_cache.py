@@ -58,3 +58,25 @@ def test_row_positions_without_padding_are_the_papers_positions():
         steps = [model(x[:, :4], cache)] + [model(x[:, t : t + 1], cache) for t in range(4, 9)]
     assert len(cache.layers) == 2 and cache.length == 9  # a layer's cache at its first use
     torch.testing.assert_close(torch.cat(steps, 1), model(x))
+
+
+def test_reorders_copy_into_the_buffers_the_last_one_left_and_keep_each_rows_keys():
+    # a beam search's steps: append a position, keep some rows (each a parent), again and again;
+    # the keys must be the chosen rows' whole history, as a plain gather of the history gives
+    g = torch.Generator().manual_seed(0)
+    cache, history = KVCache(), torch.empty(6, 2, 0, 4)
+    layer = cache.layer(0)
+    buffers = set()
+    for rows in [6, 6, 5, 5, 3, 3]:
+        new = torch.randn(history.size(0), 2, 1, 4, generator=g)
+        k, v = layer.append(new, -new)
+        history = torch.cat([history, new], 2)
+        assert torch.equal(k, history) and torch.equal(v, -history)
+        index = torch.randint(0, history.size(0), (rows,), generator=g)
+        cache.reorder_beams(index)
+        history = history[index]
+        assert torch.equal(layer.k[:, :, : layer.length], history)
+        assert torch.equal(layer.v[:, :, : layer.length], -history)
+        buffers.add(layer.k.untyped_storage().data_ptr())
+    # one buffer is made for the first reorder; after it the two take turns
+    assert len(buffers) == 2

@@ -30,6 +30,9 @@ class LayerCache:
     v: Tensor | None = None
     length: int = 0
     memory_kv: tuple[Tensor, Tensor] | None = None  # computed once from the encoder's output
+    # the buffers the last reorder copied from, which the next one copies into: fresh ones
+    # each step would be new pages, faulted in by the kernel as they are written
+    spare: tuple[Tensor, Tensor] | None = None
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Add this step's keys and values; return all of them."""
@@ -42,6 +45,15 @@ class LayerCache:
         self.v[:, :, self.length : end] = v
         self.length = end
         return self.k[:, :, :end], self.v[:, :, :end]
+
+    def reorder(self, index: Tensor) -> None:
+        """Keep the batch rows `index` (in that order) of the keys and values so far."""
+        k, v = self.spare or (None, None)
+        self.k, self.v, self.spare = (
+            _rows(self.k, index, self.length, k),
+            _rows(self.v, index, self.length, v),
+            (self.k, self.v),
+        )
 
     def cross_attention(
         self, attn: CrossAttention, x: Tensor, memory: Tensor, mask: Mask
@@ -167,8 +179,7 @@ class KVCache(RowPositions):
         but for keeping `memory_rows` alone when sentences leave the batch."""
         for layer in self.layers:
             if layer.k is not None:
-                layer.k = _rows(layer.k, index, layer.length)
-                layer.v = _rows(layer.v, index, layer.length)
+                layer.reorder(index)
             if memory_rows is not None and layer.memory_kv is not None:
                 k, v = layer.memory_kv
                 layer.memory_kv = (k[memory_rows], v[memory_rows])
@@ -176,9 +187,12 @@ class KVCache(RowPositions):
             self.key_pad, self.key_pos = self.key_pad[index], self.key_pos[index]
 
 
-def _rows(buf: Tensor, index: Tensor, length: int) -> Tensor:
+def _rows(buf: Tensor, index: Tensor, length: int, into: Tensor | None = None) -> Tensor:
     """A buffer of `buf`'s capacity holding rows `index` of its first `length` positions: the
-    spare room past `length` (up to as much again) is not copied."""
-    out = buf.new_empty(index.numel(), *buf.shape[1:])
+    spare room past `length` (up to as much again) is not copied. The rows are written into
+    `into` (another buffer, no longer read) where it is of that shape with enough rows."""
+    n = index.numel()
+    fits = into is not None and into.shape[1:] == buf.shape[1:] and into.size(0) >= n
+    out = into[:n] if fits else buf.new_empty(n, *buf.shape[1:])
     torch.index_select(buf[:, :, :length], 0, index, out=out[:, :, :length])
     return out
