@@ -27,6 +27,7 @@ from aiayn.data.tokenizer import fit_tokenizer
 from aiayn.decode.quantize import quantize_int8
 from aiayn.decode.search import Special, beam_search
 from aiayn.decode.translate import Translator
+from aiayn.decode.weights import search_weights
 from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine, vocabulary
 from aiayn.models import ModelConfig, build_model
 from aiayn.runtime.attention import use_attention
@@ -103,8 +104,9 @@ def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> No
 
     @torch.inference_mode()
     def ours(m) -> None:
-        for src in tensors:
-            beam_search(m, src, special, beam=5, alpha=0.6, max_extra=10**6, cap=n)
+        with search_weights(m).active():  # as `Translator` decodes on a CPU
+            for src in tensors:
+                beam_search(m, src, special, beam=5, alpha=0.6, max_extra=10**6, cap=n)
 
     def theirs(e) -> None:
         for b in words:

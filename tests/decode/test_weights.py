@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from aiayn.decode.weights import InputMajor
+from aiayn.decode.weights import InputMajor, Reused, input_major_linear, search_weights
 from aiayn.models import ModelConfig, build_model
 
 
@@ -33,3 +33,35 @@ def test_a_failing_step_still_takes_the_copies_back() -> None:
     with pytest.raises(ValueError, match="max_len=8"), weights.active():
         model(torch.full((1, 9), 1))  # beyond max_len: the learned positions refuse it
     assert not any("forward" in vars(layer) for layer, _, _ in weights.copies)
+
+
+def test_a_search_output_layer_writes_each_step_over_the_last() -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=40, d_model=16, n_heads=2, d_ff=32, n_layers=1,
+                      n_decoder_layers=1, max_len=16, dropout=0.0)  # fmt: skip
+    model = build_model(cfg).eval()
+    steps = [torch.randint(3, 40, (n, 4)) for n in (3, 2, 3)]  # rows leave, then more come
+    weights = search_weights(model)
+    with torch.inference_mode():
+        memory, pad = model.encode(torch.randint(3, 40, (3, 5)))
+        plain = [model.decode(t, memory[: len(t)], pad[: len(t)]) for t in steps]
+        blocks = []
+        with weights.active():
+            for tokens, want in zip(steps, plain, strict=True):
+                logits = model.decode(tokens, memory[: len(tokens)], pad[: len(tokens)])
+                assert torch.allclose(logits, want, atol=1e-6)  # read within its step
+                blocks.append(logits.untyped_storage().data_ptr())
+        assert torch.equal(model.decode(steps[0], memory, pad), plain[0])  # the layer's own again
+    assert len(set(blocks)) == 1  # the output layer's one block, for fewer rows too
+    assert len(weights.copies) > 1 and weights.overwrite == (model.generator,)
+
+
+def test_the_reused_block_grows_for_more_rows_and_follows_the_dtype() -> None:
+    into, like = Reused(), torch.zeros(1)
+    first = into.block(2, 5, like)
+    assert into.block(1, 5, like).data_ptr() == first.data_ptr()  # fewer rows: the same block
+    assert into.block(3, 5, like).shape == (3, 5)  # more: a larger one
+    assert into.block(3, 5, like.double()).dtype == torch.float64
+    weight_t, x = torch.randn(4, 5), torch.randn(3, 4)
+    out = input_major_linear(x, weight_t, None, into)
+    assert torch.equal(out, x @ weight_t) and out.data_ptr() == into.memory.data_ptr()

@@ -15,7 +15,7 @@ from aiayn.data.parallel import pad_to_tensor
 from aiayn.data.text import chunked
 from aiayn.data.tokenizer import TextTokenizer
 from aiayn.decode.search import Special, beam_search, greedy, n_best_search
-from aiayn.decode.weights import InputMajor
+from aiayn.decode.weights import InputMajor, search_weights
 from aiayn.decodeconfig import DecodeConfig
 from aiayn.models.encoder_decoder import EncoderDecoder
 from aiayn.nn.attention import record_attention
@@ -90,7 +90,7 @@ class Translator:
 
     def _weights(self) -> InputMajor | None:
         """Weights lent to the model's linear layers while it decodes (a CPU speed-up)."""
-        return InputMajor(self.model)
+        return search_weights(self.model)
 
     def _detokenize(self, hyps: list[list[int]]) -> list[str]:
         texts = self.tgt_tok.decode(hyps)

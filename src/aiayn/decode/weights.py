@@ -8,6 +8,12 @@ the time of a decoding call (a second copy of those weights in memory meanwhile)
 them to the model's nn.Linear layers; the model is unchanged, its outputs equal to rounding.
 The gain was measured on a CPU only: on CUDA, whose cuBLAS reads a transposed operand as it
 is, plain nn.Linear decodes and no copy is made (`input_major_pays`).
+
+A search's output layer also writes each step's logits over the last step's, which the search
+has read by then (`search_weights`): a fresh block each step (53 MB for a beam of 1,650 rows
+over 8,000 tokens) is new pages that the kernel faults in one by one. On `runs/m30k-short`
+this made `Translator.translate` of 1,000 sentences at beam 5 1.15x faster (2-core Intel Xeon,
+the same translations).
 """
 
 from __future__ import annotations
@@ -20,12 +26,33 @@ import torch
 from torch import Tensor, nn
 
 
-def input_major_linear(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
-    """x W^T + b, as nn.Linear computes it, from W^T stored contiguously."""
+def input_major_linear(
+    x: Tensor, weight_t: Tensor, bias: Tensor | None, into: Reused | None = None
+) -> Tensor:
+    """x W^T + b, as nn.Linear computes it, from W^T stored contiguously (into `into`'s block
+    when given)."""
     # x: (..., in) -> (..., out)
     rows = x.reshape(-1, x.size(-1))
-    out = rows @ weight_t if bias is None else torch.addmm(bias, rows, weight_t)
+    out = None if into is None else into.block(rows.size(0), weight_t.size(1), rows)
+    if bias is None:
+        out = torch.mm(rows, weight_t, out=out)
+    else:
+        out = torch.addmm(bias, rows, weight_t, out=out)
     return out.view(*x.shape[:-1], weight_t.size(1))
+
+
+class Reused:
+    """One block of memory that a layer's every output is written into, grown when short."""
+
+    def __init__(self) -> None:
+        self.memory: Tensor | None = None
+
+    def block(self, rows: int, width: int, like: Tensor) -> Tensor:
+        """(rows, width) of the block, of `like`'s dtype and device."""
+        m = self.memory
+        if m is None or m.size(0) < rows or m.size(1) != width or m.dtype != like.dtype:
+            self.memory = m = like.new_empty(rows, width)
+        return m[:rows]
 
 
 class InputMajor:
@@ -35,7 +62,10 @@ class InputMajor:
     left as they are.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, overwrite: tuple[nn.Module, ...] = ()) -> None:
+        """`overwrite`: layers whose every output is read before their next call, which then
+        write it into one block of memory, reused (a search's output layer)."""
+        self.overwrite = overwrite
         self.copies = [
             (m, m.weight.detach().t().contiguous(), None if m.bias is None else m.bias.detach())
             for m in model.modules()
@@ -48,12 +78,20 @@ class InputMajor:
     @contextmanager
     def active(self) -> Iterator[None]:
         for layer, weight_t, bias in self.copies:
-            layer.forward = partial(input_major_linear, weight_t=weight_t, bias=bias)
+            into = Reused() if any(layer is m for m in self.overwrite) else None
+            layer.forward = partial(input_major_linear, weight_t=weight_t, bias=bias, into=into)
         try:
             yield
         finally:
             for layer, _, _ in self.copies:
                 del layer.forward
+
+
+def search_weights(model: nn.Module) -> InputMajor:
+    """The weights a greedy or beam search decodes with, whose output layer (`generator`)
+    writes each step's logits over the last step's: the search reads them within the step."""
+    generator = getattr(model, "generator", None)
+    return InputMajor(model, () if generator is None else (generator,))
 
 
 def input_major_pays(device: torch.device) -> bool:
