@@ -21,10 +21,17 @@ def row_topk(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """`x.topk(k, dim=1)` of a 2-D `x`: the same values, largest first, at the same indices
     (among equal values the order may differ)."""
     # x: (N, V) -> values (N, k), indices (N, k)
-    n, v = x.shape
-    size = chunk_size(v, k)
+    size = chunk_size(x.size(1), k)
     if size is None or not x.is_contiguous():
         return x.topk(k, dim=1)
+    return chunked_topk(x, k, size)
+
+
+def chunked_topk(x: Tensor, k: int, size: int) -> tuple[Tensor, Tensor]:
+    """`row_topk`'s two passes over chunks of `size`, which divides a contiguous `x`'s rows
+    into at least k chunks."""
+    # x: (N, V) -> values (N, k), indices (N, k)
+    n, v = x.shape
     chunks = x.view(n, v // size, size)
     which = chunks.amax(2).topk(k, dim=1).indices  # (N, k): the chunks that hold the k largest
     found = chunks.gather(1, which[:, :, None].expand(n, k, size)).view(n, k * size)
