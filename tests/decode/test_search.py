@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from aiayn.decode import search
 from aiayn.decode.search import Special, beam_search, greedy, n_best_search, sequence_score
 from tests.decode.conftest import SPECIAL, VOCAB, tiny_model
 
@@ -138,3 +139,38 @@ def test_an_output_ends_at_any_end_id_as_at_eos(trained, sources):
     assert greedy(trained, sources, special) == cut and cut != plain
     for hyp, _ in beam_search(trained, sources, special, beam=3):
         assert token not in hyp
+
+
+def searched(model, sources, monkeypatch, n_best, norm, until_k=False):
+    """n_best_search's output, and the rows each decoder step fed; `until_k`: by the rule
+    before early stopping, each sentence searched until K of its hypotheses have finished."""
+    seen, decode = [], model.decode
+
+    def counting(tgt, *args, **kw):
+        seen.append(tgt.size(0))
+        return decode(tgt, *args, **kw)
+
+    monkeypatch.setattr(model, "decode", counting)
+    if until_k:
+        rule = lambda finished, *_: [i for i, f in enumerate(finished) if len(f) < 4]  # noqa: E731
+        monkeypatch.setattr(search, "_undecided", rule)
+    found = n_best_search(model, sources, SPECIAL, beam=4, n_best=n_best, norm=norm)
+    monkeypatch.undo()
+    return found, sum(seen)
+
+
+@pytest.mark.parametrize("n_best", [1, 3])
+@pytest.mark.parametrize("norm", ["gnmt", "length"])
+def test_stopping_once_no_live_hypothesis_can_rank_gives_what_k_finished_give(
+    model, sources, monkeypatch, n_best, norm
+):
+    early, early_rows = searched(model, sources, monkeypatch, n_best, norm)
+    full, full_rows = searched(model, sources, monkeypatch, n_best, norm, until_k=True)
+    assert early == full  # the same tokens and the very same scores
+    assert early_rows <= full_rows
+
+
+def test_sentences_do_stop_before_k_hypotheses_finish(trained, sources, monkeypatch):
+    _, early_rows = searched(trained, sources, monkeypatch, 1, "gnmt")
+    _, full_rows = searched(trained, sources, monkeypatch, 1, "gnmt", until_k=True)
+    assert early_rows < full_rows

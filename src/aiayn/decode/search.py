@@ -167,7 +167,7 @@ def n_best_search(
         scores = top_scores.gather(1, order)
         rows = torch.arange(n, device=src.device)[:, None] * k + parent.gather(1, order)
         token = token.gather(1, order)
-        going = [i for i, f in enumerate(active) if len(f) < k]
+        going = _undecided(active, scores, limit, n_best, alpha, norm)
         if not going:
             break
         keep = None
@@ -186,6 +186,28 @@ def n_best_search(
         [(tokens, score) for j, (score, tokens) in enumerate(f) if j == 0 or score > -math.inf]
         for f in ranked
     ]
+
+
+def _undecided(finished, scores, limit, n_best, alpha, norm) -> list[int]:
+    """The sentences still searched: fewer than K hypotheses finished, and some live one that
+    could yet rank among the `n_best` best finished. None can once the n_best-th best finished
+    score is at least each live one's bound: its log-probability only falls, and is divided
+    by at most the penalty at the sentence's limit. Ties go to the first found, so stopping
+    then returns what running on to K finished would, scores and all."""
+    # scores: (n, K) the live hypotheses' log-probabilities, -inf where fewer than K exist
+    k = scores.size(1)
+    done = [i for i, f in enumerate(finished) if n_best <= len(f) < k]
+    best = scores.max(1).values.tolist() if done and alpha >= 0 else None
+    out = []
+    for i, f in enumerate(finished):
+        if len(f) >= k:
+            continue
+        if best is not None and len(f) >= n_best:
+            nth = sorted((s for s, _ in f), reverse=True)[n_best - 1]
+            if nth >= best[i] / length_penalty(limit[i], alpha, norm):
+                continue
+        out.append(i)
+    return out
 
 
 def _finish(finished, top_scores, parent, token, is_eos, tokens, t, limit, k, lp, special):
