@@ -120,8 +120,9 @@ def test_a_batch_gives_each_sentence_what_it_gets_alone_as_finished_ones_leave_i
 
     monkeypatch.setattr(model, "decode", counting)
     batch = n_best_search(model, sources, SPECIAL, beam=3, n_best=3)
-    assert rows_seen[0] == 3 * len(sources) and rows_seen[-1] < rows_seen[0]
-    assert rows_seen == sorted(rows_seen, reverse=True)  # sentences that are done leave
+    # the first step feeds one row a sentence (its beams' prefixes are all <s>), then K
+    assert rows_seen[:2] == [len(sources), 3 * len(sources)] and rows_seen[-1] < rows_seen[1]
+    assert rows_seen[1:] == sorted(rows_seen[1:], reverse=True)  # sentences that are done leave
     for row, hyps in zip(sources, batch, strict=True):
         alone = n_best_search(model, row[row != SPECIAL.pad][None], SPECIAL, beam=3, n_best=3)[0]
         assert [tokens for tokens, _ in hyps] == [tokens for tokens, _ in alone]

@@ -147,8 +147,11 @@ def n_best_search(
     scores[:, 0] = 0.0  # at the start only one prefix exists per sentence
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
     active = finished  # the sentences still searched, in the order of the batch's rows
+    # eagerly, the first step feeds one row a sentence, whose K prefixes are all <s> alone (as
+    # CTranslate2 does on CPUs): the decoder and output layer's first step is 1/K the work
+    first = 1 if graph else k
     for t in range(max(limit)):
-        logits = steps.logits(tokens[:, -1:]).float()
+        logits = steps.logits(tokens[:: first if t == 0 else 1, -1:]).float()
         # in place: a second (n, V) block each step would be fresh pages for the kernel to
         # fault in (a beam of 1,650 rows over 8,000 tokens: 53 MB, mapped anew by malloc)
         logp = _ban(torch.log_softmax(logits, -1, out=logits), special)
@@ -156,6 +159,8 @@ def n_best_search(
         # a sentence's 2K best continuations lie among each of its beams' 2K best tokens:
         # only those are added to their beam's score
         best, best_token = row_topk(logp, each)  # (n * K, each), as logp.topk(each, dim=1)
+        if best.size(0) < n * k:  # the first step's row is each of its sentence's K beams'
+            best, best_token = best.repeat_interleave(k, 0), best_token.repeat_interleave(k, 0)
         cand = (scores.view(-1, 1) + best).view(n, k * each)
         top_scores, top_idx = cand.topk(2 * k, dim=1)  # (n, 2K): at most K of them end in </s>
         parent, token = top_idx // each, best_token.view(n, k * each).gather(1, top_idx)
@@ -176,7 +181,7 @@ def n_best_search(
             scores, rows, token = scores[keep], rows[keep], token[keep]
             active, limit = [active[i] for i in going], [limit[i] for i in going]
         tokens = torch.cat([tokens[rows.view(-1)], token.view(-1, 1)], dim=1)
-        steps.reorder(rows.view(-1), keep)
+        steps.reorder(rows.view(-1) // (first if t == 0 else 1), keep)
     # a stable sort: among equal scores the first found stays first, as max() would pick it
     ranked = [sorted(f, key=lambda h: -h[0])[:n_best] for f in finished]
     if any(math.isnan(score) for f in ranked for score, _ in f):
