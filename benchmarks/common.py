@@ -18,6 +18,13 @@ RESULTS = Path(__file__).resolve().parents[1] / "results" / "bench.jsonl"
 
 def interleaved(fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 2) -> dict:
     """Median seconds per call of each function, called in turn round after round."""
+    return {name: statistics.median(t) for name, t in round_times(fns, rounds, warmup).items()}
+
+
+def round_times(
+    fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Seconds per call of each function in each round, the functions called in turn."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -29,7 +36,16 @@ def interleaved(fns: dict[str, Callable[[], None]], rounds: int, warmup: int = 2
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def paired_ratio(times: dict[str, list[float]], ours: str, theirs: str) -> dict[str, float]:
+    """How many times as fast `ours` ran as `theirs`, round by round (their seconds over ours
+    in the same round): the median and the range. A machine whose speed drifts between rounds
+    moves both sides of a round alike, so these vary less than a ratio of two medians."""
+    ratios = sorted(b / a for a, b in zip(times[ours], times[theirs], strict=True))
+    return {"median": round(statistics.median(ratios), 2), "min": round(ratios[0], 2),
+            "max": round(ratios[-1], 2)}  # fmt: skip
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, device: str = "cpu") -> float:

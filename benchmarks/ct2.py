@@ -9,12 +9,15 @@
 
 Precisions: fp32 against fp32 and int8 against int8 (aiayn's `--int8`: torch's dynamic int8
 linear layers; CTranslate2's int8 export). Prints one JSON object per model and
-appends it to results/bench.jsonl.
+appends it to results/bench.jsonl: each ratio of the engines' median speeds, and the same
+ratio taken round by round (`paired_*`: median and range), which this machine's drift between
+rounds moves less.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -32,7 +35,7 @@ from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine, vocabulary
 from aiayn.models import ModelConfig, build_model
 from aiayn.runtime.attention import use_attention
 from aiayn.tasks.translation import load_translator
-from benchmarks.common import interleaved, report
+from benchmarks.common import paired_ratio, report, round_times
 
 TEST = "../shared/data/multi30k/test_2016_flickr.en.gz"
 
@@ -63,12 +66,12 @@ def trained(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
     timed = engines | {
         f"ct2 {q}": CT2Translator(translator, e, one_call=True) for q, e in ct2.items()
     }
-    seconds = interleaved(
+    times = round_times(
         {name: (lambda t=t: t.translate(sentences, 5)) for name, t in timed.items()},
         args.rounds,
         warmup=0,
     )
-    summary(args, "trained run " + str(args.run), len(sentences), seconds, outputs, greedy)
+    summary(args, "trained run " + str(args.run), len(sentences), times, outputs, greedy)
 
 
 def greedy_ids(t: Translator, sentences: list[str]) -> list[str]:
@@ -119,11 +122,11 @@ def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> No
         **{f"ct2 {q}": (lambda e=e: theirs(e)) for q, e in ct2.items()},
     }
     summary(args, "marian-base-shaped d512 6+6 H8 ff2048, random", len(rows),
-            interleaved(fns, args.rounds, warmup=1), None, None)  # fmt: skip
+            round_times(fns, args.rounds, warmup=1), None, None)  # fmt: skip
 
 
-def summary(args, model: str, n: int, seconds: dict, outputs, greedy) -> None:
-    rate = {k: round(n / v, 1) for k, v in seconds.items()}
+def summary(args, model: str, n: int, times: dict, outputs, greedy) -> None:
+    rate = {k: round(n / statistics.median(v), 1) for k, v in times.items()}
     record = {
         "bench": "ct2",
         "model": model,
@@ -134,6 +137,9 @@ def summary(args, model: str, n: int, seconds: dict, outputs, greedy) -> None:
         "aiayn_fp32_vs_ct2_fp32": round(rate["aiayn fp32"] / rate["ct2 float32"], 2),
         "aiayn_int8_vs_ct2_int8": round(rate["aiayn int8"] / rate["ct2 int8"], 2),
         "aiayn_int8_vs_aiayn_fp32": round(rate["aiayn int8"] / rate["aiayn fp32"], 2),
+        # the same two ratios taken round by round: less moved by the machine's drift
+        "paired_fp32": paired_ratio(times, "aiayn fp32", "ct2 float32"),
+        "paired_int8": paired_ratio(times, "aiayn int8", "ct2 int8"),
     }
     if outputs:
         ref = outputs["aiayn fp32"]
