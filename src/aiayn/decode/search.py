@@ -151,7 +151,8 @@ def n_best_search(
     # CTranslate2 does on CPUs): the decoder and output layer's first step is 1/K the work
     first = 1 if graph else k
     for t in range(max(limit)):
-        logits = steps.logits(tokens[:: first if t == 0 else 1, -1:]).float()
+        fed = first if t == 0 else 1  # the step's rows are every `fed`-th of tokens'
+        logits = steps.logits(tokens[::fed, -1:]).float()
         # in place: a second (n, V) block each step would be fresh pages for the kernel to
         # fault in (a beam of 1,650 rows over 8,000 tokens: 53 MB, mapped anew by malloc)
         logp = _ban(torch.log_softmax(logits, -1, out=logits), special)
@@ -181,7 +182,7 @@ def n_best_search(
             scores, rows, token = scores[keep], rows[keep], token[keep]
             active, limit = [active[i] for i in going], [limit[i] for i in going]
         tokens = torch.cat([tokens[rows.view(-1)], token.view(-1, 1)], dim=1)
-        steps.reorder(rows.view(-1) // (first if t == 0 else 1), keep)
+        steps.reorder(rows.view(-1) // fed, keep)
     # a stable sort: among equal scores the first found stays first, as max() would pick it
     ranked = [sorted(f, key=lambda h: -h[0])[:n_best] for f in finished]
     if any(math.isnan(score) for f in ranked for score, _ in f):
@@ -201,8 +202,8 @@ def _undecided(finished, scores, limit, n_best, alpha, norm) -> list[int]:
     then returns what running on to K finished would, scores and all."""
     # scores: (n, K) the live hypotheses' log-probabilities, -inf where fewer than K exist
     k = scores.size(1)
-    done = [i for i, f in enumerate(finished) if n_best <= len(f) < k]
-    best = scores.max(1).values.tolist() if done and alpha >= 0 else None
+    decidable = alpha >= 0 and any(n_best <= len(f) < k for f in finished)
+    best = scores.max(1).values.tolist() if decidable else None
     out = []
     for i, f in enumerate(finished):
         if len(f) >= k:
