@@ -6,11 +6,14 @@ in the demo's shape (4 heads of 64; a batch of about 4,096 tokens), in fp32 or u
 autocast as training runs it, under each of the three masks
 a model gives it: key padding (encoder and cross-attention), a padded causal mask (decoder
 training on padded batches) and CAUSAL alone (language-model blocks); and one decoding step
-(one new query over T cached keys, no mask, fp32, inference mode; 8 sentences of 5 beams).
+(one new query over T cached keys, no mask, fp32, inference mode; 8 sentences of 5 beams),
+a beam's cross-attention (`beam_cross`: each sentence's 5 queries together over T keys of its
+memory, a padding mask) and, at a few keys, the one-query kernel against the written-out path
+(`one_query`: 4 heads of 32, 330 sentences of 5 beams, where `bmm` runs its scalar loop).
 Prints JSON: seconds per call of each path and math / sdpa (below 1: the written-out path is
-faster).
+faster), or one_query / math.
 
-`python -m benchmarks.attention_impl [--device cuda]`
+`python -m benchmarks.attention_impl [--device cuda] [--threads N]`
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import argparse
 import torch
 
 from aiayn.nn.masks import CAUSAL, attention_mask
-from aiayn.runtime.attention import attention
+from aiayn.runtime.attention import attention, one_query
 from benchmarks.common import interleaved, report
 
 LENGTHS = (16, 32, 64, 128, 256, 512)
 HEADS, D_HEAD, BATCH_TOKENS = 4, 64, 4096
 DECODE_ROWS = 40  # 8 sentences, 5 beams each
+BEAM, FEW_KEYS = 5, (2, 4, 8, 12)
+STEP_ROUNDS = 200  # a decoding step's call takes microseconds
 
 
 def masks(batch: int, t: int, device: torch.device) -> dict:
@@ -44,24 +49,52 @@ def train_call(qkv: list, mask, impl: str, bf16: bool) -> None:
     out.float().sum().backward()
 
 
-def decode_call(qkv: tuple, impl: str) -> None:
+def decode_call(qkv: tuple, impl: str, mask=None) -> None:
     with torch.inference_mode():
-        attention(*qkv, None, 0.0, impl)
+        if impl == "one_query":
+            one_query(*qkv)
+        else:
+            attention(*qkv, mask, 0.0, impl)
 
 
-def compare(kind: str, t: int, call, rounds: int = 20) -> dict:
-    rounds = rounds * 10 if kind == "decode_step" else rounds  # a step takes microseconds
-    s = interleaved({i: lambda i=i: call(i) for i in ("math", "sdpa")}, rounds)
-    row = {"T": t, "mask": kind, **s, "math/sdpa": round(s["math"] / s["sdpa"], 3)}
+def compare(kind: str, t: int, call, rounds: int = 20, impls=("math", "sdpa")) -> dict:
+    s = interleaved({i: lambda i=i: call(i) for i in impls}, rounds)
+    row = {"T": t, "mask": kind, **s, "/".join(impls): round(s[impls[0]] / s[impls[1]], 3)}
     print(row, flush=True)
     return row
+
+
+def decode_rows(t: int, device: torch.device) -> list[dict]:
+    """One new query a beam over T cached keys, and a sentence's beams over T memory keys."""
+    q, k, v = (torch.randn(DECODE_ROWS, HEADS, n, D_HEAD, device=device) for n in (1, t, t))
+    rows = [compare("decode_step", t, lambda impl, x=(q, k, v): decode_call(x, impl), STEP_ROUNDS)]
+    n = DECODE_ROWS // BEAM
+    q, k, v = (torch.randn(n, HEADS, m, D_HEAD, device=device) for m in (BEAM, t, t))
+    pad = torch.zeros(n, t, dtype=torch.bool, device=device)
+    pad[::2, t * 3 // 4 :] = True
+    mask = attention_mask(1, t, pad, device=device)
+    call = lambda impl: decode_call((q, k, v), impl, mask)  # noqa: E731
+    rows.append(compare("beam_cross", t, call, STEP_ROUNDS))
+    return rows
+
+
+def one_query_rows(device: torch.device) -> list[dict]:
+    rows = []
+    for t in FEW_KEYS:
+        q, k, v = (torch.randn(330 * BEAM, 4, n, 32, device=device) for n in (1, t, t))
+        call = lambda impl, x=(q, k, v): decode_call(x, impl)  # noqa: E731
+        rows.append(compare("one_query", t, call, 20, ("one_query", "math")))
+    return rows
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads first (MKL's too)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, bf16 = torch.device(args.device), args.precision == "bf16"
     torch.manual_seed(0)
     dtype = torch.bfloat16 if bf16 else torch.float32  # what the projections give under autocast
@@ -73,10 +106,10 @@ def main() -> None:
             x.requires_grad_()
         for kind, mask in masks(batch, t, device).items():
             rows.append(compare(kind, t, lambda impl, m=mask, x=qkv: train_call(x, m, impl, bf16)))
-        q, k, v = (torch.randn(DECODE_ROWS, HEADS, n, D_HEAD, device=device) for n in (1, t, t))
-        rows.append(compare("decode_step", t, lambda impl, x=(q, k, v): decode_call(x, impl)))
+        rows += decode_rows(t, device)
+    rows += one_query_rows(device) if device.type == "cpu" else []
     report({"benchmark": "attention_impl", "device": args.device, "precision": args.precision,
-            "rows": rows})  # fmt: skip
+            "set_threads": args.threads, "rows": rows})  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -43,7 +43,11 @@ def test_dropout_off_the_cpu_is_torchs_own(monkeypatch):
         ("cpu", torch.bfloat16, 40, 40, "math"),  # bf16 training at short lengths
         ("cpu", torch.bfloat16, 40, AUTO_MATH_UP_TO + 1, "sdpa"),  # longer than measured
         ("cpu", torch.float32, 40, 40, "sdpa"),  # fp32 training: the fused kernel was faster
-        ("cpu", torch.float32, 1, 40, "math"),  # a decoding step
+        ("cpu", torch.float32, 1, 60, "math"),  # a decoding step
+        ("cpu", torch.float32, 1, 49, "one_query"),  # 49 keys of 8: bmm's scalar loop
+        ("cpu", torch.float32, 1, 50, "math"),  # 400 multiply-adds: bmm's own kernels
+        ("cpu", torch.float32, 5, 40, "math"),  # a sentence's 5 beams over its memory
+        ("cpu", torch.float32, 17, 40, "sdpa"),
         ("meta", torch.bfloat16, 40, 40, "sdpa"),  # off the CPU: SDPA's (flash) kernels
         ("meta", torch.float32, 1, 40, "sdpa"),
     ],

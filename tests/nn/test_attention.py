@@ -3,9 +3,9 @@ import torch
 from torch.autograd import gradcheck
 
 from aiayn.nn.attention import CrossAttention, SelfAttention, attention_math, record_attention
-from aiayn.nn.masks import attention_mask, causal_mask
+from aiayn.nn.masks import CAUSAL, attention_mask, causal_mask
 from aiayn.nn.positional import ALiBi
-from aiayn.runtime.attention import attention, fused, use_attention
+from aiayn.runtime.attention import attention, fused, one_query, use_attention
 
 B, H, TQ, TK, D = 2, 4, 5, 7, 8
 
@@ -31,6 +31,22 @@ def test_math_and_sdpa_paths_agree_under_every_mask(kind):
     math_out = attention(q, k, v, mask, impl="math")
     sdpa_out = attention(q, k, v, mask, impl="sdpa")
     torch.testing.assert_close(math_out, sdpa_out, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", [*masks(1, TK), "CAUSAL"])
+def test_one_query_kernel_agrees_with_the_written_out_path_under_every_mask(kind):
+    q, k, v = torch.randn(B, H, 1, D), torch.randn(B, H, TK, D), torch.randn(B, H, TK, D)
+    mask = CAUSAL if kind == "CAUSAL" else masks(1, TK)[kind]
+    expected = attention_math(q, k, v, mask)[0]  # CAUSAL: the query is the last position
+    torch.testing.assert_close(one_query(q, k, v, mask), expected, atol=1e-6, rtol=0)
+
+
+def test_one_query_kernel_reads_a_cache_buffers_filled_part_and_has_gradients():
+    buf = torch.randn(B, H, 16, D, dtype=torch.float64)  # a cache: room past the 5 filled
+    q = torch.randn(B, H, 1, D, dtype=torch.float64, requires_grad=True)
+    k, v = buf[:, :, :5].requires_grad_(), buf[:, :, 5:10].requires_grad_()
+    torch.testing.assert_close(one_query(q, k, v), fused(q, k, v))
+    assert gradcheck(lambda q, k, v: one_query(q, k, v, scale=0.5), (q, k, v))
 
 
 def test_math_path_is_softmax_of_scaled_scores():

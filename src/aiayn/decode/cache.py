@@ -66,8 +66,8 @@ class LayerCache:
         """
         # x: (B, T, d_model), memory: (B / g, S, d_model), mask (B / g, 1, 1 or T, S)
         # -> (B, T, d_model), query rows i*g ... i*g + g-1 attending to memory row i
-        if self.memory_kv is None:
-            self.memory_kv = attn.keys_values(memory)
+        if self.memory_kv is None:  # contiguous: each step's product then reads it in place
+            self.memory_kv = tuple(t.contiguous() for t in attn.keys_values(memory))
         k, v = self.memory_kv
         q = attn.queries(x)  # (B, H, T, d_head)
         b, h, t, d = q.shape

@@ -3,16 +3,20 @@
 `MultiHeadAttention` runs the equation through its `kernel` (`aiayn.nn.attention`); this
 module holds the kernels a run chooses among (`train.attn_impl`) and sets them on a model.
 `math` is the equation written out; `sdpa` is torch's fused `F.scaled_dot_product_attention`
-(tests prove them equal); `auto` picks one per call, by what was measured faster.
+(tests prove them equal); `auto` picks one per call, by what was measured faster, and for a
+decoding step's one query over few keys `one_query`, the same equation in other kernels.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aiayn.nn.attention import Kernel, MultiHeadAttention, written_out
+from aiayn.nn.dropout import dropout
 from aiayn.nn.masks import CAUSAL, Mask
 
 ATTENTION_IMPLS = ("auto", "sdpa", "math")
@@ -24,13 +28,55 @@ ATTENTION_IMPLS = ("auto", "sdpa", "math")
 # (T_q, T_k) scores the written-out path keeps would cost memory for no known gain. On GPUs
 # SDPA runs flash kernels.
 AUTO_MATH_UP_TO = 512
+# A beam's cross-attention: a sentence's K queries together over its memory, with a padding
+# mask. Once torch.set_num_threads has been called (which turns MKL's dynamic threading off),
+# SDPA's CPU kernel, which calls MKL inside its own parallel loop, ran 1.3-5x slower there and
+# the written-out path took 0.60-0.78x its time at 16-64 keys (`--threads 2`), 1.0-1.07x at
+# 128-512; with torch's default threads, 1.20-1.34x for 8 sentences (its `beam_cross` rows),
+# 0.8x for 330. Translating test_2016_flickr with runs/m30k-short, the two ran as fast
+# (1.01x), so the path that does not depend on that setting is taken (2-core AMD EPYC).
+AUTO_MATH_QUERIES = 16
+# torch's CPU `bmm` multiplies matrices of fewer than this many multiply-adds in a scalar loop
+BMM_SCALAR_BELOW = 400
 
 
 def auto_impl(q: Tensor, k: Tensor) -> str:
-    """The path that measured faster for these inputs (see AUTO_MATH_UP_TO)."""
-    short = k.size(-2) <= AUTO_MATH_UP_TO
-    cpu_wins = q.dtype == torch.bfloat16 or q.size(-2) == 1
-    return "math" if q.device.type == "cpu" and short and cpu_wins else "sdpa"
+    """The path that measured faster for these inputs (see AUTO_MATH_UP_TO): `one_query`
+    where a decoding step's products would fall into `bmm`'s scalar loop."""
+    if q.device.type != "cpu" or k.size(-2) > AUTO_MATH_UP_TO:
+        return "sdpa"
+    if q.size(-2) == 1 and k.size(-2) * q.size(-1) < BMM_SCALAR_BELOW:
+        return "one_query"
+    if q.dtype == torch.bfloat16 or q.size(-2) <= AUTO_MATH_QUERIES:
+        return "math"
+    return "sdpa"
+
+
+def one_query(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    mask: Mask = None,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+) -> Tensor:
+    """The equation for one query a row, its two products as elementwise products summed:
+    vectorised kernels, where `bmm` would loop over scalars (BMM_SCALAR_BELOW). At 2-12 keys
+    of 32 dimensions, 1,650 rows of 4 heads, it took 0.69-0.87x the written-out path's time
+    (`benchmarks.attention_impl`'s `one_query` rows, 2-core AMD EPYC, fp32); translating
+    test_2016_flickr with runs/m30k-short, 1.03x as fast (0.94-1.13 over 8 rounds), the same
+    translations. Equal to `written_out` to rounding (tests/nn/test_attention.py)."""
+    # q: (B, H, 1, d_k), k: (B, H, T_k, d_k), v: (B, H, T_k, d_v) -> (B, H, 1, d_v)
+    if mask is CAUSAL:  # the one query is the last position: it sees every key
+        mask = None
+    scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
+    scores = (q * k).sum(-1).unsqueeze(-2) * scale  # (B, H, 1, T_k)
+    if mask is not None and mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif mask is not None:
+        scores = scores + mask
+    weights = dropout(scores.softmax(dim=-1), dropout_p)
+    return (weights.transpose(-2, -1) * v).sum(-2, keepdim=True)
 
 
 def fused(
@@ -57,7 +103,7 @@ def auto(
     scale: float | None = None,
 ) -> Tensor:
     """The path that measured faster for these inputs (`auto_impl`)."""
-    kernel = written_out if auto_impl(q, k) == "math" else fused
+    kernel = {"math": written_out, "sdpa": fused, "one_query": one_query}[auto_impl(q, k)]
     return kernel(q, k, v, mask, dropout_p, scale)
 
 
