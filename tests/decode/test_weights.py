@@ -2,9 +2,22 @@
 
 import pytest
 import torch
+from torch import nn
 
-from aiayn.decode.weights import InputMajor, Reused, input_major_linear, search_weights
+from aiayn.decode.search import Special, beam_search
+from aiayn.decode.weights import (
+    InputMajor,
+    Reused,
+    input_major_linear,
+    onednn_linear,
+    onednn_pays,
+    search_weights,
+)
 from aiayn.models import ModelConfig, build_model
+
+needs_onednn = pytest.mark.skipif(
+    not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN"
+)
 
 
 def test_lent_copies_give_the_same_logits_and_are_taken_back() -> None:
@@ -65,3 +78,43 @@ def test_the_reused_block_grows_for_more_rows_and_follows_the_dtype() -> None:
     weight_t, x = torch.randn(4, 5), torch.randn(3, 4)
     out = input_major_linear(x, weight_t, None, into)
     assert torch.equal(out, x @ weight_t) and out.data_ptr() == into.memory.data_ptr()
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows, bias", [(1, True), (7, False), (16, True)])
+def test_onednn_linear_is_nn_linear_and_a_row_gets_the_same_alone(rows, bias) -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(512, 96, bias=bias)
+    packed = torch.ops.mkldnn._reorder_linear_weight(layer.weight.detach(), 160)
+    b = None if layer.bias is None else layer.bias.detach()
+    x = torch.randn(rows, 3, 512)
+    out = onednn_linear(x, packed, b)
+    torch.testing.assert_close(out, layer(x).detach(), atol=1e-5, rtol=1e-5)
+    alone = torch.cat([onednn_linear(x[i : i + 1], packed, b) for i in range(rows)])
+    assert torch.equal(alone, out)  # rows padded to a bucket: the others change nothing
+
+
+@needs_onednn
+def test_onednn_weights_are_borrowed_only_by_wide_layers_on_amd(monkeypatch) -> None:
+    wide, narrow = nn.Linear(512, 8), nn.Linear(8, 512)
+    monkeypatch.setattr("aiayn.decode.weights.on_amd", lambda: True)
+    assert onednn_pays(wide) and not onednn_pays(narrow)
+    monkeypatch.setattr("aiayn.decode.weights.on_amd", lambda: False)
+    assert not onednn_pays(wide)
+
+
+@needs_onednn
+def test_a_beam_search_over_onednn_weights_finds_what_mkl_finds(monkeypatch) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=60, d_model=512, n_heads=8, d_ff=512, n_layers=1,
+                      n_decoder_layers=2, max_len=32, dropout=0.0)  # fmt: skip
+    model = build_model(cfg).eval()
+    src, special = torch.randint(3, 60, (5, 9)), Special(bos=1, eos=2, pad=0)
+    found = {}
+    for amd in (False, True):
+        monkeypatch.setattr("aiayn.decode.weights.on_amd", lambda amd=amd: amd)
+        with search_weights(model).active():
+            found[amd] = beam_search(model, src, special, beam=4, max_extra=8)
+    assert [t for t, _ in found[True]] == [t for t, _ in found[False]]
+    for (_, a), (_, b) in zip(found[True], found[False], strict=True):
+        assert a == pytest.approx(b, abs=1e-4)

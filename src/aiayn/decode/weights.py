@@ -14,16 +14,25 @@ has read by then (`search_weights`): a fresh block each step (53 MB for a beam o
 over 8,000 tokens) is new pages that the kernel faults in one by one. On `runs/m30k-short`
 this made `Translator.translate` of 1,000 sentences at beam 5 1.15x faster (2-core Intel Xeon,
 the same translations).
+
+On AMD CPUs MKL runs its AVX2 kernels (`mkl_blas_def_sgemm_kernel_0_zen`), where oneDNN, also
+inside torch, runs AVX-512: at inner sizes of 512 and 2,048 its products took 0.39-0.88x
+MKL's time at 32 and 160 rows, at 128 0.93-1.03x (2-core AMD EPYC, `python -m
+benchmarks.onednn_linear`). There, layers of at least ONEDNN_FROM inputs borrow oneDNN's
+blocked copy of their weights instead (`onednn_linear`), as CTranslate2 takes oneDNN on CPUs
+other than Intel's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
+from functools import cache, partial
 
 import torch
 from torch import Tensor, nn
+
+from aiayn.safeio import read_input_text
 
 
 def input_major_linear(
@@ -39,6 +48,43 @@ def input_major_linear(
     else:
         out = torch.addmm(bias, rows, weight_t, out=out)
     return out.view(*x.shape[:-1], weight_t.size(1))
+
+
+# oneDNN compiles a kernel for each row count (about 1 ms each, 2-core AMD EPYC) and keeps 1,024:
+# rows are padded to a multiple of this, so a batch that shrinks step by step reuses a few
+ROW_BUCKET = 16
+ONEDNN_FROM = 512  # inputs; at 128 oneDNN and MKL took the same time
+
+
+def onednn_linear(x: Tensor, packed: Tensor, bias: Tensor | None) -> Tensor:
+    """x W^T + b, as nn.Linear computes it to rounding, by oneDNN from W in its blocked layout
+    (`packed`). With the rows padded, a row's result is the same alone as among others."""
+    # x: (..., in) -> (..., out)
+    rows = x.reshape(-1, x.size(-1))
+    n = rows.size(0)
+    if n % ROW_BUCKET:
+        rows = torch.cat([rows, rows.new_zeros(ROW_BUCKET - n % ROW_BUCKET, rows.size(1))])
+    out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+    return out[:n].view(*x.shape[:-1], out.size(-1))
+
+
+@cache
+def on_amd() -> bool:
+    """Whether this is an AMD CPU (Linux's /proc/cpuinfo says so), where MKL runs AVX2 only."""
+    try:
+        info = read_input_text("/proc/cpuinfo", 1 << 22)
+    except (OSError, ValueError):  # not Linux, or unreadable: MKL, as before
+        return False
+    return any(
+        line.split(":")[-1].strip() == "AuthenticAMD"
+        for line in info.splitlines()
+        if line.startswith("vendor_id")
+    )
+
+
+def onednn_pays(layer: nn.Linear) -> bool:
+    """Whether decoding borrows oneDNN's layout for `layer` (on an AMD CPU, wide enough)."""
+    return layer.in_features >= ONEDNN_FROM and torch.backends.mkldnn.is_available() and on_amd()
 
 
 class Reused:
@@ -60,7 +106,8 @@ def _alike(a: Tensor, b: Tensor) -> bool:
 
 
 class InputMajor:
-    """(in, out) copies of a model's nn.Linear weights, used by those layers within `active()`.
+    """(in, out) copies of a model's nn.Linear weights (or oneDNN's, where `onednn_pays`), used
+    by those layers within `active()`.
 
     Layers whose weights are not plain tensors (sharded by FSDP, say), or not on a CPU, are
     left as they are.
@@ -71,7 +118,7 @@ class InputMajor:
         write it into one block of memory, reused (a search's output layer)."""
         self.overwrite = overwrite
         self.copies = [
-            (m, m.weight.detach().t().contiguous(), None if m.bias is None else m.bias.detach())
+            (m, _layout(m), None if m.bias is None else m.bias.detach())
             for m in model.modules()
             if isinstance(m, nn.Linear)
             and type(m.weight.data) is torch.Tensor
@@ -81,14 +128,25 @@ class InputMajor:
 
     @contextmanager
     def active(self) -> Iterator[None]:
-        for layer, weight_t, bias in self.copies:
+        for layer, weight, bias in self.copies:
+            if onednn_pays(layer):
+                layer.forward = partial(onednn_linear, packed=weight, bias=bias)
+                continue
             into = Reused() if any(layer is m for m in self.overwrite) else None
-            layer.forward = partial(input_major_linear, weight_t=weight_t, bias=bias, into=into)
+            layer.forward = partial(input_major_linear, weight_t=weight, bias=bias, into=into)
         try:
             yield
         finally:
             for layer, _, _ in self.copies:
                 del layer.forward
+
+
+def _layout(layer: nn.Linear) -> Tensor:
+    """The copy of `layer`'s weight that decoding borrows: oneDNN's or (in, out)."""
+    weight = layer.weight.detach()
+    if onednn_pays(layer):
+        return torch.ops.mkldnn._reorder_linear_weight(weight, 160)  # a layout for ~160 rows
+    return weight.t().contiguous()
 
 
 def search_weights(model: nn.Module) -> InputMajor:
