@@ -165,7 +165,10 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", choices=("trained", "base"), help="one of the two models")
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
+    # only to change the count: the call also turns MKL's dynamic threading off, which slowed
+    # SDPA's CPU kernel 1.3-5x (runtime.attention), a setting `aiayn translate` never makes
+    if torch.get_num_threads() != args.threads:
+        torch.set_num_threads(args.threads)
     sentences = read_lines(TEST)[: args.sentences]
     with tempfile.TemporaryDirectory() as folder:
         if args.only != "base":
