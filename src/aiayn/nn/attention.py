@@ -36,14 +36,17 @@ def attention_math(
     if mask is CAUSAL:
         mask = causal_mask(q.size(-2), k.size(-2), q.device)
     scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
-    scores = q @ k.transpose(-2, -1) * scale  # (B, H, T_q, T_k)
-    if mask is not None and mask.dtype == torch.bool:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    elif mask is not None:
-        scores = scores + mask
+    scores = masked(q @ k.transpose(-2, -1) * scale, mask)  # (B, H, T_q, T_k)
     weights = scores.softmax(dim=-1)
     out = dropout(weights, dropout_p) @ v
     return out, weights  # (B, H, T_q, d_v), (B, H, T_q, T_k)
+
+
+def masked(scores: Tensor, mask: Mask) -> Tensor:
+    """`scores` with `mask` applied: -inf where a boolean mask is False, a float one added."""
+    if mask is not None and mask.dtype == torch.bool:
+        return scores.masked_fill(~mask, float("-inf"))
+    return scores if mask is None else scores + mask
 
 
 # (q, k, v, mask, dropout_p, scale) -> output: what computes the equation above

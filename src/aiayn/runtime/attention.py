@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aiayn.nn.attention import Kernel, MultiHeadAttention, written_out
+from aiayn.nn.attention import Kernel, MultiHeadAttention, masked, written_out
 from aiayn.nn.dropout import dropout
 from aiayn.nn.masks import CAUSAL, Mask
 
@@ -70,11 +70,7 @@ def one_query(
     if mask is CAUSAL:  # the one query is the last position: it sees every key
         mask = None
     scale = 1 / math.sqrt(q.size(-1)) if scale is None else scale
-    scores = (q * k).sum(-1).unsqueeze(-2) * scale  # (B, H, 1, T_k)
-    if mask is not None and mask.dtype == torch.bool:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    elif mask is not None:
-        scores = scores + mask
+    scores = masked((q * k).sum(-1).unsqueeze(-2) * scale, mask)  # (B, H, 1, T_k)
     weights = dropout(scores.softmax(dim=-1), dropout_p)
     return (weights.transpose(-2, -1) * v).sum(-2, keepdim=True)
 
