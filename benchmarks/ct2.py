@@ -2,7 +2,9 @@
 `aiayn export-ct2`'s spec), interleaved after warm-up, in one run, on `--threads` threads:
 
 (a) a trained run (`--run`, default runs/multi30k from `make multi30k`) on test_2016_flickr,
-    through each engine's whole translate path (tokenize, batch, search, detokenize);
+    through each engine's whole translate path (tokenize, batch, search, detokenize), aiayn's
+    and CTranslate2's each timed in a process of its own (`benchmarks.apart`: CTranslate2's
+    OpenMP runtime in the process slowed aiayn's steps), the rounds still interleaved;
 (b) a Marian-base-shaped model (d_model 512, 6+6 layers, d_ff 2048, 8 heads, post-norm) with
     random weights on the same sentences, </s> barred (an output bias of -1e4) so that both
     search exactly `--new-tokens` tokens a sentence: the same work on both sides.
@@ -35,6 +37,7 @@ from aiayn.interop.ct2 import CT2Translator, build_spec, load_engine, vocabulary
 from aiayn.models import ModelConfig, build_model
 from aiayn.runtime.attention import use_attention
 from aiayn.tasks.translation import load_translator
+from benchmarks.apart import apart_round_times
 from benchmarks.common import paired_ratio, report, round_times
 
 TEST = "../shared/data/multi30k/test_2016_flickr.en.gz"
@@ -62,16 +65,31 @@ def trained(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
     }
     outputs = {name: t.translate(sentences, 5) for name, t in engines.items()}
     greedy = {name: greedy_ids(t, sentences) for name, t in engines.items()}
-    # timed as a CTranslate2 user calls it: one call a batch, at the batch's longest limit
-    timed = engines | {
-        f"ct2 {q}": CT2Translator(translator, e, one_call=True) for q, e in ct2.items()
+    groups = {
+        "aiayn": (aiayn_calls, (args.run, sentences, args.threads)),
+        "ct2": (ct2_calls, (args.run, sentences, args.threads, str(tmp))),
     }
-    times = round_times(
-        {name: (lambda t=t: t.translate(sentences, 5)) for name, t in timed.items()},
-        args.rounds,
-        warmup=0,
-    )
+    times = apart_round_times(groups, args.rounds)
     summary(args, "trained run " + str(args.run), len(sentences), times, outputs, greedy)
+
+
+def aiayn_calls(run: str, sentences: list[str], threads: int) -> dict:
+    """In a worker (`benchmarks.apart`): aiayn's fp32 and int8 translate of `sentences`."""
+    use_threads(threads)
+    t = load_translator(run, log=lambda _: None)
+    int8 = Translator(quantize_int8(t.model), t.src_tok, t.tgt_tok, t.decode, t.max_len,
+                      t.recase)  # fmt: skip
+    return {"aiayn fp32": lambda: t.translate(sentences, 5),
+            "aiayn int8": lambda: int8.translate(sentences, 5)}  # fmt: skip
+
+
+def ct2_calls(run: str, sentences: list[str], threads: int, tmp: str) -> dict:
+    """In a worker: CTranslate2's, timed as its users call it: one call a batch, at the batch's
+    longest limit."""
+    t = load_translator(run, log=lambda _: None)
+    ct2 = {q: CT2Translator(t, engine(t, Path(tmp) / f"apart-{q}", q, threads), one_call=True)
+           for q in ("float32", "int8")}  # fmt: skip
+    return {f"ct2 {q}": (lambda c=c: c.translate(sentences, 5)) for q, c in ct2.items()}
 
 
 def greedy_ids(t: Translator, sentences: list[str]) -> list[str]:
@@ -155,6 +173,14 @@ def summary(args, model: str, n: int, times: dict, outputs, greedy) -> None:
     report(record)
 
 
+def use_threads(n: int) -> None:
+    """torch's threads, set only to change the count: the call also turns MKL's dynamic
+    threading off, which slowed SDPA's CPU kernel 1.3-5x (`aiayn.runtime.attention`), a setting
+    `aiayn translate` never makes."""
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--run", default="runs/multi30k", help="a trained encoder-decoder run")
@@ -165,10 +191,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", choices=("trained", "base"), help="one of the two models")
     args = p.parse_args()
-    # only to change the count: the call also turns MKL's dynamic threading off, which slowed
-    # SDPA's CPU kernel 1.3-5x (runtime.attention), a setting `aiayn translate` never makes
-    if torch.get_num_threads() != args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     sentences = read_lines(TEST)[: args.sentences]
     with tempfile.TemporaryDirectory() as folder:
         if args.only != "base":

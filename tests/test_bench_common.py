@@ -1,5 +1,8 @@
 """The benchmarks' shared timing: rounds in turn, and ratios taken round by round."""
 
+import time
+
+from benchmarks.apart import apart_round_times
 from benchmarks.common import interleaved, paired_ratio, round_times
 
 
@@ -19,3 +22,16 @@ def test_a_paired_ratio_follows_each_round_not_the_medians():
     assert paired_ratio(times, "ours", "theirs") == {"median": 0.8, "min": 0.8, "max": 0.8}
     times["theirs"] = [0.5, 1.6, 2.4, 0.9]
     assert paired_ratio(times, "ours", "theirs") == {"median": 0.8, "min": 0.5, "max": 0.9}
+
+
+def sleeper_calls(tag: str, seconds: float) -> dict:
+    """A group for `apart_round_times`, built in its worker process."""
+    return {f"{tag} {i}": (lambda: time.sleep(seconds)) for i in range(2)}
+
+
+def test_apart_round_times_times_each_group_in_its_own_process_in_turn() -> None:
+    groups = {"a": (sleeper_calls, ("a", 0.02)), "b": (sleeper_calls, ("b", 0.0))}
+    times = apart_round_times(groups, rounds=3)
+    assert list(times) == ["a 0", "a 1", "b 0", "b 1"]
+    assert all(len(t) == 3 for t in times.values())
+    assert min(times["a 0"] + times["a 1"]) >= 0.02 > max(times["b 0"] + times["b 1"])
