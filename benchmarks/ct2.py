@@ -2,12 +2,15 @@
 `aiayn export-ct2`'s spec), interleaved after warm-up, in one run, on `--threads` threads:
 
 (a) a trained run (`--run`, default runs/multi30k from `make multi30k`) on test_2016_flickr,
-    through each engine's whole translate path (tokenize, batch, search, detokenize), aiayn's
-    and CTranslate2's each timed in a process of its own (`benchmarks.apart`: CTranslate2's
-    OpenMP runtime in the process slowed aiayn's steps), the rounds still interleaved;
+    through each engine's whole translate path (tokenize, batch, search, detokenize);
 (b) a Marian-base-shaped model (d_model 512, 6+6 layers, d_ff 2048, 8 heads, post-norm) with
     random weights on the same sentences, </s> barred (an output bias of -1e4) so that both
-    search exactly `--new-tokens` tokens a sentence: the same work on both sides.
+    search exactly `--new-tokens` tokens a sentence: the same work on both sides (built from
+    a seed in each engine's process).
+
+aiayn's and CTranslate2's calls are each built and timed in a process of their own
+(`benchmarks.apart`: CTranslate2's OpenMP runtime in aiayn's process slowed aiayn's steps), the
+rounds still interleaved.
 
 Precisions: fp32 against fp32 and int8 against int8 (aiayn's `--int8`: torch's dynamic int8
 linear layers; CTranslate2's int8 export). Prints one JSON object per model and
@@ -38,7 +41,7 @@ from aiayn.models import ModelConfig, build_model
 from aiayn.runtime.attention import use_attention
 from aiayn.tasks.translation import load_translator
 from benchmarks.apart import apart_round_times
-from benchmarks.common import paired_ratio, report, round_times
+from benchmarks.common import paired_ratio, report
 
 TEST = "../shared/data/multi30k/test_2016_flickr.en.gz"
 
@@ -102,6 +105,19 @@ def greedy_ids(t: Translator, sentences: list[str]) -> list[str]:
 
 
 def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
+    common = (sentences, args.batch, args.new_tokens, args.threads)
+    groups = {
+        "aiayn": (marian_aiayn_calls, common),
+        "ct2": (marian_ct2_calls, (*common, str(tmp))),
+    }
+    summary(args, "marian-base-shaped d512 6+6 H8 ff2048, random", len(sentences),
+            apart_round_times(groups, args.rounds), None, None)  # fmt: skip
+
+
+def marian_shape(sentences: list[str], batch: int, threads: int) -> tuple[Translator, list]:
+    """The random Marian-base-shaped model (seeded: the same in each worker), as a translator,
+    and the sentences' token rows in batches of `batch`, shortest first."""
+    use_threads(threads)
     d = RunConfig.load("configs/demo.toml").data
     tok = fit_tokenizer("bpe", read_lines(d.train_src) + read_lines(d.train_tgt), d.vocab_size)
     cfg = ModelConfig(
@@ -114,14 +130,17 @@ def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> No
     use_attention(model, "auto")  # as a run's model decodes by default
     with torch.no_grad():
         model.generator.bias[tok.eos_id] = -1e4
-    translator = Translator(model, tok, tok, RunConfig().decode, cfg.max_len)
-    ct2 = {q: engine(translator, tmp / f"base-{q}", q, args.threads)
-           for q in ("float32", "int8")}  # fmt: skip
     rows = sorted(([*ids, tok.eos_id] for ids in tok.encode(sentences)), key=len)
-    batches = [rows[i : i + args.batch] for i in range(0, len(rows), args.batch)]
-    special, n = Special(tok.bos_id, tok.eos_id, tok.pad_id), args.new_tokens
+    batches = [rows[i : i + batch] for i in range(0, len(rows), batch)]
+    return Translator(model, tok, tok, RunConfig().decode, cfg.max_len), batches
+
+
+def marian_aiayn_calls(sentences: list[str], batch: int, n: int, threads: int) -> dict:
+    """In a worker: aiayn's fp32 and int8 beam search of each batch, `n` tokens a sentence."""
+    translator, batches = marian_shape(sentences, batch, threads)
+    model, tok = translator.model, translator.src_tok
+    special = Special(tok.bos_id, tok.eos_id, tok.pad_id)
     tensors = [pad_to_tensor(b, tok.pad_id) for b in batches]
-    words = [[[tok.tok.id_to_token(i) for i in r] for r in b] for b in batches]
 
     @torch.inference_mode()
     def ours(m) -> None:
@@ -129,18 +148,23 @@ def marian_base(args: argparse.Namespace, sentences: list[str], tmp: Path) -> No
             for src in tensors:
                 beam_search(m, src, special, beam=5, alpha=0.6, max_extra=10**6, cap=n)
 
+    int8 = quantize_int8(model)
+    return {"aiayn fp32": lambda: ours(model), "aiayn int8": lambda: ours(int8)}
+
+
+def marian_ct2_calls(sentences: list[str], batch: int, n: int, threads: int, tmp: str) -> dict:
+    """In a worker: CTranslate2's fp32 and int8 beam search of the same batches."""
+    translator, batches = marian_shape(sentences, batch, threads)
+    tok = translator.src_tok
+    words = [[[tok.tok.id_to_token(i) for i in r] for r in b] for b in batches]
+    ct2 = {q: engine(translator, Path(tmp) / f"base-{q}", q, threads)
+           for q in ("float32", "int8")}  # fmt: skip
+
     def theirs(e) -> None:
         for b in words:
             e.translate_batch(b, beam_size=5, max_decoding_length=n, return_scores=False)
 
-    int8 = quantize_int8(model)
-    fns = {
-        "aiayn fp32": lambda: ours(model),
-        "aiayn int8": lambda: ours(int8),
-        **{f"ct2 {q}": (lambda e=e: theirs(e)) for q, e in ct2.items()},
-    }
-    summary(args, "marian-base-shaped d512 6+6 H8 ff2048, random", len(rows),
-            round_times(fns, args.rounds, warmup=1), None, None)  # fmt: skip
+    return {f"ct2 {q}": (lambda e=e: theirs(e)) for q, e in ct2.items()}
 
 
 def summary(args, model: str, n: int, times: dict, outputs, greedy) -> None:
