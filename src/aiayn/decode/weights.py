@@ -129,7 +129,7 @@ class InputMajor:
     @contextmanager
     def active(self) -> Iterator[None]:
         for layer, weight, bias in self.copies:
-            if onednn_pays(layer):
+            if weight.is_mkldnn:  # `_layout` chose oneDNN's
                 layer.forward = partial(onednn_linear, packed=weight, bias=bias)
                 continue
             into = Reused() if any(layer is m for m in self.overwrite) else None
