@@ -51,5 +51,6 @@ def apart_round_times(
         return times
     finally:
         for proc, conn in workers:
-            conn.send(None)
+            if proc.is_alive():  # a worker that failed has gone: its error is the one to see
+                conn.send(None)
             proc.join(timeout=60)

@@ -59,11 +59,9 @@ def engine(translator: Translator, folder: Path, quantization: str, threads: int
 def trained(args: argparse.Namespace, sentences: list[str], tmp: Path) -> None:
     translator = load_translator(args.run, log=lambda _: None)
     ct2 = {q: engine(translator, tmp / f"run-{q}", q, args.threads) for q in ("float32", "int8")}
-    int8 = Translator(quantize_int8(translator.model), translator.src_tok, translator.tgt_tok,
-                      translator.decode, translator.max_len, translator.recase)  # fmt: skip
     engines = {
         "aiayn fp32": translator,
-        "aiayn int8": int8,
+        "aiayn int8": int8_twin(translator),
         **{f"ct2 {q}": CT2Translator(translator, e) for q, e in ct2.items()},
     }
     outputs = {name: t.translate(sentences, 5) for name, t in engines.items()}
@@ -80,10 +78,14 @@ def aiayn_calls(run: str, sentences: list[str], threads: int) -> dict:
     """In a worker (`benchmarks.apart`): aiayn's fp32 and int8 translate of `sentences`."""
     use_threads(threads)
     t = load_translator(run, log=lambda _: None)
-    int8 = Translator(quantize_int8(t.model), t.src_tok, t.tgt_tok, t.decode, t.max_len,
-                      t.recase)  # fmt: skip
+    int8 = int8_twin(t)
     return {"aiayn fp32": lambda: t.translate(sentences, 5),
             "aiayn int8": lambda: int8.translate(sentences, 5)}  # fmt: skip
+
+
+def int8_twin(t: Translator) -> Translator:
+    """`t` with int8 linear layers (`--int8`), its tokenizers and settings the same."""
+    return Translator(quantize_int8(t.model), t.src_tok, t.tgt_tok, t.decode, t.max_len, t.recase)
 
 
 def ct2_calls(run: str, sentences: list[str], threads: int, tmp: str) -> dict:
