@@ -11,6 +11,7 @@ then searches only those k chunks.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 # chunk sizes tried, best first (`python -m benchmarks.topk`): one must divide the row
@@ -32,9 +33,12 @@ def chunked_topk(x: Tensor, k: int, size: int) -> tuple[Tensor, Tensor]:
     into at least k chunks."""
     # x: (N, V) -> values (N, k), indices (N, k)
     n, v = x.shape
-    chunks = x.view(n, v // size, size)
-    which = chunks.amax(2).topk(k, dim=1).indices  # (N, k): the chunks that hold the k largest
-    found = chunks.gather(1, which[:, :, None].expand(n, k, size)).view(n, k * size)
+    c = v // size
+    which = x.view(n, c, size).amax(2).topk(k, dim=1).indices  # (N, k): chunks holding them
+    # the chosen chunks as rows of one (N * c, size) table: index_select copies whole rows,
+    # where `gather` would walk them entry by entry (1.4x the time of the whole selection)
+    rows = (which + torch.arange(0, n * c, c, device=x.device)[:, None]).view(-1)
+    found = x.view(n * c, size).index_select(0, rows).view(n, k * size)
     values, at = found.topk(k, dim=1)
     return values, which.gather(1, at // size) * size + at % size
 
