@@ -2,8 +2,10 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from aiayn.decode.quantize import quantize_int8
 from aiayn.decode.search import Special, beam_search
 from aiayn.decode.weights import (
     InputMajor,
@@ -14,6 +16,7 @@ from aiayn.decode.weights import (
     search_weights,
 )
 from aiayn.models import ModelConfig, build_model
+from aiayn.nn.feedforward import FeedForward
 
 needs_onednn = pytest.mark.skipif(
     not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN"
@@ -118,3 +121,47 @@ def test_a_beam_search_over_onednn_weights_finds_what_mkl_finds(monkeypatch) -> 
     assert [t for t, _ in found[True]] == [t for t, _ in found[False]]
     for (_, a), (_, b) in zip(found[True], found[False], strict=True):
         assert a == pytest.approx(b, abs=1e-4)
+
+
+def _relu_model(d_model: int):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=60, d_model=d_model, n_heads=8, d_ff=256, n_layers=1,
+                      n_decoder_layers=2, max_len=32, dropout=0.0)  # fmt: skip
+    return build_model(cfg).eval()
+
+
+def _feed_forwards(model):
+    return [m for m in model.modules() if isinstance(m, FeedForward)]
+
+
+@needs_onednn
+def test_a_relu_net_over_onednn_weights_applies_its_relu_in_the_first_product(monkeypatch):
+    monkeypatch.setattr("aiayn.decode.weights.on_amd", lambda: True)
+    model, x = _relu_model(512), torch.randn(3, 5, 512)
+    weights = InputMajor(model)
+    assert [ff for ff, _ in weights.relu_ffs] == _feed_forwards(model)  # 1 + 2 layers
+    with torch.inference_mode(), weights.active():
+        for ff in _feed_forwards(model):
+            apart = ff.w_out(F.relu(ff.w_in(x)))  # both layers lent oneDNN's weights
+            assert torch.equal(ff(x), apart)
+    assert not any("forward" in vars(ff) for ff in _feed_forwards(model))
+
+
+def test_an_int8_relu_net_applies_its_relu_in_the_int8_product() -> None:
+    model = quantize_int8(_relu_model(64))
+    x = torch.randn(3, 5, 64)
+    weights = InputMajor(model)
+    assert not weights.copies and len(weights.relu_ffs) == 3
+    with torch.inference_mode():
+        plain = [ff(x) for ff in _feed_forwards(model)]
+        with weights.active():
+            fused = [ff(x) for ff in _feed_forwards(model)]
+    assert all(torch.equal(a, b) for a, b in zip(plain, fused, strict=True))
+
+
+def test_other_activations_and_mkl_weights_keep_their_forward() -> None:
+    model = _relu_model(64)  # narrower than ONEDNN_FROM: MKL, which applies no ReLU
+    assert not InputMajor(model).relu_ffs
+    cfg = ModelConfig(arch="decoder_only", vocab_size=50, d_model=32, n_heads=4, d_ff=64,
+                      n_layers=2, max_len=16, activation="gelu")  # fmt: skip
+    assert not InputMajor(quantize_int8(build_model(cfg).eval())).relu_ffs

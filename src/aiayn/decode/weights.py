@@ -21,17 +21,26 @@ MKL's time at 32 and 160 rows, at 128 0.93-1.03x (2-core AMD EPYC, `python -m
 benchmarks.onednn_linear`). There, layers of at least ONEDNN_FROM inputs borrow oneDNN's
 blocked copy of their weights instead (`onednn_linear`), as CTranslate2 takes oneDNN on CPUs
 other than Intel's.
+
+Where a feed-forward net's first layer runs on a kernel that can apply a ReLU to what it writes
+(oneDNN's here, fbgemm's int8 product of `aiayn.decode.quantize`), decoding has it do so
+(`relu_feed_forward`): the (rows, d_ff) hidden is not read and written a second time. The same
+numbers: the ReLU of each entry, however computed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache, partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.ao.nn.intrinsic.quantized.dynamic import LinearReLU as Int8LinearReLU
+from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
+from aiayn.nn.feedforward import FeedForward
 from aiayn.safeio import read_input_text
 
 
@@ -56,15 +65,16 @@ ROW_BUCKET = 16
 ONEDNN_FROM = 512  # inputs; at 128 oneDNN and MKL took the same time
 
 
-def onednn_linear(x: Tensor, packed: Tensor, bias: Tensor | None) -> Tensor:
+def onednn_linear(x: Tensor, packed: Tensor, bias: Tensor | None, post: str = "none") -> Tensor:
     """x W^T + b, as nn.Linear computes it to rounding, by oneDNN from W in its blocked layout
-    (`packed`). With the rows padded, a row's result is the same alone as among others."""
+    (`packed`), then `post` ("none" or "relu") of each entry as it is written. With the rows
+    padded, a row's result is the same alone as among others."""
     # x: (..., in) -> (..., out)
     rows = x.reshape(-1, x.size(-1))
     n = rows.size(0)
     if n % ROW_BUCKET:
         rows = torch.cat([rows, rows.new_zeros(ROW_BUCKET - n % ROW_BUCKET, rows.size(1))])
-    out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, "none", [], "")
+    out = torch.ops.mkldnn._linear_pointwise(rows, packed, bias, post, [], "")
     return out[:n].view(*x.shape[:-1], out.size(-1))
 
 
@@ -107,7 +117,8 @@ def _alike(a: Tensor, b: Tensor) -> bool:
 
 class InputMajor:
     """(in, out) copies of a model's nn.Linear weights (or oneDNN's, where `onednn_pays`), used
-    by those layers within `active()`.
+    by those layers within `active()`, and there ReLU feed-forward nets whose first layer's
+    kernel can apply the ReLU (`relu_feed_forward`).
 
     Layers whose weights are not plain tensors (sharded by FSDP, say), or not on a CPU, are
     left as they are.
@@ -125,6 +136,13 @@ class InputMajor:
             and input_major_pays(m.weight.device)
             and m.weight.dtype == torch.float32  # measured in float32; a bf16 model stays one copy
         ]
+        blocked = {id(m): (w, b) for m, w, b in self.copies if w.is_mkldnn}
+        fused = [
+            (ff, _fused_relu(ff.w_in, blocked.get(id(ff.w_in))))
+            for ff in model.modules()
+            if isinstance(ff, FeedForward) and ff.act is F.relu
+        ]
+        self.relu_ffs = [(ff, first) for ff, first in fused if first is not None]
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -134,11 +152,33 @@ class InputMajor:
                 continue
             into = Reused() if any(layer is m for m in self.overwrite) else None
             layer.forward = partial(input_major_linear, weight_t=weight, bias=bias, into=into)
+        for ff, first in self.relu_ffs:
+            ff.forward = partial(relu_feed_forward, ff=ff, first=first)
         try:
             yield
         finally:
             for layer, _, _ in self.copies:
                 del layer.forward
+            for ff, _ in self.relu_ffs:
+                del ff.forward
+
+
+def _fused_relu(
+    layer: nn.Module, onednn: tuple[Tensor, Tensor | None] | None
+) -> Callable[[Tensor], Tensor] | None:
+    """ReLU(layer(x)) in one kernel where `layer` runs on one that can (None elsewhere):
+    `onednn` is its weight and bias where it borrows oneDNN's layout."""
+    if isinstance(layer, Int8Linear) and not isinstance(layer, Int8LinearReLU):
+        return partial(Int8LinearReLU.forward, layer)  # the same int8 product, the ReLU inside
+    if onednn is not None:
+        return partial(onednn_linear, packed=onednn[0], bias=onednn[1], post="relu")
+    return None
+
+
+def relu_feed_forward(x: Tensor, ff: FeedForward, first: Callable[[Tensor], Tensor]) -> Tensor:
+    """`ff(x)` for a ReLU net, the ReLU applied by its first layer's kernel (`first`)."""
+    # x: (..., d_model) -> (..., d_model)
+    return ff.w_out(first(x))
 
 
 def _layout(layer: nn.Linear) -> Tensor:
