@@ -67,11 +67,13 @@ def test_reorders_copy_into_the_buffers_the_last_one_left_and_keep_each_rows_key
     cache, history = KVCache(), torch.empty(6, 2, 0, 4)
     layer = cache.layer(0)
     buffers = set()
-    for rows in [6, 6, 5, 5, 3, 3]:
+    for step, rows in enumerate([6, 6, 5, 5, 3, 3]):
         new = torch.randn(history.size(0), 2, 1, 4, generator=g)
         k, v = layer.append(new, -new)
         history = torch.cat([history, new], 2)
         assert torch.equal(k, history) and torch.equal(v, -history)
+        # after a reorder, the keys and values a step attends to are one block of memory
+        assert step == 0 or (k.is_contiguous() and v.is_contiguous())
         index = torch.randint(0, history.size(0), (rows,), generator=g)
         cache.reorder_beams(index)
         history = history[index]
