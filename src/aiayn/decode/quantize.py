@@ -6,7 +6,7 @@ torch's eager quantization API that this uses (`torch.ao.quantization.quantize_d
 deprecated in favour of torchao; it still ships with torch 2.13 and needs no other package, so
 its deprecation warnings are silenced here, in the one place that calls it. On a Multi30k run
 (d_model 128) it keeps BLEU within 0.1; its beam search ran 1.01-1.30x as fast as fp32 (the
-matrices are small), on a Marian-base shape 1.6-1.8x (2-core AMD EPYC, docs/speed-ct2.md).
+matrices are small), on a Marian-base shape 1.5-1.8x (2-core AMD EPYC, docs/speed-ct2.md).
 
 The int8 model is saved without pickle, as `int8.safetensors`: for each linear layer
 `NAME.weight` (int8), `NAME.scale` (float32, one per output row; zero point 0) and `NAME.bias`, and
