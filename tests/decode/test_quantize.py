@@ -4,9 +4,11 @@ its logits close; the options that cannot go with it are refused in one line."""
 import pytest
 import torch
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
 
 from aiayn.cli import main
-from aiayn.decode.quantize import quantize_int8
+from aiayn.decode.quantize import load_int8, quantize_int8, save_int8
+from aiayn.models import ModelConfig, build_model
 from aiayn.tasks.translation import load_translator
 from tests.decode.test_quantize_run import quantized
 
@@ -50,11 +52,6 @@ def test_int8_with_ctranslate2_is_refused(run, capsys):
 
 
 def test_wide_int8_layers_are_packed_for_onednn_on_amd_and_again_when_loaded(monkeypatch, tmp_path):
-    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
-
-    from aiayn.decode.quantize import load_int8, save_int8
-    from aiayn.models import ModelConfig, build_model
-
     packed = []  # (output width, engine) of each layer's packing, in order
     set_weight_bias = Int8Linear.set_weight_bias
 
@@ -69,7 +66,8 @@ def test_wide_int8_layers_are_packed_for_onednn_on_amd_and_again_when_loaded(mon
     src, tgt = torch.randint(4, 4100, (2, 6)), torch.randint(4, 4100, (2, 5))
     engine = torch.backends.quantized.engine
     with torch.no_grad():
-        plain = quantize_int8(model)(src, tgt)  # not AMD here: fbgemm's alone
+        monkeypatch.setattr("aiayn.decode.quantize.on_amd", lambda: False)
+        plain = quantize_int8(model)(src, tgt)  # fbgemm's alone
         monkeypatch.setattr("aiayn.decode.quantize.on_amd", lambda: True)
         monkeypatch.setattr(Int8Linear, "set_weight_bias", spy)
         int8 = quantize_int8(model)
