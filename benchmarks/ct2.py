@@ -89,10 +89,11 @@ def int8_twin(t: Translator) -> Translator:
 
 
 def ct2_calls(run: str, sentences: list[str], threads: int, tmp: str) -> dict:
-    """In a worker: CTranslate2's, timed as its users call it: one call a batch, at the batch's
-    longest limit."""
+    """In a worker: CTranslate2's engines that `trained` saved in `tmp`, timed as its users call
+    them: one call a batch, at the batch's longest limit."""
     t = load_translator(run, log=lambda _: None)
-    ct2 = {q: CT2Translator(t, engine(t, Path(tmp) / f"apart-{q}", q, threads), one_call=True)
+    target = vocabulary(t.tgt_tok, t.model.cfg.vocab_size)
+    ct2 = {q: CT2Translator(t, load_engine(Path(tmp) / f"run-{q}", target, threads), one_call=True)
            for q in ("float32", "int8")}  # fmt: skip
     return {f"ct2 {q}": (lambda c=c: c.translate(sentences, 5)) for q, c in ct2.items()}
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from aiayn.decode.weights import alike
 from aiayn.nn.attention import CrossAttention
 from aiayn.nn.masks import Mask, attention_mask
 from aiayn.nn.positional import PositionalEncoding, Rotation
@@ -198,7 +199,7 @@ def _rows(buf: Tensor, index: Tensor, length: int, into: Tensor | None = None) -
     # buf: (B, H_kv, capacity, d_head) -> (N, H_kv, length + 1, d_head), N = len(index)
     shape = (index.numel(), buf.size(1), length + 1, buf.size(3))
     size = math.prod(shape)
-    fits = into is not None and into.numel() >= size and _alike(into, buf)
+    fits = into is not None and into.numel() >= size and alike(into, buf)
     out = (into if fits else buf.new_empty(2 * size))[:size].view(shape)
     torch.index_select(buf[:, :, :length], 0, index, out=out[:, :, :length])
     return out
@@ -208,7 +209,3 @@ def _memory(t: Tensor) -> Tensor:
     """All the memory under `t`, as a 1-D tensor of its dtype."""
     storage = t.untyped_storage()
     return t.new_empty(0).set_(storage, 0, (storage.nbytes() // t.element_size(),))
-
-
-def _alike(a: Tensor, b: Tensor) -> bool:
-    return a.dtype == b.dtype and a.device == b.device

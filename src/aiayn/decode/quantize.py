@@ -65,6 +65,8 @@ FEED_FORWARDS = (FeedForward, GatedFeedForward)
 def onednn_wide(model: nn.Module) -> nn.Module:
     """`model` with its int8 layers of at least ONEDNN_OUT_FROM outputs, but a feed-forward
     net's first, packed for oneDNN's int8 product, on AMD CPUs (measured there only)."""
+    if not on_amd() or "onednn" not in torch.backends.quantized.supported_engines:
+        return model
     # a feed-forward net's first layer stays fbgemm's: decoding has its kernel apply the ReLU
     # (aiayn.decode.weights), and oneDNN's int8 product with a ReLU gave other numbers
     hidden = {id(ff.w_in) for ff in model.modules() if isinstance(ff, FEED_FORWARDS)}
@@ -73,8 +75,6 @@ def onednn_wide(model: nn.Module) -> nn.Module:
         for m in int8_layers(model).values()
         if m.out_features >= ONEDNN_OUT_FROM and id(m) not in hidden
     ]
-    if not wide or not on_amd() or "onednn" not in torch.backends.quantized.supported_engines:
-        return model
     engine = torch.backends.quantized.engine  # packing follows the engine set when it runs
     torch.backends.quantized.engine = "onednn"
     try:

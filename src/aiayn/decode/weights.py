@@ -106,12 +106,13 @@ class Reused:
     def block(self, rows: int, width: int, like: Tensor) -> Tensor:
         """(rows, width) of the block, of `like`'s dtype and device."""
         m = self.memory
-        if m is None or m.size(0) < rows or m.size(1) != width or not _alike(m, like):
+        if m is None or m.size(0) < rows or m.size(1) != width or not alike(m, like):
             self.memory = m = like.new_empty(rows, width)
         return m[:rows]
 
 
-def _alike(a: Tensor, b: Tensor) -> bool:
+def alike(a: Tensor, b: Tensor) -> bool:
+    """Whether `a` and `b` have the same dtype and device."""
     return a.dtype == b.dtype and a.device == b.device
 
 
